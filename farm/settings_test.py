@@ -1,0 +1,15 @@
+"""Settings for the test suite: production settings plus safe test-only defaults.
+
+Service URLs still come from the environment (`make test` starts embedded
+servers for any that are unset), so tests run on real PostgreSQL and Redis.
+"""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key-" + "x" * 40)
+os.environ.setdefault("HTTPS", "false")
+os.environ.setdefault("FURROW_PLAIN_STATIC", "true")
+
+from farm.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

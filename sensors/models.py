@@ -1,0 +1,236 @@
+"""Devices, their sensors and readings, and what the ingest pipeline could not store."""
+
+from __future__ import annotations
+
+import re
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+
+from farm.models import Farm, Field
+
+UID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+DEVEUI_PATTERN = re.compile(r"[0-9A-Fa-f]{16}")
+METRIC_KEY_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
+DEAD_LETTER_MAX_BYTES = 8 * 1024
+
+
+def normalize_uid(value: str) -> str:
+    """A 16-hex-digit uid is a LoRaWAN DevEUI: store it lower-case."""
+    value = value.strip()
+    return value.lower() if DEVEUI_PATTERN.fullmatch(value) else value
+
+
+def validate_uid(value: str) -> None:
+    if UID_PATTERN.fullmatch(value):
+        return
+    if not value:
+        raise ValidationError("A device uid cannot be empty.", code="uid_empty")
+    if len(value) > 64:
+        raise ValidationError(f"A device uid is at most 64 characters (this one has {len(value)}).", code="uid_long")
+    bad = sorted({ch for ch in value if not UID_PATTERN.fullmatch(ch)})
+    shown = ", ".join(repr(ch) for ch in bad[:5])
+    raise ValidationError(
+        f"A device uid may use only letters A–Z, digits, '-' and '_' (it is part of the MQTT topic); "
+        f"found {shown}.",
+        code="uid_chars",
+    )
+
+
+def validate_metric_key(value: str) -> None:
+    if not METRIC_KEY_PATTERN.fullmatch(value):
+        raise ValidationError(
+            "A metric key is lower-case letters, digits and '_', starting with a letter (e.g. soil_moisture).",
+            code="metric_key",
+        )
+
+
+class DeviceKind(models.Model):
+    """A profile shared by many devices: what they measure and how often they report."""
+
+    name = models.CharField(max_length=120, unique=True)
+    slug = models.SlugField(max_length=60, unique=True)
+    description = models.TextField(blank=True)
+    expected_interval = models.PositiveIntegerField(
+        "expected interval (s)", default=900, validators=[MinValueValidator(1)],
+        help_text="How often a device of this kind reports, in seconds.",
+    )
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(expected_interval__gte=1), name="kind_interval_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class MetricSpec(models.Model):
+    kind = models.ForeignKey(DeviceKind, on_delete=models.CASCADE, related_name="metrics")
+    key = models.CharField(max_length=64, validators=[validate_metric_key])
+    label = models.CharField(max_length=120)
+    unit = models.CharField(max_length=24, blank=True)
+    min_value = models.FloatField("plausible min", null=True, blank=True)
+    max_value = models.FloatField("plausible max", null=True, blank=True)
+
+    class Meta:
+        ordering = ["kind", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "key"], name="metricspec_unique_key_per_kind"),
+            models.CheckConstraint(
+                condition=models.Q(min_value__isnull=True)
+                | models.Q(max_value__isnull=True)
+                | models.Q(min_value__lte=models.F("max_value")),
+                name="metricspec_min_le_max",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.unit})" if self.unit else self.label
+
+
+class DeviceStatus(models.TextChoices):
+    UNKNOWN = "unknown", "Never seen"
+    ONLINE = "online", "Online"
+    OFFLINE = "offline", "Offline"
+
+
+class Device(models.Model):
+    uid = models.CharField(
+        "uid", max_length=64, unique=True, validators=[validate_uid],
+        help_text="The MQTT identity (farm/<uid>/…) or the LoRaWAN DevEUI (16 hex digits, stored lower-case).",
+    )
+    name = models.CharField(max_length=120)
+    farm = models.ForeignKey(Farm, on_delete=models.CASCADE, related_name="devices")
+    field = models.ForeignKey(Field, on_delete=models.SET_NULL, null=True, blank=True, related_name="devices")
+    kind = models.ForeignKey(DeviceKind, on_delete=models.PROTECT, related_name="devices")
+    enabled = models.BooleanField(default=True)
+    expected_interval = models.PositiveIntegerField(
+        "expected interval (s)", null=True, blank=True,
+        help_text="Leave empty to use the kind's interval.",
+    )
+    status = models.CharField(max_length=16, choices=DeviceStatus.choices, default=DeviceStatus.UNKNOWN)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    battery = models.FloatField("battery (%)", null=True, blank=True)
+    rssi = models.FloatField("RSSI (dBm)", null=True, blank=True)
+    snr = models.FloatField("SNR (dB)", null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["farm", "name"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(uid__regex=r"^[A-Za-z0-9_-]{1,64}$"), name="device_uid_charset"),
+            models.CheckConstraint(
+                condition=~models.Q(uid__regex=r"^[0-9A-Fa-f]{16}$") | models.Q(uid__regex=r"^[0-9a-f]{16}$"),
+                name="device_deveui_lowercase",
+            ),
+            models.CheckConstraint(condition=models.Q(status__in=DeviceStatus.values), name="device_status_valid"),
+        ]
+        indexes = [
+            # Farm dashboard and farm list: devices of one farm by status.
+            models.Index(fields=["farm", "status"], name="device_farm_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.uid})"
+
+    @property
+    def interval_seconds(self) -> int:
+        return self.expected_interval or self.kind.expected_interval
+
+    def clean(self) -> None:
+        self.uid = normalize_uid(self.uid or "")
+        if self.field_id and self.farm_id and self.field.farm_id != self.farm_id:
+            raise ValidationError({"field": "This field belongs to another farm."})
+
+
+class Sensor(models.Model):
+    """One metric of one device; readings hang off it."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="sensors")
+    key = models.CharField(max_length=64, validators=[validate_metric_key])
+    label = models.CharField(max_length=120)
+    unit = models.CharField(max_length=24, blank=True)
+    min_value = models.FloatField("plausible min", null=True, blank=True)
+    max_value = models.FloatField("plausible max", null=True, blank=True)
+    needs_review = models.BooleanField(
+        default=False, help_text="Created by the ingest worker for a metric the device's kind does not list."
+    )
+    last_value = models.FloatField(null=True, blank=True)
+    last_ts = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["device", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["device", "key"], name="sensor_unique_key_per_device"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.device.name} · {self.label}"
+
+
+class Reading(models.Model):
+    """The one big table: narrow rows written with COPY, idempotent on (sensor, ts).
+
+    The primary key (sensor_id, ts) makes a redelivered message harmless
+    (ON CONFLICT DO NOTHING) and serves every chart query: one sensor over a
+    time range. The foreign key to sensor is declared in SQL with ON DELETE
+    CASCADE (see the migration) so that deleting a sensor never loads its
+    readings into Python.
+    """
+
+    pk = models.CompositePrimaryKey("sensor_id", "ts")
+    sensor = models.ForeignKey(
+        Sensor, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="readings"
+    )
+    ts = models.DateTimeField()
+    value = models.FloatField()
+
+    class Meta:
+        managed = True
+
+    def __str__(self) -> str:
+        return f"{self.sensor_id} @ {self.ts:%Y-%m-%d %H:%M:%S}: {self.value}"
+
+
+class UnknownDevice(models.Model):
+    """A uid seen on the broker that no registered device has; an admin may register it."""
+
+    uid = models.CharField(max_length=64, unique=True)
+    source = models.CharField(max_length=16, blank=True, help_text="native, chirpstack or ttn")
+    topic = models.CharField(max_length=512)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    message_count = models.PositiveBigIntegerField(default=0)
+    last_payload = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-last_seen"]
+
+    def __str__(self) -> str:
+        return self.uid
+
+
+class DeadLetter(models.Model):
+    """A message the ingest worker rejected, with the reason in plain words."""
+
+    received_at = models.DateTimeField()
+    topic = models.CharField(max_length=512)
+    payload = models.BinaryField(help_text=f"The raw bytes, up to {DEAD_LETTER_MAX_BYTES}.")
+    payload_size = models.PositiveIntegerField()
+    reason = models.TextField()
+    source = models.CharField(max_length=16, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        indexes = [
+            # Admin list and retention sweep: newest dead letters first.
+            models.Index(fields=["-received_at"], name="deadletter_received_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.topic}: {self.reason[:60]}"
