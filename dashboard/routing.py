@@ -1,5 +1,9 @@
-"""WebSocket routes; consumers are added by the live-dashboard work."""
+"""WebSocket routes, mounted by ``farm.asgi`` behind the Origin check and the session auth stack."""
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-websocket_urlpatterns: list[URLPattern | URLResolver] = []
+from .consumers import FarmConsumer
+
+websocket_urlpatterns: list[URLPattern | URLResolver] = [
+    path("ws/farms/<int:farm_id>/", FarmConsumer.as_asgi(), name="farm-live"),
+]

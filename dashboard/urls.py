@@ -1,5 +1,11 @@
-"""Dashboard pages (filled in by the live-dashboard work)."""
+"""Dashboard pages and their JSON endpoints."""
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from . import views
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("farms/<slug:farm_ref>/", views.farm_dashboard, name="farm-dashboard"),
+    path("farms/<slug:farm_ref>/sensors/<int:sensor_id>/series", views.sensor_series, name="farm-sensor-series"),
+    path("farms/<slug:farm_ref>/sparklines", views.farm_sparklines, name="farm-sparklines"),
+]

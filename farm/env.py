@@ -69,9 +69,7 @@ def env_int(
     return number
 
 
-def env_float(
-    name: str, default: float, *, minimum: float = 0.0, environ: Mapping[str, str] | None = None
-) -> float:
+def env_float(name: str, default: float, *, minimum: float = 0.0, environ: Mapping[str, str] | None = None) -> float:
     value = _raw(name, environ)
     if not value:
         return default
@@ -91,6 +89,18 @@ def env_list(name: str, default: list[str], *, environ: Mapping[str, str] | None
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def _redacted(value: str) -> str:
+    """The URL with any password replaced, fit for an error message that ends up in logs."""
+    parts = urlsplit(value)
+    try:
+        password = parts.password
+    except ValueError:
+        password = None
+    if not password:
+        return value
+    return parts._replace(netloc=parts.netloc.replace(f":{password}@", ":***@", 1)).geturl()
+
+
 def env_url(
     name: str,
     default: str | None,
@@ -100,15 +110,18 @@ def env_url(
 ) -> str:
     value = env_str(name, default, environ=environ)
     parts = urlsplit(value)
+    shown = _redacted(value)
     if parts.scheme not in schemes:
         allowed = ", ".join(f"{s}://" for s in schemes)
-        raise ConfigError(f"{name} must start with one of {allowed}, got {value!r}")
+        raise ConfigError(f"{name} must start with one of {allowed}, got {shown!r}")
     try:
         parts.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError:
-        raise ConfigError(f"{name} has an invalid port: {value!r}") from None
-    if not parts.hostname and not parts.query:
-        raise ConfigError(f"{name} has no host: {value!r}")
+        raise ConfigError(f"{name} has an invalid port: {shown!r}") from None
+    # A unix:// URL names a socket path instead of a host (redis-py's unix:///run/redis.sock).
+    has_socket_path = parts.scheme == "unix" and parts.path not in ("", "/")
+    if not parts.hostname and not parts.query and not has_socket_path:
+        raise ConfigError(f"{name} has no host: {shown!r}")
     return value
 
 

@@ -54,6 +54,9 @@ class Field(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["farm", "slug"], name="field_unique_slug_per_farm"),
             models.UniqueConstraint(fields=["farm", "name"], name="field_unique_name_per_farm"),
+            # Target of devices' composite foreign key (field_id, farm_id): a device's field
+            # must belong to the device's farm, enforced by the database.
+            models.UniqueConstraint(fields=["id", "farm"], name="field_unique_id_farm"),
             models.CheckConstraint(
                 condition=models.Q(area_ha__isnull=True) | models.Q(area_ha__gte=0), name="field_area_non_negative"
             ),

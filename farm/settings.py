@@ -131,6 +131,11 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+# Dashboard (issue 4): mark devices offline that missed their interval by a margin.
+CELERY_BEAT_SCHEDULE["sensors-offline-sweep"] = {
+    "task": "sensors.tasks.sweep_offline_devices",
+    "schedule": 60.0,
+}
 
 # --- Ingest (issue: MQTT ingest) -----------------------------------------
 
@@ -182,6 +187,12 @@ LOGOUT_REDIRECT_URL = "login"
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Dashboard (issue 4): Plotly.js comes from the installed plotly package, not a CDN.
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "dashboard.staticfinders.PlotlyFinder",
+]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

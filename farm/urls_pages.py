@@ -1,5 +1,13 @@
-"""Login, logout, farm list and health check (filled in by the pages work)."""
+"""Login, logout, farm list and health check."""
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from farm import views
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("", views.farm_list, name="farm-list"),
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("logout/", views.LogoutView.as_view(), name="logout"),
+    # No trailing slash: SECURE_REDIRECT_EXEMPT matches "^healthz$" so probes over plain HTTP work.
+    path("healthz", views.healthz, name="healthz"),
+]

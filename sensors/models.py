@@ -22,6 +22,18 @@ def normalize_uid(value: str) -> str:
     return value.lower() if DEVEUI_PATTERN.fullmatch(value) else value
 
 
+def _describe_uid_char(ch: str) -> str:
+    if ch == "/":
+        return "'/' (the MQTT topic separator)"
+    if ch in "+#":
+        return f"{ch!r} (an MQTT wildcard)"
+    if ch.isspace():
+        return "a space" if ch == " " else f"whitespace {ch!r}"
+    if not ch.isascii():
+        return f"{ch!r} (not ASCII)"
+    return repr(ch)
+
+
 def validate_uid(value: str) -> None:
     if UID_PATTERN.fullmatch(value):
         return
@@ -30,10 +42,10 @@ def validate_uid(value: str) -> None:
     if len(value) > 64:
         raise ValidationError(f"A device uid is at most 64 characters (this one has {len(value)}).", code="uid_long")
     bad = sorted({ch for ch in value if not UID_PATTERN.fullmatch(ch)})
-    shown = ", ".join(repr(ch) for ch in bad[:5])
+    shown = ", ".join(_describe_uid_char(ch) for ch in bad[:5])
     raise ValidationError(
-        f"A device uid may use only letters A–Z, digits, '-' and '_' (it is part of the MQTT topic); "
-        f"found {shown}.",
+        f"A device uid may use only letters A–Z, digits, '-' and '_' (it is part of the MQTT topic "
+        f"farm/<uid>/telemetry); found {shown}.",
         code="uid_chars",
     )
 
@@ -53,7 +65,9 @@ class DeviceKind(models.Model):
     slug = models.SlugField(max_length=60, unique=True)
     description = models.TextField(blank=True)
     expected_interval = models.PositiveIntegerField(
-        "expected interval (s)", default=900, validators=[MinValueValidator(1)],
+        "expected interval (s)",
+        default=900,
+        validators=[MinValueValidator(1)],
         help_text="How often a device of this kind reports, in seconds.",
     )
 
@@ -80,6 +94,9 @@ class MetricSpec(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["kind", "key"], name="metricspec_unique_key_per_kind"),
             models.CheckConstraint(
+                condition=models.Q(key__regex=r"^[a-z][a-z0-9_]{0,63}$"), name="metricspec_key_format"
+            ),
+            models.CheckConstraint(
                 condition=models.Q(min_value__isnull=True)
                 | models.Q(max_value__isnull=True)
                 | models.Q(min_value__lte=models.F("max_value")),
@@ -99,7 +116,10 @@ class DeviceStatus(models.TextChoices):
 
 class Device(models.Model):
     uid = models.CharField(
-        "uid", max_length=64, unique=True, validators=[validate_uid],
+        "uid",
+        max_length=64,
+        unique=True,
+        validators=[validate_uid],
         help_text="The MQTT identity (farm/<uid>/…) or the LoRaWAN DevEUI (16 hex digits, stored lower-case).",
     )
     name = models.CharField(max_length=120)
@@ -108,7 +128,10 @@ class Device(models.Model):
     kind = models.ForeignKey(DeviceKind, on_delete=models.PROTECT, related_name="devices")
     enabled = models.BooleanField(default=True)
     expected_interval = models.PositiveIntegerField(
-        "expected interval (s)", null=True, blank=True,
+        "expected interval (s)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
         help_text="Leave empty to use the kind's interval.",
     )
     status = models.CharField(max_length=16, choices=DeviceStatus.choices, default=DeviceStatus.UNKNOWN)
@@ -128,6 +151,12 @@ class Device(models.Model):
                 name="device_deveui_lowercase",
             ),
             models.CheckConstraint(condition=models.Q(status__in=DeviceStatus.values), name="device_status_valid"),
+            models.CheckConstraint(
+                condition=models.Q(expected_interval__isnull=True) | models.Q(expected_interval__gte=1),
+                name="device_interval_positive",
+            ),
+            # The field-in-farm rule is also a composite foreign key (field_id, farm_id) →
+            # farm_field (id, farm_id), declared in SQL in migration 0003.
         ]
         indexes = [
             # Farm dashboard and farm list: devices of one farm by status.
@@ -143,8 +172,9 @@ class Device(models.Model):
 
     def clean(self) -> None:
         self.uid = normalize_uid(self.uid or "")
-        if self.field_id and self.farm_id and self.field.farm_id != self.farm_id:
-            raise ValidationError({"field": "This field belongs to another farm."})
+        field = self.field if self.field_id else None
+        if field is not None and self.farm_id and field.farm_id != self.farm_id:
+            raise ValidationError({"field": f"{field.name} is on farm {field.farm.name}, not on this device's farm."})
 
 
 class Sensor(models.Model):
@@ -167,6 +197,13 @@ class Sensor(models.Model):
         ordering = ["device", "id"]
         constraints = [
             models.UniqueConstraint(fields=["device", "key"], name="sensor_unique_key_per_device"),
+            models.CheckConstraint(condition=models.Q(key__regex=r"^[a-z][a-z0-9_]{0,63}$"), name="sensor_key_format"),
+            models.CheckConstraint(
+                condition=models.Q(min_value__isnull=True)
+                | models.Q(max_value__isnull=True)
+                | models.Q(min_value__lte=models.F("max_value")),
+                name="sensor_min_le_max",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import factory
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from farm.models import Farm, Field, Membership, Role
-from sensors.models import Device, DeviceKind, MetricSpec, Sensor
+from sensors.models import DeadLetter, Device, DeviceKind, MetricSpec, Sensor, UnknownDevice
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -91,3 +92,28 @@ class SensorFactory(factory.django.DjangoModelFactory):
     unit = "%"
     min_value = 0.0
     max_value = 100.0
+
+
+class UnknownDeviceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = UnknownDevice
+
+    uid = factory.Sequence(lambda n: f"stranger-{n}")
+    source = "native"
+    topic = factory.LazyAttribute(lambda u: f"farm/{u.uid}/telemetry")
+    first_seen = factory.LazyFunction(timezone.now)
+    last_seen = factory.LazyFunction(timezone.now)
+    message_count = 3
+    last_payload = '{"soil_moisture": 30.5}'
+
+
+class DeadLetterFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = DeadLetter
+
+    received_at = factory.LazyFunction(timezone.now)
+    topic = "farm/probe-1/telemetry"
+    payload = b'{"soil_moisture": NaN}'
+    payload_size = factory.LazyAttribute(lambda d: len(d.payload))
+    reason = "soil_moisture is NaN, not a number"
+    source = "native"

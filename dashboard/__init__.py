@@ -1,0 +1,1 @@
+"""The farm dashboard: pages, live WebSocket fan-out and charts."""

@@ -1,0 +1,106 @@
+"""The farm dashboard socket, ``/ws/farms/<farm_id>/``.
+
+It authorizes, joins groups and forwards what ``dashboard.live`` sends —
+nothing else. The message protocol is in the README ("Live protocol").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.utils import timezone
+
+from . import live, payloads, protocol, selectors
+
+logger = logging.getLogger(__name__)
+
+# Signals close revoked sockets at once; this timer is the backstop for what
+# no signal reports (a session deleted in the database, an expired session, a
+# lost channel-layer message) and re-joins the groups, which channels_redis
+# expires after a day.
+ACCESS_RECHECK_SECONDS = 60.0
+
+
+class FarmConsumer(AsyncWebsocketConsumer):
+    farm_id: int
+    user_id: int
+    session_key: str | None
+    joined = False
+    recheck_task: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        user = self.scope["user"]
+        if not user.is_authenticated:
+            await self.close()
+            return
+        self.farm_id = int(self.scope["url_route"]["kwargs"]["farm_id"])
+        self.user_id = user.pk
+        self.session_key = self.scope["session"].session_key
+        self.bucket = protocol.TokenBucket()
+        allowed = await database_sync_to_async(selectors.user_can_view_farm)(user, self.farm_id)
+        await self.accept()
+        if not allowed:
+            await self.close(code=live.CLOSE_FORBIDDEN)
+            return
+        await live.socket_join(self.channel_name, farm_id=self.farm_id, user_id=self.user_id)
+        self.joined = True
+        await self.send_snapshot()
+        self.recheck_task = asyncio.create_task(self.recheck_forever())
+
+    async def disconnect(self, code: int) -> None:
+        if self.recheck_task is not None:
+            self.recheck_task.cancel()
+        if self.joined:
+            await live.socket_leave(self.channel_name, farm_id=self.farm_id, user_id=self.user_id)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not self.bucket.allow():
+            await self.close(code=protocol.CLOSE_POLICY)
+        elif text_data is None or len(text_data) > protocol.MAX_FRAME_CHARS:
+            await self.close(code=protocol.CLOSE_TOO_BIG)
+        else:
+            message = protocol.parse_client_message(text_data)
+            if message is protocol.ClientMessage.PING:
+                seq = await sync_to_async(live.farm_sequence, thread_sensitive=False)(self.farm_id)
+                await self.send(text_data=payloads.pong_text(seq=seq, now=timezone.now()))
+            elif message is protocol.ClientMessage.SNAPSHOT:
+                await self.send_snapshot()
+
+    async def send_snapshot(self) -> None:
+        await self.send(text_data=await database_sync_to_async(live.farm_snapshot)(self.farm_id))
+
+    async def recheck_forever(self) -> None:
+        while True:
+            await asyncio.sleep(ACCESS_RECHECK_SECONDS * random.uniform(0.9, 1.1))  # noqa: S311 - jitter
+            try:
+                await self.recheck_access()
+            except Exception:
+                # A database or Redis blip must not end the backstop; the next round retries.
+                logger.exception("access re-check failed for socket of user %s", self.user_id)
+
+    async def recheck_access(self) -> None:
+        verdict = await database_sync_to_async(selectors.socket_access)(
+            session_key=self.session_key, user_id=self.user_id, farm_id=self.farm_id
+        )
+        if verdict == "ok":
+            await live.socket_join(self.channel_name, farm_id=self.farm_id, user_id=self.user_id)
+        else:
+            await self.close(code=live.CLOSE_SIGNED_OUT if verdict == "signed_out" else live.CLOSE_FORBIDDEN)
+
+    # Channel-layer events from dashboard.live.
+
+    async def farm_update(self, event: dict[str, Any]) -> None:
+        await self.send(text_data=event["text"])
+
+    async def socket_close(self, event: dict[str, Any]) -> None:
+        if event.get("session") in (None, live.session_fingerprint(self.session_key)):
+            await self.close(code=event["code"])
+
+    async def access_recheck(self, event: dict[str, Any]) -> None:
+        await self.recheck_access()

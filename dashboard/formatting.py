@@ -1,0 +1,55 @@
+"""How the dashboard writes numbers and ages; ``dashboard.js`` mirrors each function."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+STATE_LABELS = {
+    "fresh": "Fresh",
+    "stale": "Stale",
+    "offline": "Offline",
+    "out_of_range": "Out of range",
+    "no_data": "No data",
+}
+STATE_BADGES = {
+    "fresh": "badge-online",
+    "stale": "badge-warn",
+    "offline": "badge-offline",
+    "out_of_range": "badge-range",
+    "no_data": "badge-never",
+}
+
+
+def reading_text(value: float | None) -> str:
+    """Fixed decimals by magnitude so a ticking value does not jitter in width (JS: ``formatValue``)."""
+    if value is None:
+        return "—"
+    magnitude = abs(value)
+    decimals = 0 if magnitude >= 1000 else 1 if magnitude >= 10 else 2
+    return f"{value:,.{decimals}f}"
+
+
+def age_text(moment: datetime | None, now: datetime) -> str:
+    """``12 s ago``, ``4 min ago``, ``2 h 5 min ago``, ``3 d 4 h ago`` (JS: ``formatAge``)."""
+    if moment is None:
+        return "never"
+    seconds = max(0, int((now - moment).total_seconds()))
+    if seconds < 60:
+        return f"{seconds} s ago"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min ago"
+    hours = minutes // 60
+    if hours < 24:
+        return f"{hours} h {minutes % 60} min ago"
+    return f"{hours // 24} d {hours % 24} h ago"
+
+
+def signal_bars(rssi: float | None) -> int:
+    """0–4 bars from a LoRa RSSI in dBm (JS: ``signalBars``)."""
+    if rssi is None:
+        return 0
+    for bars, floor in ((4, -90.0), (3, -105.0), (2, -115.0)):
+        if rssi >= floor:
+            return bars
+    return 1

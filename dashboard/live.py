@@ -1,0 +1,162 @@
+"""Live fan-out: every channel-layer group name and every ``group_send`` lives here.
+
+Groups:
+- ``farm.<farm_id>``: every socket watching that farm; gets one ``farm.update``
+  per ingest batch (or offline sweep) that touched the farm.
+- ``user.<user_id>``: every socket of that user, whatever the farm; gets
+  ``socket.close`` (logout, deactivation) and ``access.recheck`` (membership
+  or staff flag changed).
+
+Channel layers are at-most-once and drop silently over capacity (DESIGN.md
+§6), so each farm message carries the farm's next sequence number from Redis
+``INCR``: a browser that sees a gap asks for a fresh snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import defaultdict
+from functools import lru_cache
+from typing import Any
+
+import redis
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.utils import timezone
+
+from sensors.hooks import BatchOutcome, DeviceChange, StoredReading
+
+from . import payloads, selectors
+
+logger = logging.getLogger(__name__)
+
+SEQUENCE_KEY = "furrow:live:seq:{farm_id}"
+
+# Close codes the browser acts on (see README, "Live protocol").
+CLOSE_SIGNED_OUT = 4401
+CLOSE_FORBIDDEN = 4403
+
+
+def farm_group(farm_id: int) -> str:
+    return f"farm.{farm_id}"
+
+
+def user_group(user_id: int) -> str:
+    return f"user.{user_id}"
+
+
+def session_fingerprint(session_key: str | None) -> str:
+    """A session key stands for a login: only its hash travels through Redis."""
+    return hashlib.sha256((session_key or "").encode()).hexdigest()[:32]
+
+
+@lru_cache(maxsize=1)
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def farm_sequence(farm_id: int) -> int:
+    """The farm's last sequence number (0 before its first message)."""
+    value = _redis().get(SEQUENCE_KEY.format(farm_id=farm_id))
+    return int(value) if value is not None else 0
+
+
+def farm_sequences_next(farm_ids: list[int]) -> dict[int, int]:
+    """Take the next sequence number of each farm, in one round trip."""
+    pipe = _redis().pipeline(transaction=False)
+    for farm_id in farm_ids:
+        pipe.incr(SEQUENCE_KEY.format(farm_id=farm_id))
+    return dict(zip(farm_ids, (int(n) for n in pipe.execute()), strict=True))
+
+
+def farm_updates_publish(outcome: BatchOutcome) -> None:
+    """The after-commit batch hook: one ``farm.update`` per farm in the batch.
+
+    Registered in ``DashboardConfig.ready``. The sequence number is taken
+    after the batch committed, which is what lets a snapshot read the number
+    first and the database second (see ``consumers``).
+    """
+    readings: dict[int, list[StoredReading]] = defaultdict(list)
+    devices: dict[int, list[DeviceChange]] = defaultdict(list)
+    for reading in outcome.readings:
+        readings[reading.farm_id].append(reading)
+    for change in outcome.devices:
+        devices[change.farm_id].append(change)
+    farm_ids = sorted(outcome.farm_ids())
+    if not farm_ids:
+        return
+    seqs = farm_sequences_next(farm_ids)
+    now = timezone.now()
+    messages = [
+        (
+            farm_group(farm_id),
+            {
+                "type": "farm.update",
+                "text": payloads.update_text(
+                    farm_id=farm_id, seq=seqs[farm_id], readings=readings[farm_id], devices=devices[farm_id], now=now
+                ),
+            },
+        )
+        for farm_id in farm_ids
+    ]
+    async_to_sync(_group_send_many)(messages)
+
+
+def user_sockets_close(*, user_id: int, code: int, session_key: str | None = None) -> None:
+    """Close the user's open sockets: all of them, or only those opened with ``session_key``."""
+    message = {
+        "type": "socket.close",
+        "code": code,
+        "session": None if session_key is None else session_fingerprint(session_key),
+    }
+    async_to_sync(_group_send_many)([(user_group(user_id), message)])
+
+
+def user_access_recheck(*, user_id: int) -> None:
+    """Ask the user's open sockets to re-check their access (membership or staff flag changed)."""
+    async_to_sync(_group_send_many)([(user_group(user_id), {"type": "access.recheck"})])
+
+
+async def socket_join(channel_name: str, *, farm_id: int, user_id: int) -> None:
+    """Also called again on the access timer: channels_redis forgets group members after a day."""
+    layer = get_channel_layer()
+    assert layer is not None
+    await asyncio.gather(
+        layer.group_add(farm_group(farm_id), channel_name), layer.group_add(user_group(user_id), channel_name)
+    )
+
+
+async def socket_leave(channel_name: str, *, farm_id: int, user_id: int) -> None:
+    layer = get_channel_layer()
+    assert layer is not None
+    await asyncio.gather(
+        layer.group_discard(farm_group(farm_id), channel_name), layer.group_discard(user_group(user_id), channel_name)
+    )
+
+
+async def _group_send_many(messages: list[tuple[str, dict[str, Any]]]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        logger.warning("no channel layer configured; %d live message(s) not sent", len(messages))
+        return
+    await asyncio.gather(*(layer.group_send(group, message) for group, message in messages))
+
+
+def farm_snapshot(farm_id: int) -> str:
+    """The farm's current state as a ``snapshot`` message.
+
+    The sequence number is read *before* the database: a batch's number is
+    taken only after it committed, so every message numbered up to the one we
+    read is already in what we read next, and the browser may skip them.
+    """
+    seq = farm_sequence(farm_id)
+    return payloads.snapshot_text(
+        farm_id=farm_id,
+        seq=seq,
+        sensors=selectors.farm_latest_values(farm_id),
+        devices=selectors.farm_devices(farm_id),
+        now=timezone.now(),
+    )

@@ -1,0 +1,186 @@
+"""Plain functions behind the dev stack: data directory, secrets, ports and the children's environment."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import secrets
+import socket
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO
+
+from farm.env import ConfigError, env_int
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+LOCALHOST = "127.0.0.1"
+URL_VARS = ("DATABASE_URL", "REDIS_URL", "MQTT_URL")
+DEFAULT_WEB_PORT = 8000
+APP_DEFAULTS = {
+    "DEBUG": "false",
+    # Plain http on localhost: secure-only cookies would make logging in impossible.
+    "HTTPS": "false",
+    "ALLOWED_HOSTS": "localhost,127.0.0.1,[::1]",
+}
+
+
+class DevstackError(Exception):
+    """A start-up problem the user can act on; printed as a message, never as a traceback."""
+
+
+class PortInUse(DevstackError):
+    def __init__(self, port: int, what: str, hint: str) -> None:
+        super().__init__(f"port {port} ({what}) is already in use on {LOCALHOST}: {hint}")
+        self.port = port
+
+
+def var_dir(environ: Mapping[str, str]) -> Path:
+    """Where embedded services keep their data and the stack its secrets (``FURROW_VAR_DIR``, default ``var/``)."""
+    raw = environ.get("FURROW_VAR_DIR", "").strip()
+    return Path(raw).expanduser().resolve() if raw else BASE_DIR / "var"
+
+
+def missing_urls(environ: Mapping[str, str]) -> list[str]:
+    """The service URLs that are unset (or empty): the ones that get an embedded server."""
+    return [name for name in URL_VARS if not environ.get(name, "").strip()]
+
+
+def read_or_create_secret(path: Path, *, nbytes: int = 32) -> str:
+    """Read a secret kept in ``path``, creating it (mode 0600) the first time."""
+    try:
+        value = path.read_text().strip()
+    except FileNotFoundError:
+        value = ""
+    if value:
+        return value
+    value = secrets.token_urlsafe(nbytes)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+def port_in_use(port: int, host: str = LOCALHOST) -> bool:
+    """True when something already listens on ``host:port``.
+
+    SO_REUSEADDR matches what servers (Twisted/daphne, PostgreSQL, Valkey)
+    set, so a socket lingering in TIME_WAIT does not count as in use.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            raise DevstackError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return False
+
+
+def ensure_port_free(port: int, what: str, hint: str) -> None:
+    if port_in_use(port):
+        raise PortInUse(port, what, hint)
+
+
+def free_port(host: str = LOCALHOST) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_setting(environ: Mapping[str, str], name: str, default: int) -> int:
+    """A port from the environment; 0 means "any free port"."""
+    return env_int(name, default, minimum=0, maximum=65535, environ=environ)
+
+
+def web_port(environ: Mapping[str, str]) -> int:
+    return env_int("PORT", DEFAULT_WEB_PORT, minimum=1, maximum=65535, environ=environ)
+
+
+def process_selection(environ: Mapping[str, str]) -> list[str] | None:
+    """``FURROW_PROCESSES=web,worker`` runs only those Procfile entries; unset runs them all."""
+    raw = environ.get("FURROW_PROCESSES", "").strip()
+    return [name.strip() for name in raw.split(",") if name.strip()] or None
+
+
+def app_environment(
+    environ: Mapping[str, str],
+    *,
+    urls: Mapping[str, str],
+    var: Path,
+    secret_key: str,
+    port: int,
+) -> dict[str, str]:
+    """The environment of every app process: the service URLs plus safe local defaults.
+
+    Values the user set win over the defaults, so ``DEBUG=true make run`` or a
+    wider ``ALLOWED_HOSTS`` still work; the settings module is always the real
+    one (a caller such as pytest may have exported the test settings).
+    """
+    env = dict(environ)
+    env.update(urls)
+    for name, value in {**APP_DEFAULTS, "SECRET_KEY": secret_key}.items():
+        if not env.get(name, "").strip():
+            env[name] = value
+    env["PORT"] = str(port)
+    env["FURROW_VAR_DIR"] = str(var)
+    env["DJANGO_SETTINGS_MODULE"] = "farm.settings"
+    # Children's output goes through pipes to the supervisor: without this it arrives in bursts.
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
+    return env
+
+
+def suite_environment(environ: Mapping[str, str], *, urls: Mapping[str, str]) -> dict[str, str]:
+    """The environment for pytest: the service URLs, and the settings module left to pyproject.toml.
+
+    ``farm/__init__`` (imported to run this module) sets DJANGO_SETTINGS_MODULE
+    to the production settings; pytest-django would prefer it over the test
+    settings, so it is dropped. Pass ``--ds`` to pytest to choose others.
+    """
+    env = {name: value for name, value in environ.items() if name != "DJANGO_SETTINGS_MODULE"}
+    env.update(urls)
+    return env
+
+
+def acquire_var_lock(var: Path) -> IO[str]:
+    """Hold ``var/devstack.lock`` for the life of the stack, so two stacks never share one data directory."""
+    var.mkdir(parents=True, exist_ok=True)
+    handle = (var / "devstack.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise DevstackError(
+            f"another Furrow stack (pid {holder}) is using {var}; stop it first, "
+            "or set FURROW_VAR_DIR to another directory"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+__all__ = [
+    "ConfigError",
+    "DevstackError",
+    "PortInUse",
+    "acquire_var_lock",
+    "app_environment",
+    "ensure_port_free",
+    "free_port",
+    "missing_urls",
+    "port_in_use",
+    "port_setting",
+    "process_selection",
+    "read_or_create_secret",
+    "suite_environment",
+    "var_dir",
+    "web_port",
+]

@@ -1,0 +1,93 @@
+"""The demo farm that ``make run`` seeds once: Brookside Farm, its fields, devices and owner.
+
+Device kinds come from the sensors app's data migration, matched by slug. The
+LoRaWAN devices have a DevEUI (16 lower-case hex digits) as their uid, so the
+simulator publishes them in ChirpStack / The Things Stack shapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.contrib.auth.models import AbstractUser
+from django.db import transaction
+
+from farm.models import Farm, Role
+from farm.services import farm_create, field_create, membership_set, superuser_ensure
+from sensors.models import DeviceKind
+from sensors.services import device_register
+
+DEMO_FARM = {
+    "name": "Brookside Farm",
+    "slug": "brookside",
+    "time_zone": "Europe/London",
+    "location": "Somerset, England",
+    "latitude": Decimal("51.14860"),
+    "longitude": Decimal("-2.71420"),
+}
+
+# (name, slug, crop, area in hectares)
+DEMO_FIELDS = [
+    ("North Meadow", "north-meadow", "Winter wheat", Decimal("12.50")),
+    ("Orchard", "orchard", "Cider apples", Decimal("4.20")),
+    ("Polytunnels", "polytunnels", "Strawberries", Decimal("0.80")),
+]
+
+# (uid, name, field slug, kind slug)
+DEMO_DEVICES = [
+    ("brookside-soil-1", "North Meadow soil probe 1", "north-meadow", "soil-probe"),
+    ("brookside-soil-2", "North Meadow soil probe 2", "north-meadow", "soil-probe"),
+    ("brookside-weather", "Weather station", "north-meadow", "weather-station"),
+    ("brookside-rain", "Rain gauge", "north-meadow", "rain-gauge"),
+    ("a84041000181c2d1", "Orchard soil probe (LoRaWAN)", "orchard", "soil-probe"),
+    ("a84041000181c2d2", "Orchard air sensor (LoRaWAN)", "orchard", "air-th"),
+    ("brookside-tunnel-air", "Polytunnel air sensor", "polytunnels", "air-th"),
+    ("70b3d57ed0051a3f", "Irrigation tank level (LoRaWAN)", "polytunnels", "water-level"),
+    ("brookside-pump-battery", "Pump battery", "polytunnels", "battery-monitor"),
+]
+
+
+class DemoKindMissing(Exception):
+    """A device kind the demo needs is not in the database."""
+
+
+@dataclass(frozen=True)
+class DemoSeed:
+    farm: Farm
+    user: AbstractUser
+    created: bool
+
+
+def demo_kinds() -> dict[str, DeviceKind]:
+    slugs = {kind for *_, kind in DEMO_DEVICES}
+    kinds = {kind.slug: kind for kind in DeviceKind.objects.filter(slug__in=slugs).prefetch_related("metrics")}
+    missing = sorted(slugs - kinds.keys())
+    if missing:
+        raise DemoKindMissing(
+            f"device kinds {', '.join(missing)} are missing; run `python manage.py migrate` "
+            "(the sensors app ships them in a data migration)"
+        )
+    return kinds
+
+
+def demo_farm_create() -> Farm:
+    kinds = demo_kinds()
+    farm = farm_create(**DEMO_FARM)  # type: ignore[arg-type]
+    fields = {slug: field_create(farm=farm, name=name, slug=slug, crop=crop, area_ha=area)
+              for name, slug, crop, area in DEMO_FIELDS}  # fmt: skip
+    for uid, name, field, kind in DEMO_DEVICES:
+        device_register(uid=uid, name=name, farm=farm, field=fields[field], kind=kinds[kind])
+    return farm
+
+
+@transaction.atomic
+def demo_seed(*, username: str, password: str) -> DemoSeed:
+    """Create the demo farm the first time; every time, make ``username`` a superuser owning it."""
+    user = superuser_ensure(username=username, password=password)
+    farm = Farm.objects.filter(slug=DEMO_FARM["slug"]).first()
+    created = farm is None
+    if farm is None:
+        farm = demo_farm_create()
+    membership_set(farm=farm, user=user, role=Role.OWNER)
+    return DemoSeed(farm=farm, user=user, created=created)

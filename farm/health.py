@@ -1,0 +1,146 @@
+"""The checks behind ``/healthz``: small functions, run together, each timed.
+
+A check is a function (plain or ``async``) that returns a dict of details to
+show, or raises to say its dependency is down. Register more with
+``register_check``; a failing check with ``required=True`` turns the answer
+into a 503 so that a load balancer or supervisor takes the process out.
+
+The ``ingest`` check is informational: it shows the ingest worker's latest
+figures and fails only when the worker has reported before and its newest
+report is older than ``ingest_stale_after()`` seconds (a stalled worker).
+No report at all (a web-only deployment, or a worker that has not finished
+its first interval) is not a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import connections
+
+logger = logging.getLogger(__name__)
+
+Details = dict[str, Any]
+CheckFunc = Callable[[], Details] | Callable[[], Awaitable[Details]]
+
+CHANNEL_LAYER_TIMEOUT = 2.0
+ERROR_MAX_CHARS = 300
+RESERVED_KEYS = frozenset({"ok", "ms", "error"})
+
+
+class HealthCheckError(Exception):
+    """A check found its dependency unhealthy (as opposed to crashing)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    name: str
+    func: CheckFunc
+    required: bool = True
+
+
+def check_database() -> Details:
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT 1")
+        (one,) = cursor.fetchone() or (None,)
+    if one != 1:
+        raise HealthCheckError(f"SELECT 1 returned {one!r}")
+    return {}
+
+
+async def check_channel_layer() -> Details:
+    """A real round trip through the channel layer: send to a fresh channel and read it back."""
+    layer = get_channel_layer()
+    if layer is None:
+        raise HealthCheckError("no channel layer is configured")
+    # A plain (not process-local) name: receive() then pops it straight from Redis.
+    channel = f"healthz.{uuid.uuid4().hex}"
+    nonce = uuid.uuid4().hex
+    try:
+        async with asyncio.timeout(CHANNEL_LAYER_TIMEOUT):
+            await layer.send(channel, {"type": "healthz.ping", "nonce": nonce})
+            message = await layer.receive(channel)
+    except TimeoutError:
+        raise HealthCheckError(f"no answer within {CHANNEL_LAYER_TIMEOUT:g} s") from None
+    if message.get("nonce") != nonce:
+        raise HealthCheckError("received a different message than the one sent")
+    return {"backend": type(layer).__name__}
+
+
+def ingest_stale_after() -> float:
+    """Seconds after which the ingest worker's last report counts as stale."""
+    return max(60.0, 6 * float(settings.INGEST_STATS_INTERVAL))
+
+
+def check_ingest() -> Details:
+    try:
+        from sensors.ingest.stats import ingest_health  # optional until the ingest work lands
+    except ImportError:
+        return {"reporting": False, "detail": "the ingest worker does not publish figures yet"}
+    try:
+        report = dict(ingest_health())
+    except Exception as exc:  # informational: an unreadable report must not take the web process out
+        logger.warning("healthz: reading the ingest report failed", exc_info=True)
+        return {"reporting": False, "detail": _describe(exc)}
+    age = report.get("age_s")
+    limit = ingest_stale_after()
+    if report.get("stale") is True or (isinstance(age, int | float) and age > limit):
+        raise HealthCheckError(f"the ingest worker's last report is {age} s old (stale after {limit:g} s)")
+    return report
+
+
+_checks: list[HealthCheck] = [
+    HealthCheck("database", check_database),
+    HealthCheck("channel_layer", check_channel_layer),
+    HealthCheck("ingest", check_ingest),
+]
+
+
+def register_check(name: str, func: CheckFunc, *, required: bool = True) -> None:
+    """Add (or replace) a check; apps call this from ``AppConfig.ready``."""
+    _checks[:] = [c for c in _checks if c.name != name]
+    _checks.append(HealthCheck(name, func, required))
+
+
+def registered_checks() -> list[HealthCheck]:
+    return list(_checks)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().replace("\n", " ") or "no message"
+    return f"{type(exc).__name__}: {text}"[:ERROR_MAX_CHARS]
+
+
+async def _run_one(check: HealthCheck) -> Details:
+    started = time.perf_counter()
+    try:
+        if inspect.iscoroutinefunction(check.func):
+            details = await check.func()
+        else:
+            # thread_sensitive: Django's database connections belong to the thread that opened them.
+            details = await sync_to_async(check.func, thread_sensitive=True)()
+        result: Details = {"ok": True, **{k: v for k, v in details.items() if k not in RESERVED_KEYS}}
+    except Exception as exc:
+        logger.warning("healthz: %s check failed: %s", check.name, exc)
+        result = {"ok": False, "error": _describe(exc)}
+    result["ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return result
+
+
+async def run_checks(checks: list[HealthCheck] | None = None) -> tuple[bool, Details]:
+    """Run every check concurrently; healthy when no required check failed."""
+    chosen = registered_checks() if checks is None else checks
+    results = await asyncio.gather(*(_run_one(c) for c in chosen))
+    by_name = {c.name: r for c, r in zip(chosen, results, strict=True)}
+    healthy = all(r["ok"] for c, r in zip(chosen, results, strict=True) if c.required)
+    return healthy, by_name

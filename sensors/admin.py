@@ -1,0 +1,321 @@
+"""Admin for device kinds, devices, sensors, unknown devices and dead letters.
+
+Thin by design: every write goes through ``sensors.services``; pages read
+through ``sensors.selectors``; what the pages display is built by the pure
+helpers in ``sensors.display``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.humanize.templatetags.humanize import naturaltime
+from django.core.exceptions import ValidationError
+from django.db.models import ForeignKey, QuerySet
+from django.forms import ModelChoiceField
+from django.http import HttpRequest
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from farm.models import Farm, Field
+from sensors import selectors, services
+from sensors.display import device_mqtt_help, payload_hex_dump, payload_text_preview
+from sensors.models import DeadLetter, Device, DeviceKind, DeviceStatus, MetricSpec, Sensor, UnknownDevice
+
+STATUS_COLOURS = {
+    DeviceStatus.ONLINE: ("#1b5e20", "#c8e6c9"),
+    DeviceStatus.OFFLINE: ("#b71c1c", "#ffcdd2"),
+    DeviceStatus.UNKNOWN: ("#37474f", "#eceff1"),
+}
+
+
+def status_badge_html(status: str, label: str) -> SafeString:
+    fg, bg = STATUS_COLOURS.get(DeviceStatus(status), STATUS_COLOURS[DeviceStatus.UNKNOWN])
+    return format_html(
+        '<span class="furrow-status furrow-status-{}" style="color:{};background:{};padding:1px 8px;'
+        'border-radius:9px;font-weight:600;white-space:nowrap">{}</span>',
+        status,
+        fg,
+        bg,
+        label,
+    )
+
+
+# --- Kinds -------------------------------------------------------------------
+
+
+class MetricSpecInline(admin.TabularInline):
+    model = MetricSpec
+    fields = ["key", "label", "unit", "min_value", "max_value"]
+    extra = 0
+
+
+@admin.register(DeviceKind)
+class DeviceKindAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "expected_interval", "metric_keys", "device_count"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [MetricSpecInline]
+    actions = ["add_missing_sensors"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[DeviceKind]:
+        return selectors.kind_list()
+
+    @admin.display(description="metrics")
+    def metric_keys(self, kind: DeviceKind) -> str:
+        return ", ".join(metric.key for metric in kind.metrics.all())
+
+    @admin.display(description="devices", ordering="device_count")
+    def device_count(self, kind: DeviceKind) -> int:
+        return kind.device_count  # type: ignore[attr-defined]
+
+    @admin.action(description="Add missing sensors to devices of the selected kinds", permissions=["change"])
+    def add_missing_sensors(self, request: HttpRequest, queryset: QuerySet[DeviceKind]) -> None:
+        created = sum(services.kind_sensors_sync(kind=kind) for kind in queryset)
+        self.message_user(request, f"Created {created} sensor(s).", messages.SUCCESS)
+
+
+# --- Devices -----------------------------------------------------------------
+
+
+class FieldListFilter(admin.RelatedFieldListFilter):
+    """Field choices with their farm in one query (the default filter would query each field's farm)."""
+
+    def field_choices(self, field: Any, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, Any]]:
+        return [(str(choice.pk), str(choice)) for choice in Field.objects.select_related("farm")]
+
+
+class SensorInline(admin.TabularInline):
+    model = Sensor
+    fields = ["key", "label", "unit", "min_value", "max_value", "needs_review", "last_value", "last_ts"]
+    readonly_fields = ["key", "last_value", "last_ts"]
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Sensors come from the device's kind (or from the ingest worker for unlisted metrics).
+        return False
+
+
+@admin.register(Device)
+class DeviceAdmin(admin.ModelAdmin):
+    list_display = ["name", "uid", "farm", "field", "kind", "status_badge", "last_seen_ago", "enabled"]
+    list_filter = ["farm", ("field", FieldListFilter), "kind", "status", "enabled"]
+    search_fields = ["uid", "name"]
+    list_select_related = ["farm", "field__farm", "kind"]
+    list_per_page = 50
+    actions = ["enable_devices", "disable_devices"]
+    readonly_fields = ["status_badge", "last_seen", "battery", "rssi", "snr", "created_at", "updated_at", "mqtt_help"]
+    add_fieldsets = [
+        (None, {"fields": ["uid", "name", "kind"]}),
+        ("Where", {"fields": ["farm", "field"]}),
+        ("Reporting", {"fields": ["enabled", "expected_interval"]}),
+    ]
+    change_fieldsets = [
+        *add_fieldsets,
+        ("Link health", {"fields": ["status_badge", "last_seen", ("battery", "rssi", "snr")]}),
+        ("Publishing over MQTT", {"fields": ["mqtt_help"]}),
+        ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Device]:
+        return selectors.device_list()
+
+    def get_fieldsets(self, request: HttpRequest, obj: Device | None = None) -> Any:
+        return self.change_fieldsets if obj is not None else self.add_fieldsets
+
+    def get_inlines(self, request: HttpRequest, obj: Device | None) -> list[type[admin.options.InlineModelAdmin]]:
+        return [SensorInline] if obj is not None else []
+
+    def formfield_for_foreignkey(self, db_field: ForeignKey, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "field":
+            kwargs["queryset"] = Field.objects.select_related("farm")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: Device, form: forms.ModelForm, change: bool) -> None:
+        if not change:
+            services.device_create(device=obj)
+            return
+        super().save_model(request, obj, form, change)
+        if "kind" in form.changed_data:
+            services.device_sensors_sync(device=obj)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, device: Device) -> SafeString:
+        return status_badge_html(device.status, device.get_status_display())
+
+    @admin.display(description="last seen", ordering="last_seen")
+    def last_seen_ago(self, device: Device) -> str:
+        return naturaltime(device.last_seen) if device.last_seen else "never"
+
+    @admin.display(description="MQTT")
+    def mqtt_help(self, device: Device) -> SafeString:
+        help_ = device_mqtt_help(
+            uid=device.uid, metrics=device.kind.metrics.all(), mqtt_url=settings.MQTT_URL, ca_file=settings.MQTT_CA_FILE
+        )
+        return SafeString(render_to_string("admin/sensors/device/mqtt_help.html", {"help": help_, "device": device}))
+
+    @admin.action(description="Enable selected devices", permissions=["change"])
+    def enable_devices(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
+        changed = services.devices_set_enabled(devices=queryset, enabled=True)
+        self.message_user(request, f"Enabled {changed} device(s).", messages.SUCCESS)
+
+    @admin.action(description="Disable selected devices", permissions=["change"])
+    def disable_devices(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
+        changed = services.devices_set_enabled(devices=queryset, enabled=False)
+        self.message_user(request, f"Disabled {changed} device(s).", messages.SUCCESS)
+
+
+# --- Sensors -----------------------------------------------------------------
+
+
+@admin.register(Sensor)
+class SensorAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "key", "unit", "needs_review", "last_value", "last_ts"]
+    list_filter = ["needs_review", "device__farm", "device__kind"]
+    search_fields = ["key", "label", "device__uid", "device__name"]
+    list_select_related = ["device__farm", "device__kind"]
+    fields = ["device", "key", "label", "unit", ("min_value", "max_value"), "needs_review", "last_value", "last_ts"]
+    readonly_fields = ["device", "key", "last_value", "last_ts", "recent_readings"]
+    actions = ["mark_reviewed"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Sensor]:
+        return selectors.sensor_list()
+
+    def get_fields(self, request: HttpRequest, obj: Sensor | None = None) -> Any:
+        return [*self.fields, "recent_readings"] if obj is not None else self.fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="latest readings")
+    def recent_readings(self, sensor: Sensor) -> SafeString:
+        # Readings have a composite primary key, which Django 5.2's admin cannot register: show them here.
+        readings = selectors.sensor_readings_latest(sensor_id=sensor.pk, limit=50)
+        return SafeString(
+            render_to_string("admin/sensors/sensor/recent_readings.html", {"sensor": sensor, "readings": readings})
+        )
+
+    @admin.action(description="Mark selected sensors as reviewed", permissions=["change"])
+    def mark_reviewed(self, request: HttpRequest, queryset: QuerySet[Sensor]) -> None:
+        changed = services.sensors_mark_reviewed(sensors=queryset)
+        self.message_user(request, f"Marked {changed} sensor(s) as reviewed.", messages.SUCCESS)
+
+
+# --- Unknown devices -----------------------------------------------------------
+
+
+class FieldChoiceField(ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        return f"{obj.farm.name} / {obj.name}"
+
+
+class RegisterUnknownDevicesForm(forms.Form):
+    farm = forms.ModelChoiceField(queryset=Farm.objects.all())
+    field = FieldChoiceField(
+        queryset=Field.objects.select_related("farm"), required=False, help_text="Optional; must be on the farm."
+    )
+    kind = forms.ModelChoiceField(queryset=DeviceKind.objects.all(), help_text="What the devices measure.")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        farm, field = data.get("farm"), data.get("field")
+        if farm and field and field.farm_id != farm.pk:
+            self.add_error("field", f"{field.name} is on {field.farm.name}, not on {farm.name}.")
+        return data
+
+
+@admin.register(UnknownDevice)
+class UnknownDeviceAdmin(admin.ModelAdmin):
+    list_display = ["uid", "source", "topic", "message_count", "first_seen", "last_seen", "payload_preview"]
+    list_filter = ["source"]
+    search_fields = ["uid", "topic"]
+    readonly_fields = ["uid", "source", "topic", "message_count", "first_seen", "last_seen", "last_payload"]
+    actions = ["register_devices"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[UnknownDevice]:
+        return selectors.unknown_device_list()
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_register_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("sensors.add_device")
+
+    @admin.display(description="last payload")
+    def payload_preview(self, row: UnknownDevice) -> str:
+        return row.last_payload if len(row.last_payload) <= 80 else row.last_payload[:79] + "…"
+
+    @admin.action(description="Register selected devices…", permissions=["register"])
+    def register_devices(self, request: HttpRequest, queryset: QuerySet[UnknownDevice]) -> TemplateResponse | None:
+        form = RegisterUnknownDevicesForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            try:
+                devices = services.unknown_devices_register(unknown=queryset, **form.cleaned_data)
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            else:
+                self.message_user(request, f"Registered {len(devices)} device(s).", messages.SUCCESS)
+                return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Register unknown devices",
+            "opts": self.model._meta,
+            "form": form,
+            "queryset": queryset,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            "media": self.media + form.media,
+        }
+        return TemplateResponse(request, "admin/sensors/unknowndevice/register.html", context)
+
+
+# --- Dead letters ----------------------------------------------------------------
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(admin.ModelAdmin):
+    list_display = ["received_at", "source", "topic", "short_reason", "payload_size"]
+    list_filter = ["source"]
+    search_fields = ["topic", "reason"]
+    date_hierarchy = "received_at"
+    fields = ["received_at", "source", "topic", "reason", "payload_size", "payload_text", "payload_hex"]
+    readonly_fields = ["received_at", "source", "topic", "reason", "payload_size", "payload_text", "payload_hex"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[DeadLetter]:
+        return selectors.dead_letter_list()
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="reason")
+    def short_reason(self, letter: DeadLetter) -> str:
+        return letter.reason if len(letter.reason) <= 100 else letter.reason[:99] + "…"
+
+    @admin.display(description="payload (text, escaped)")
+    def payload_text(self, letter: DeadLetter) -> SafeString:
+        stored = bytes(letter.payload)
+        note = (
+            f"Stored the first {len(stored)} of {letter.payload_size} bytes."
+            if letter.payload_size > len(stored)
+            else ""
+        )
+        return format_html(
+            "<pre style='white-space:pre-wrap'>{}</pre><p class='help'>{}</p>", payload_text_preview(stored), note
+        )
+
+    @admin.display(description="payload (hex)")
+    def payload_hex(self, letter: DeadLetter) -> SafeString:
+        return format_html("<pre>{}</pre>", payload_hex_dump(bytes(letter.payload)))

@@ -1,0 +1,379 @@
+"""Store a batch of decoded messages in one transaction (DESIGN.md §3–§5).
+
+Every message ends in exactly one of: stored readings (plus a dead-letter note for any
+skipped part), a device status change, a dead letter, or an unknown-device record.
+
+Shape of one batch: resolve uids against the cached registry (no query per message),
+create sensors for first-seen metric keys, binary-COPY the readings into a temp table and
+``INSERT … ON CONFLICT DO NOTHING`` them (a redelivered message is harmless), then one
+statement each for sensors' last values, devices (last seen, status, link health, once
+per device), unknown devices and dead letters. Downstream hooks run after the commit.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from django.db import connection, transaction
+
+from sensors.hooks import BatchOutcome, DeviceChange, StoredReading, run_batch_hooks
+from sensors.ingest import topics
+from sensors.ingest.decode import EPOCH, ONE_US, Decoded
+from sensors.ingest.registry import DeviceEntry, Registry
+from sensors.models import DEAD_LETTER_MAX_BYTES, DeviceStatus
+
+# PostgreSQL's binary timestamptz counts microseconds from 2000-01-01 UTC.
+_PG_EPOCH_US: Final = 946_684_800_000_000
+_COPY_HEADER: Final = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
+_COPY_TRAILER: Final = b"\xff\xff"
+_COPY_ROW = struct.Struct(">hiqiqid").pack  # 3 fields: int8 sensor_id, timestamptz ts, float8 value
+LINK_KEYS: Final = ("battery", "rssi", "snr")
+TOPIC_MAX: Final = 512
+REASON_MAX: Final = 4000
+
+_TEMP_TABLE_SQL = """
+CREATE TEMP TABLE IF NOT EXISTS furrow_ingest_rows (
+    sensor_id bigint NOT NULL, ts timestamptz NOT NULL, value double precision NOT NULL
+) ON COMMIT DELETE ROWS
+"""
+_INSERT_READINGS_SQL = """
+INSERT INTO sensors_reading (sensor_id, ts, value)
+SELECT sensor_id, ts, value FROM furrow_ingest_rows
+ON CONFLICT DO NOTHING
+"""
+_SENSOR_LAST_SQL = """
+UPDATE sensors_sensor AS s SET last_value = t.value, last_ts = t.ts
+FROM (SELECT DISTINCT ON (sensor_id) sensor_id, ts, value FROM furrow_ingest_rows ORDER BY sensor_id, ts DESC) AS t
+WHERE s.id = t.sensor_id AND (s.last_ts IS NULL OR s.last_ts <= t.ts)
+"""
+_CREATE_SENSORS_SQL = """
+INSERT INTO sensors_sensor (device_id, key, label, unit, min_value, max_value, needs_review, created_at)
+SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::float8[], %s::boolean[],
+                     %s::timestamptz[])
+ON CONFLICT (device_id, key) DO NOTHING
+"""
+_SENSOR_IDS_SQL = """
+SELECT id, device_id, key FROM sensors_sensor
+WHERE (device_id, key) IN (SELECT * FROM unnest(%s::bigint[], %s::text[]))
+"""
+_DEVICES_SQL = """
+UPDATE sensors_device AS d SET
+    last_seen = GREATEST(d.last_seen, u.last_seen),
+    status = CASE WHEN u.status IS NULL OR (u.if_unknown AND d.status <> 'unknown') THEN d.status ELSE u.status END,
+    battery = COALESCE(u.battery, d.battery),
+    rssi = COALESCE(u.rssi, d.rssi),
+    snr = COALESCE(u.snr, d.snr)
+FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::boolean[], %s::float8[], %s::float8[], %s::float8[])
+    AS u(id, last_seen, status, if_unknown, battery, rssi, snr)
+WHERE d.id = u.id
+RETURNING d.id, d.farm_id, d.status, d.last_seen, d.battery, d.rssi, d.snr
+"""
+_UNKNOWN_SQL = """
+INSERT INTO sensors_unknowndevice AS k (uid, source, topic, first_seen, last_seen, message_count, last_payload)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::bigint[],
+                     %s::text[])
+ON CONFLICT (uid) DO UPDATE SET
+    source = EXCLUDED.source, topic = EXCLUDED.topic,
+    last_seen = GREATEST(k.last_seen, EXCLUDED.last_seen),
+    message_count = k.message_count + EXCLUDED.message_count,
+    last_payload = EXCLUDED.last_payload
+"""
+_DEAD_LETTERS_SQL = """
+INSERT INTO sensors_deadletter (received_at, topic, payload, payload_size, reason, source)
+SELECT * FROM unnest(%s::timestamptz[], %s::text[], %s::bytea[], %s::integer[], %s::text[], %s::text[])
+"""
+
+
+@dataclass(slots=True)
+class DeviceUpdate:
+    """What one batch changes on one device: computed once per device per batch."""
+
+    entry: DeviceEntry
+    last_seen_us: int | None = None
+    status: str | None = None
+    if_unknown: bool = False  # only a retained status: it may only fill in an unknown status
+    link: dict[str, tuple[int, float]] = field(default_factory=dict)  # key -> (ts, value)
+
+
+@dataclass(slots=True)
+class UnknownUpdate:
+    source: str
+    topic: str
+    first_us: int
+    last_us: int
+    count: int
+    payload: str
+
+
+@dataclass(slots=True)
+class BatchPlan:
+    """The pure part of a batch: what to write, worked out from the registry without a query."""
+
+    groups: list[tuple[DeviceEntry, list[tuple[int, str, float]]]] = field(default_factory=list)
+    devices: dict[int, DeviceUpdate] = field(default_factory=dict)
+    unknown: dict[str, UnknownUpdate] = field(default_factory=dict)
+    dead: list[tuple[Decoded, str]] = field(default_factory=list)
+    statuses: int = 0
+    unknown_messages: int = 0
+
+
+@dataclass(slots=True)
+class BatchResult:
+    messages: int = 0
+    readings: int = 0  # readings sent to the table (a redelivered one is counted, not stored twice)
+    inserted: int = 0  # rows actually inserted
+    statuses: int = 0
+    dead_letters: int = 0
+    unknown: int = 0
+    new_sensors: int = 0
+    outcome: BatchOutcome = field(default_factory=BatchOutcome)
+
+
+def plan_batch(messages: Sequence[Decoded], registry: Registry) -> BatchPlan:
+    """Route every decoded message to readings, a status, a dead letter or an unknown record."""
+    plan = BatchPlan()
+    devices = registry.devices
+    for msg in messages:
+        if msg.reason is not None:
+            plan.dead.append((msg, msg.reason))
+            continue
+        entry = devices.get(msg.uid)
+        if entry is None:
+            _add_unknown(plan, msg)
+        elif not entry.enabled:
+            plan.dead.append((msg, f"The device {msg.uid!r} is disabled; enable it in the admin to store its readings."))
+        else:
+            _add_known(plan, entry, msg)
+    return plan
+
+
+def _add_known(plan: BatchPlan, entry: DeviceEntry, msg: Decoded) -> None:
+    update = plan.devices.get(entry.id)
+    if update is None:
+        update = plan.devices[entry.id] = DeviceUpdate(entry)
+    if msg.kind == topics.STATUS:
+        plan.statuses += 1
+        _apply_status(update, msg)
+        return
+    update.status, update.if_unknown = DeviceStatus.ONLINE, False
+    _seen(update, msg.received_us)
+    readings = msg.readings
+    plan.groups.append((entry, readings))
+    for ts, key, value in readings:
+        if key in LINK_KEYS:
+            _link(update, key, ts, value)
+    if msg.rssi is not None:
+        _link(update, "rssi", msg.received_us, msg.rssi)
+    if msg.snr is not None:
+        _link(update, "snr", msg.received_us, msg.snr)
+    if msg.skipped:
+        note = f"Stored {len(readings)} reading(s); skipped: {'; '.join(msg.skipped)}"
+        plan.dead.append((msg, note))
+
+
+def _apply_status(update: DeviceUpdate, msg: Decoded) -> None:
+    """A live status message wins; a retained one only fills in a status Furrow has never had."""
+    if msg.retained:
+        if update.status is None:
+            update.status, update.if_unknown = msg.status, True
+        return
+    update.status, update.if_unknown = msg.status, False
+    if msg.status == DeviceStatus.ONLINE:
+        _seen(update, msg.received_us)
+
+
+def _seen(update: DeviceUpdate, received_us: int) -> None:
+    if update.last_seen_us is None or received_us > update.last_seen_us:
+        update.last_seen_us = received_us
+
+
+def _link(update: DeviceUpdate, key: str, ts: int, value: float) -> None:
+    current = update.link.get(key)
+    if current is None or ts >= current[0]:
+        update.link[key] = (ts, value)
+
+
+def _add_unknown(plan: BatchPlan, msg: Decoded) -> None:
+    plan.unknown_messages += 1
+    record = plan.unknown.get(msg.uid)
+    if record is None:
+        plan.unknown[msg.uid] = UnknownUpdate(
+            msg.source, _topic(msg), msg.received_us, msg.received_us, 1, _payload_text(msg.payload)
+        )
+        return
+    record.count += 1
+    if msg.received_us >= record.last_us:
+        record.last_us, record.topic, record.source = msg.received_us, _topic(msg), msg.source
+        record.payload = _payload_text(msg.payload)
+    record.first_us = min(record.first_us, msg.received_us)
+
+
+def store_batch(*, messages: Sequence[Decoded], registry: Registry) -> BatchResult:
+    """Write one batch in one transaction; hooks run after it commits."""
+    plan = plan_batch(messages, registry)
+    result = BatchResult(messages=len(messages), statuses=plan.statuses, unknown=plan.unknown_messages)
+    with transaction.atomic():
+        created = _create_sensors(plan, registry)
+        rows = _write_readings(plan.groups, created)
+        changes = _update_devices(plan.devices)
+        _upsert_unknown(plan.unknown)
+        _insert_dead_letters(plan.dead)
+        result.readings, result.inserted = rows
+        result.dead_letters, result.new_sensors = len(plan.dead), len(created)
+        result.outcome = BatchOutcome(devices=changes)
+        groups = plan.groups
+        transaction.on_commit(lambda: run_batch_hooks(_outcome(groups, created, changes)))
+    registry.add_sensors(created)
+    return result
+
+
+# --- readings -----------------------------------------------------------------------------
+
+
+def _create_sensors(plan: BatchPlan, registry: Registry) -> dict[tuple[int, str], int]:
+    """Create a sensor for each metric key a device sends for the first time."""
+    wanted: dict[tuple[int, str], DeviceEntry] = {}
+    for entry, readings in plan.groups:
+        sensors = entry.sensors
+        for _, key, _ in readings:
+            if key not in sensors:
+                wanted[(entry.id, key)] = entry
+    if not wanted:
+        return {}
+    now = datetime.now(tz=EPOCH.tzinfo)
+    columns: list[list[Any]] = [[] for _ in range(8)]
+    for (device_id, key), entry in wanted.items():
+        spec = registry.specs.get(entry.kind_id, {}).get(key)
+        label = spec.label if spec else key.replace("_", " ").capitalize()
+        row = (device_id, key, label, spec.unit if spec else "", spec and spec.min_value, spec and spec.max_value)
+        for column, value in zip(columns, (*row, spec is None, now), strict=True):
+            column.append(value)
+    with connection.cursor() as cursor:
+        cursor.execute(_CREATE_SENSORS_SQL, columns)
+        cursor.execute(_SENSOR_IDS_SQL, [[d for d, _ in wanted], [k for _, k in wanted]])
+        return {(device_id, key): sensor_id for sensor_id, device_id, key in cursor.fetchall()}
+
+
+def _write_readings(
+    groups: list[tuple[DeviceEntry, list[tuple[int, str, float]]]], created: dict[tuple[int, str], int]
+) -> tuple[int, int]:
+    """COPY the readings into the temp table, then insert the ones not already stored."""
+    chunks = [_COPY_HEADER]
+    append, pack = chunks.append, _COPY_ROW
+    for entry, readings in groups:
+        sensors = entry.sensors
+        for ts, key, value in readings:
+            sensor_id = sensors.get(key) or created[(entry.id, key)]
+            append(pack(3, 8, sensor_id, 8, ts - _PG_EPOCH_US, 8, value))
+    if len(chunks) == 1:
+        return 0, 0
+    chunks.append(_COPY_TRAILER)
+    with connection.cursor() as cursor:
+        cursor.execute(_TEMP_TABLE_SQL)
+        with (
+            connection.wrap_database_errors,
+            cursor.cursor.copy("COPY furrow_ingest_rows (sensor_id, ts, value) FROM STDIN (FORMAT BINARY)") as copy,
+        ):
+            copy.write(b"".join(chunks))
+        cursor.execute(_INSERT_READINGS_SQL)
+        inserted = cursor.rowcount
+        cursor.execute(_SENSOR_LAST_SQL)
+    return len(chunks) - 2, inserted
+
+
+def _outcome(
+    groups: list[tuple[DeviceEntry, list[tuple[int, str, float]]]],
+    created: dict[tuple[int, str], int],
+    changes: list[DeviceChange],
+) -> BatchOutcome:
+    """The readings for downstream hooks, built after the commit (one datetime per distinct ts)."""
+    stored: list[StoredReading] = []
+    moments: dict[int, datetime] = {}
+    for entry, readings in groups:
+        sensors, farm_id, device_id = entry.sensors, entry.farm_id, entry.id
+        for ts, key, value in readings:
+            moment = moments.get(ts)
+            if moment is None:
+                moment = moments[ts] = EPOCH + ts * ONE_US
+            sensor_id = sensors.get(key) or created[(device_id, key)]
+            stored.append(StoredReading(farm_id, device_id, sensor_id, moment, value))
+    return BatchOutcome(readings=stored, devices=changes)
+
+
+# --- devices, unknown devices, dead letters --------------------------------------------------
+
+
+def _update_devices(updates: dict[int, DeviceUpdate]) -> list[DeviceChange]:
+    if not updates:
+        return []
+    columns: list[list[Any]] = [[] for _ in range(7)]
+    for device_id in sorted(updates):
+        update = updates[device_id]
+        seen = None if update.last_seen_us is None else _moment(update.last_seen_us)
+        link = [update.link[k][1] if k in update.link else None for k in LINK_KEYS]
+        for column, value in zip(columns, (device_id, seen, update.status, update.if_unknown, *link), strict=True):
+            column.append(value)
+    with connection.cursor() as cursor:
+        cursor.execute(_DEVICES_SQL, columns)
+        return [DeviceChange(*row) for row in cursor.fetchall()]
+
+
+def _upsert_unknown(unknown: dict[str, UnknownUpdate]) -> None:
+    if not unknown:
+        return
+    columns: list[list[Any]] = [[] for _ in range(7)]
+    for uid in sorted(unknown):
+        r = unknown[uid]
+        row = (uid, r.source, r.topic, _moment(r.first_us), _moment(r.last_us), r.count, r.payload)
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    with connection.cursor() as cursor:
+        cursor.execute(_UNKNOWN_SQL, columns)
+
+
+def _insert_dead_letters(dead: list[tuple[Decoded, str]]) -> None:
+    if not dead:
+        return
+    columns: list[list[Any]] = [[] for _ in range(6)]
+    for msg, reason in dead:
+        payload = msg.payload
+        row = (
+            _moment(msg.received_us),
+            _topic(msg),
+            bytes(payload[:DEAD_LETTER_MAX_BYTES]),
+            len(payload),
+            _clip(reason, REASON_MAX),
+            msg.source,
+        )
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    with connection.cursor() as cursor:
+        cursor.execute(_DEAD_LETTERS_SQL, columns)
+
+
+def dead_letter_rows(dead: list[tuple[Decoded, str]]) -> int:
+    """Store dead letters on their own (used when a batch has to be split after an error)."""
+    with transaction.atomic():
+        _insert_dead_letters(dead)
+    return len(dead)
+
+
+def _moment(us: int) -> datetime:
+    return EPOCH + us * ONE_US
+
+
+def _topic(msg: Decoded) -> str:
+    return _clip(topics.topic_text(msg.topic).replace("\x00", "\\x00"), TOPIC_MAX)
+
+
+def _payload_text(payload: bytes) -> str:
+    text = payload[:DEAD_LETTER_MAX_BYTES].decode("utf-8", errors="replace")
+    return text.replace("\x00", "\\x00")
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,390 @@
+"""Run a simulation: device schedules for the live demo, or a steady (or flat-out) rate for load tests.
+
+Two modes share one message pipeline (sample → shape → maybe corrupt →
+publish):
+
+* **schedule** (``rate=None``): each device reports every ``interval`` seconds
+  — by default its registered interval divided by ``speedup`` — drops off now
+  and then (an ``offline`` status) and comes back with a JSON array of the
+  readings it buffered.
+* **rate** (``rate`` msgs/s, ``math.inf`` for flat out): devices take turns,
+  timestamps are now, and there are no dropouts, so every published message
+  is one well-defined set of readings.
+
+Timestamps are the wall clock: a reading is what the sensor measures now.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sensors.simulator.devices import Shape, SimDevice
+from sensors.simulator.malformed import HUGE_PAYLOAD_BYTES, MALFORMED_KINDS, applies_to, malformed_message
+from sensors.simulator.mqtt import Publisher
+from sensors.simulator.noise import uniform
+from sensors.simulator.payloads import (
+    Message,
+    Sample,
+    native_telemetry,
+    status_message,
+    telemetry_message,
+    ts_datetime,
+)
+from sensors.simulator.physics import sample
+
+logger = logging.getLogger(__name__)
+
+MAX_ARRAY = 100  # readings per buffered-array message: a buffer flush stays far below the payload limit
+_MIN_PERIOD, _MAX_PERIOD = 2.0, 120.0
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    url: str
+    devices: Sequence[SimDevice]
+    rate: float | None = None  # msgs/s; math.inf = as fast as the broker acks; None = device schedules
+    interval: float | None = None  # schedule mode: seconds between one device's messages
+    speedup: float = 90.0  # schedule mode without interval: registered interval / speedup
+    duration: float | None = None
+    max_messages: int | None = None
+    qos: int = 1
+    malformed: float = 0.0  # share of messages replaced by a malformed one
+    clients: int = 1
+    window: int = 1_000  # unacked messages per client
+    seed: int = 0
+    dropout: float = 0.1  # schedule mode: chance a device drops off in a stretch of 40 periods
+    backfill_hours: float = 0.0  # schedule mode: publish this much history first
+    track: bool = False  # keep every acked message for ``acked_readings``
+    ca_file: str = ""
+    huge_bytes: int = HUGE_PAYLOAD_BYTES
+    drain_timeout: float = 30.0
+    report_every: float = 0.0  # log a progress line every so many seconds (0: never)
+    stop: threading.Event | None = None
+
+
+@dataclass
+class Summary:
+    qos: int
+    elapsed: float = 0.0
+    published: Counter[str] = field(default_factory=Counter)  # by shape
+    acked: Counter[str] = field(default_factory=Counter)  # by shape: PUBACKs at QoS 1, socket writes at QoS 0
+    malformed: Counter[str] = field(default_factory=Counter)  # by fault
+    refused: int = 0
+    rejected: int = 0
+    unacked: int = 0
+    records: list[Message] = field(default_factory=list)
+
+    @property
+    def total_published(self) -> int:
+        return sum(self.published.values())
+
+    @property
+    def total_acked(self) -> int:
+        return sum(self.acked.values())
+
+    def lines(self) -> list[str]:
+        rate = self.total_acked / self.elapsed if self.elapsed else 0.0
+        acked = "acked (PUBACK)" if self.qos else "written (QoS 0: no acks)"
+        out = [
+            f"published {self.total_published}, {acked} {self.total_acked}, unacked {self.unacked}, "
+            f"refused {self.refused}, rejected {self.rejected} in {self.elapsed:.1f} s ({rate:,.0f} msg/s)",
+            "by shape: " + ", ".join(f"{s} {n}/{self.acked[s]}" for s, n in sorted(self.published.items())),
+        ]
+        if self.malformed:
+            out.append("malformed: " + ", ".join(f"{k} {n}" for k, n in sorted(self.malformed.items())))
+        return out
+
+
+def acked_readings(summary: Summary) -> set[tuple[str, str, datetime]]:
+    """Every (uid, metric, ts) in a message the broker acknowledged (needs ``SimConfig(track=True)``).
+
+    What an exactly-once check compares the readings table with. Excluded:
+    malformed messages (apart from the good elements of a partly bad array)
+    and status messages.
+    """
+    return {
+        (message.uid, key, ts_datetime(ts_us))
+        for message in summary.records
+        for ts_us, keys in message.readings
+        for key in keys
+    }
+
+
+@dataclass(slots=True)
+class _State:
+    device: SimDevice
+    lane: int
+    period: float
+    last_ts_us: int = 0
+    fcnt: int = 0
+    offline: bool = False
+    buffer: list[Sample] = field(default_factory=list)
+    cache_second: int = -1
+    cache_values: dict[str, float] = field(default_factory=dict)
+
+
+def is_dropped(device: SimDevice, t: float, period: float, share: float, seed: int = 0) -> bool:
+    """Whether the device is off the air at t: in a share of 40-period stretches, for 4–12 periods."""
+    if share <= 0:
+        return False
+    stretch = 40.0 * period
+    slot = math.floor(t / stretch)
+    if uniform(device.seed, seed, 77, slot) >= share:
+        return False
+    start = slot * stretch + uniform(device.seed, seed, 78, slot) * 20.0 * period
+    return start <= t < start + (4.0 + 8.0 * uniform(device.seed, seed, 79, slot)) * period
+
+
+def _ts_step(device: SimDevice) -> int:
+    """Timestamp resolution in µs: whole seconds or milliseconds for native styles, µs for LoRaWAN."""
+    if device.shape is not Shape.NATIVE:
+        return 1
+    return 1_000_000 if device.ts_style == "s" else 1_000
+
+
+def _period(device: SimDevice, config: SimConfig) -> float:
+    if config.interval:
+        return config.interval
+    return min(_MAX_PERIOD, max(_MIN_PERIOD, device.interval / config.speedup))
+
+
+def _wills(states: Sequence[_State], clients: int) -> list[Message | None]:
+    """One Last Will per connection: ``offline`` for the first native device on that client."""
+    wills: list[Message | None] = [None] * clients
+    for state in states:
+        if state.device.shape is Shape.NATIVE and wills[state.lane] is None:
+            wills[state.lane] = status_message(state.device.uid, online=False)
+    return wills
+
+
+class _Run:
+    def __init__(self, config: SimConfig, publisher: Publisher, states: list[_State]) -> None:
+        self.config = config
+        self.publisher = publisher
+        self.states = states
+        self.stop = config.stop or threading.Event()
+        self.sent = 0
+        self.serial = 0
+        self.next_fault = 0
+        self.started = time.monotonic()
+        self.deadline = self.started + config.duration if config.duration else math.inf
+        self.last_report = self.started
+
+    # --- messages --------------------------------------------------------------------
+
+    def done(self) -> bool:
+        limit = self.config.max_messages
+        return self.stop.is_set() or time.monotonic() >= self.deadline or (limit is not None and self.sent >= limit)
+
+    def emit(self, state: _State, message: Message) -> None:
+        self.publisher.publish(message, state.lane, self.stop)
+        self.sent += 1
+        self._maybe_report()
+
+    def next_ts(self, state: _State, now: float) -> int:
+        step = _ts_step(state.device)
+        ts = max(int(now * 1_000_000) // step * step, state.last_ts_us + step)
+        state.last_ts_us = ts
+        return ts
+
+    def values(self, state: _State, ts_us: int, since: float, cached: bool) -> dict[str, float]:
+        """The device's reading; at load-test rates sampled once per device per second (same noise bucket)."""
+        second = ts_us // 1_000_000
+        if cached and state.cache_second == second:
+            return state.cache_values
+        device = state.device
+        values = sample(device.physics, device.keys, ts_us / 1e6, since=since, ranges=device.ranges)
+        state.cache_second, state.cache_values = second, values
+        return values
+
+    def reading(self, state: _State, now: float, *, cached: bool = False) -> Message:
+        previous = state.last_ts_us / 1e6 if state.last_ts_us else now - state.device.interval
+        ts_us = self.next_ts(state, now)
+        values = self.values(state, ts_us, previous, cached)
+        state.fcnt += 1
+        self.serial += 1
+        if self.config.malformed and uniform(self.config.seed, 99, self.serial) < self.config.malformed:
+            return self.corrupt(state, ts_us, values)
+        return telemetry_message(state.device, ts_us, values, state.fcnt)
+
+    def corrupt(self, state: _State, ts_us: int, values: dict[str, float]) -> Message:
+        """The next fault in turn that fits this device, so every kind shows up in a long enough run."""
+        for _ in range(len(MALFORMED_KINDS)):
+            kind = MALFORMED_KINDS[self.next_fault % len(MALFORMED_KINDS)]
+            self.next_fault += 1
+            if applies_to(kind, state.device):
+                return malformed_message(
+                    kind, state.device, ts_us, values, self.serial, huge_bytes=self.config.huge_bytes
+                )
+        return telemetry_message(state.device, ts_us, values, state.fcnt)
+
+    def _maybe_report(self) -> None:
+        every = self.config.report_every
+        now = time.monotonic()
+        if every and now - self.last_report >= every:
+            self.last_report = now
+            acked = sum(sum(t.acked.values()) for t in self.publisher.tallies())
+            logger.info(
+                "simulator: published %d, acked %d, in flight %d, %.0f msg/s",
+                self.sent,
+                acked,
+                self.publisher.unacked(),
+                self.sent / (now - self.started),
+            )
+
+    # --- rate mode --------------------------------------------------------------------
+
+    def run_rate(self, rate: float) -> None:
+        flat_out = math.isinf(rate)
+        index = 0
+        while not self.done():
+            if not flat_out:
+                lag = self.sent / rate - (time.monotonic() - self.started)
+                if lag > 0:
+                    self.stop.wait(min(lag, 0.01))
+                    continue
+            state = self.states[index % len(self.states)]
+            index += 1
+            self.emit(state, self.reading(state, time.time(), cached=True))
+
+    # --- schedule mode ------------------------------------------------------------------
+
+    def run_schedule(self) -> None:
+        now = time.time()
+        for state in self.states:
+            if state.device.shape is Shape.NATIVE and not self._dropped(state, now) and not self.done():
+                self.emit(state, status_message(state.device.uid, online=True))
+        if self.config.backfill_hours > 0:
+            self.backfill(now)
+        queue = [(now + uniform(self.config.seed, 5, i) * s.period, i) for i, s in enumerate(self.states)]
+        heapq.heapify(queue)
+        while queue and not self.done():
+            due, index = queue[0]
+            wait = min(due - time.time(), self.deadline - time.monotonic())
+            if wait > 0:
+                self.stop.wait(wait)
+                continue
+            heapq.heappop(queue)
+            state = self.states[index]
+            self.tick(state, time.time())
+            jitter = 1.0 + 0.1 * (uniform(self.config.seed, 6, index, self.sent) - 0.5)
+            heapq.heappush(queue, (due + state.period * jitter, index))
+
+    def _dropped(self, state: _State, now: float) -> bool:
+        return is_dropped(state.device, now, state.period, self.config.dropout, self.config.seed)
+
+    def tick(self, state: _State, now: float) -> None:
+        """One report: normal, dropping off, buffering while away, or coming back with the buffer."""
+        native = state.device.shape is Shape.NATIVE
+        if self._dropped(state, now):
+            if not state.offline and native:
+                self.emit(state, status_message(state.device.uid, online=False))
+            state.offline = True
+            if native:
+                ts_us = self.next_ts(state, now)
+                state.buffer.append((ts_us, self.values(state, ts_us, now - state.period, cached=False)))
+            return
+        if state.offline:
+            state.offline = False
+            if native:
+                self.emit(state, status_message(state.device.uid, online=True))
+                self.flush_buffer(state)
+        self.emit(state, self.reading(state, now))
+
+    def flush_buffer(self, state: _State) -> None:
+        for start in range(0, len(state.buffer), MAX_ARRAY):
+            self.emit(state, native_telemetry(state.device, state.buffer[start : start + MAX_ARRAY]))
+        state.buffer.clear()
+
+    def backfill(self, now: float) -> None:
+        """History on the device's own interval grid, so a restarted demo republishes the same timestamps."""
+        for state in self.states:
+            device = state.device
+            count = int(self.config.backfill_hours * 3600 / device.interval)
+            last = math.floor(now / device.interval) * device.interval
+            times = [last - k * device.interval for k in range(count, 0, -1)]
+            samples: list[Sample] = [
+                (
+                    int(t) * 1_000_000,
+                    sample(device.physics, device.keys, t, since=t - device.interval, ranges=device.ranges),
+                )
+                for t in times
+            ]
+            self.publish_history(state, samples)
+            if samples:
+                state.last_ts_us = samples[-1][0]
+
+    def publish_history(self, state: _State, samples: list[Sample]) -> None:
+        if state.device.shape is Shape.NATIVE:
+            for start in range(0, len(samples), MAX_ARRAY):
+                if self.done():
+                    return
+                self.emit(state, native_telemetry(state.device, samples[start : start + MAX_ARRAY]))
+            return
+        for ts_us, values in samples:  # a network server has no arrays: one uplink per reading
+            if self.done():
+                return
+            state.fcnt += 1
+            self.emit(state, telemetry_message(state.device, ts_us, values, state.fcnt))
+
+
+def _states(config: SimConfig) -> list[_State]:
+    return [
+        _State(device=device, lane=i % config.clients, period=_period(device, config))
+        for i, device in enumerate(config.devices)
+    ]
+
+
+def _summarise(config: SimConfig, publisher: Publisher, elapsed: float) -> Summary:
+    summary = Summary(qos=config.qos, elapsed=elapsed, unacked=publisher.unacked())
+    for tally in publisher.tallies():
+        summary.published.update(tally.published)
+        summary.acked.update(tally.acked)
+        summary.malformed.update(tally.malformed)
+        summary.refused += tally.refused
+        summary.rejected += tally.rejected
+        summary.records.extend(tally.records)
+    return summary
+
+
+def run_simulation(config: SimConfig) -> Summary:
+    """Connect, publish until the duration, message count or stop event ends it, wait for acks, disconnect."""
+    if not config.devices:
+        raise ValueError("no devices to simulate")
+    if config.clients < 1:
+        raise ValueError("clients must be at least 1")
+    states = _states(config)
+    publisher = Publisher(
+        config.url,
+        clients=config.clients,
+        qos=config.qos,
+        window=config.window,
+        wills=_wills(states, config.clients),
+        track=config.track,
+        ca_file=config.ca_file,
+    )
+    publisher.connect()
+    run = _Run(config, publisher, states)
+    try:
+        if config.rate is None:
+            run.run_schedule()
+        else:
+            run.run_rate(config.rate)
+        publisher.drain(config.drain_timeout)
+    finally:
+        elapsed = time.monotonic() - run.started
+        publisher.close()
+    return _summarise(config, publisher, elapsed)
+
+
+def devices_summary(devices: Iterable[SimDevice]) -> str:
+    shapes = Counter(device.shape.value for device in devices)
+    return ", ".join(f"{n} {shape}" for shape, n in sorted(shapes.items()))

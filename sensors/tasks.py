@@ -1,0 +1,13 @@
+"""Celery tasks of the sensors app (scheduled by ``CELERY_BEAT_SCHEDULE`` in settings)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from sensors.status import devices_mark_offline
+
+
+@shared_task(name="sensors.tasks.sweep_offline_devices", ignore_result=True)
+def sweep_offline_devices() -> int:
+    """Mark overdue devices offline; returns how many changed."""
+    return len(devices_mark_offline())

@@ -1,0 +1,903 @@
+/*
+ * Farm dashboard: live cards over /ws/farms/<id>/ and a Plotly chart per sensor.
+ *
+ * Protocol (README, "Live protocol"): the server sends a "snapshot" on connect and on request,
+ * then an "update" per ingest batch, each carrying the farm's sequence number. A gap in the
+ * numbers means the channel layer dropped something: ask for a snapshot. The socket reconnects
+ * with backoff and catches up from the snapshot it gets on connect.
+ *
+ * window.furrow exposes the connection state, the last sequence number and counters for tests
+ * and benchmarks (read-only use, please).
+ *
+ * The state rules and number formats mirror dashboard/cards.py and dashboard/formatting.py.
+ */
+(function () {
+  "use strict";
+
+  var configNode = document.getElementById("dashboard-config");
+  var root = document.getElementById("farm-dashboard");
+  if (!configNode || !root) {
+    return;
+  }
+  var config = JSON.parse(configNode.textContent);
+  var scriptNode = document.getElementById("dashboard-script");
+  var plotlyUrl = scriptNode ? scriptNode.getAttribute("data-plotly") : null;
+
+  var PING_MS = 25000;
+  var SNAPSHOT_TIMEOUT_MS = 10000;
+  var BACKOFF_MIN_MS = 1000;
+  var BACKOFF_MAX_MS = 30000;
+  var SEQ_REORDER_WINDOW = 50;
+  var CHART_FLUSH_MS = 250;
+  var CHART_MAX_POINTS = 4000;
+
+  var STATE_LABELS = {
+    fresh: "Fresh",
+    stale: "Stale",
+    offline: "Offline",
+    out_of_range: "Out of range",
+    no_data: "No data",
+  };
+  var STATE_BADGES = {
+    fresh: "badge-online",
+    stale: "badge-warn",
+    offline: "badge-offline",
+    out_of_range: "badge-range",
+    no_data: "badge-never",
+  };
+
+  var live = {
+    state: "connecting",
+    seq: null,
+    socket: null,
+    attempts: 0,
+    everLive: false,
+    clockOffset: config.now - Date.now(),
+    snapshotPending: false,
+    snapshotTimer: null,
+    reconnectTimer: null,
+    pingTimer: null,
+    lastMessageAt: null,
+    stats: { updates: 0, snapshots: 0, gaps: 0, reconnects: 0, ignored: 0 },
+  };
+  var listeners = [];
+
+  function serverNow() {
+    return Date.now() + live.clockOffset;
+  }
+
+  function num(value) {
+    return value === "" || value === null || value === undefined ? null : Number(value);
+  }
+
+  // ---- Formatting (mirrors dashboard/formatting.py) --------------------------------------
+
+  function formatValue(value) {
+    if (value === null || value === undefined) {
+      return "—";
+    }
+    var magnitude = Math.abs(value);
+    var decimals = magnitude >= 1000 ? 0 : magnitude >= 10 ? 1 : 2;
+    return value.toLocaleString("en-GB", { minimumFractionDigits: decimals, maximumFractionDigits: decimals });
+  }
+
+  function formatAge(ts, now) {
+    if (ts === null) {
+      return "never";
+    }
+    var seconds = Math.max(0, Math.floor((now - ts) / 1000));
+    if (seconds < 60) {
+      return seconds + " s ago";
+    }
+    var minutes = Math.floor(seconds / 60);
+    if (minutes < 60) {
+      return minutes + " min ago";
+    }
+    var hours = Math.floor(minutes / 60);
+    if (hours < 24) {
+      return hours + " h " + (minutes % 60) + " min ago";
+    }
+    return Math.floor(hours / 24) + " d " + (hours % 24) + " h ago";
+  }
+
+  function signalBars(rssi) {
+    if (rssi === null || rssi === undefined) {
+      return 0;
+    }
+    return rssi >= -90 ? 4 : rssi >= -105 ? 3 : rssi >= -115 ? 2 : 1;
+  }
+
+  // ---- Cards -----------------------------------------------------------------------------
+
+  var cards = {}; // sensor id -> card model
+  var cardsByDevice = {}; // device id -> [card model]
+  var devices = config.devices || {}; // device id -> {status, last_seen, battery, rssi, snr}
+  var dirty = new Set();
+  var frameRequested = false;
+
+  function readCards() {
+    var nodes = root.querySelectorAll(".sensor-card[data-sensor-id]");
+    for (var i = 0; i < nodes.length; i++) {
+      var el = nodes[i];
+      var card = {
+        id: el.getAttribute("data-sensor-id"),
+        deviceId: el.getAttribute("data-device-id"),
+        el: el,
+        value: num(el.getAttribute("data-value")),
+        ts: num(el.getAttribute("data-ts")),
+        min: num(el.getAttribute("data-min")),
+        max: num(el.getAttribute("data-max")),
+        interval: Number(el.getAttribute("data-interval")) || 900,
+        unit: el.getAttribute("data-unit") || "",
+        label: el.getAttribute("data-label"),
+        deviceName: el.getAttribute("data-device-name"),
+        spark: (config.sparks && config.sparks[el.getAttribute("data-sensor-id")]) || [],
+        state: el.getAttribute("data-state"),
+        parts: {
+          value: el.querySelector('[data-role="value"]'),
+          age: el.querySelector('[data-role="age"]'),
+          badge: el.querySelector('[data-role="badge"]'),
+          stateLabel: el.querySelector('[data-role="state-label"]'),
+          spark: el.querySelector('[data-role="spark"]'),
+          battery: el.querySelector('[data-role="battery"]'),
+          batteryFill: el.querySelector('[data-role="battery-fill"]'),
+          batteryText: el.querySelector('[data-role="battery-text"]'),
+          signal: el.querySelector('[data-role="signal"]'),
+          signalText: el.querySelector('[data-role="signal-text"]'),
+        },
+      };
+      cards[card.id] = card;
+      (cardsByDevice[card.deviceId] = cardsByDevice[card.deviceId] || []).push(card);
+    }
+  }
+
+  function cardState(card, now) {
+    var device = devices[card.deviceId];
+    if (device && device.status === "offline") {
+      return "offline";
+    }
+    if (card.value === null || card.ts === null) {
+      return "no_data";
+    }
+    if ((card.min !== null && card.value < card.min) || (card.max !== null && card.value > card.max)) {
+      return "out_of_range";
+    }
+    if (now - card.ts > card.interval * 1000 * config.staleAfterIntervals) {
+      return "stale";
+    }
+    return "fresh";
+  }
+
+  function markDirty(card) {
+    dirty.add(card);
+    scheduleFrame();
+  }
+
+  function scheduleFrame() {
+    if (!frameRequested) {
+      frameRequested = true;
+      window.requestAnimationFrame(flushCards);
+    }
+  }
+
+  function flushCards() {
+    frameRequested = false;
+    var now = serverNow();
+    dirty.forEach(function (card) {
+      renderCard(card, now, true);
+    });
+    dirty.clear();
+    renderSummary(now);
+  }
+
+  function renderCard(card, now, full) {
+    var state = cardState(card, now);
+    if (state !== card.state) {
+      card.state = state;
+      card.el.setAttribute("data-state", state);
+      card.parts.badge.className = "badge sc-badge " + STATE_BADGES[state];
+      card.parts.stateLabel.textContent = STATE_LABELS[state];
+    }
+    card.parts.age.textContent = card.ts === null ? "no readings yet" : formatAge(card.ts, now);
+    if (!full) {
+      return;
+    }
+    card.parts.value.textContent = formatValue(card.value);
+    card.el.setAttribute("data-value", card.value === null ? "" : String(card.value));
+    card.el.setAttribute("data-ts", card.ts === null ? "" : String(card.ts));
+    renderSpark(card, now);
+    renderDeviceHealth(card);
+  }
+
+  function renderDeviceHealth(card) {
+    var device = devices[card.deviceId];
+    if (!device) {
+      return;
+    }
+    var battery = device.battery;
+    card.parts.batteryText.textContent = battery === null || battery === undefined ? "—" : Math.round(battery) + "%";
+    card.parts.batteryFill.setAttribute("width", battery == null ? 0 : Math.max(0, Math.min(17, (battery / 100) * 17)));
+    card.parts.battery.classList.toggle("is-low", battery !== null && battery !== undefined && battery < 20);
+    card.parts.signal.setAttribute("data-bars", String(signalBars(device.rssi)));
+    var signal = "—";
+    if (device.rssi !== null && device.rssi !== undefined) {
+      signal = Math.round(device.rssi) + " dBm";
+      if (device.snr !== null && device.snr !== undefined) {
+        signal += " · " + device.snr.toFixed(1) + " dB";
+      }
+    }
+    card.parts.signalText.textContent = signal;
+  }
+
+  // Same arithmetic as dashboard/charts.py sparkline_paths (120 × 32 box).
+  function sparkPaths(points, startMs, endMs) {
+    if (!points.length) {
+      return { line: "", area: "" };
+    }
+    var low = Infinity;
+    var high = -Infinity;
+    for (var i = 0; i < points.length; i++) {
+      low = Math.min(low, points[i][1]);
+      high = Math.max(high, points[i][1]);
+    }
+    var span = Math.max(1, endMs - startMs);
+    var coords = points.map(function (p) {
+      var x = Math.min(Math.max(((p[0] - startMs) / span) * 120, 0), 120);
+      var y = high === low ? 16 : 32 - 2 - ((p[1] - low) / (high - low)) * 28;
+      return x.toFixed(1) + "," + y.toFixed(1);
+    });
+    var line = "M" + coords.join(" L");
+    var first = coords[0].split(",")[0];
+    var last = coords[coords.length - 1].split(",")[0];
+    return { line: line, area: line + " L" + last + ",32 L" + first + ",32 Z" };
+  }
+
+  function renderSpark(card, now) {
+    var start = now - config.sparkSeconds * 1000;
+    while (card.spark.length && card.spark[0][0] < start) {
+      card.spark.shift();
+    }
+    var paths = sparkPaths(card.spark, start, now);
+    var svgPaths = card.parts.spark.querySelectorAll("path");
+    svgPaths[0].setAttribute("d", paths.area);
+    svgPaths[1].setAttribute("d", paths.line);
+  }
+
+  function applyPoints(card, points) {
+    var changed = false;
+    var lastSpark = card.spark.length ? card.spark[card.spark.length - 1][0] : -Infinity;
+    for (var i = 0; i < points.length; i++) {
+      var t = points[i][0];
+      var v = points[i][1];
+      if (t > lastSpark) {
+        card.spark.push([t, v]);
+        lastSpark = t;
+      }
+      // A device flushing its buffer sends old readings: they never replace a newer value.
+      if (card.ts === null || t >= card.ts) {
+        card.ts = t;
+        card.value = v;
+        changed = true;
+      }
+    }
+    if (changed) {
+      flash(card.el);
+    }
+    markDirty(card);
+  }
+
+  function flash(el) {
+    el.classList.remove("is-flash");
+    void el.offsetWidth; // restart the animation
+    el.classList.add("is-flash");
+  }
+
+  function applyDevice(entry) {
+    var id = String(entry.id);
+    var isNew = !devices[id];
+    devices[id] = entry;
+    if (cardsByDevice[id]) {
+      cardsByDevice[id].forEach(markDirty);
+    } else if (isNew || entry.last_seen !== null) {
+      // A device this page has no cards for: newly registered, or reporting for the first time.
+      showBanner("A device has new sensors reporting. Reload to see them.");
+    }
+    scheduleFrame();
+  }
+
+  function renderSummary(now) {
+    var counts = { online: 0, offline: 0, never: 0 };
+    var last = null;
+    Object.keys(devices).forEach(function (id) {
+      var d = devices[id];
+      if (d.status === "online") counts.online++;
+      else if (d.status === "offline") counts.offline++;
+      else counts.never++;
+      if (d.last_seen !== null && (last === null || d.last_seen > last)) last = d.last_seen;
+    });
+    ["online", "offline", "never"].forEach(function (key) {
+      var valueNode = root.querySelector('[data-summary="' + key + '"]');
+      if (valueNode) valueNode.textContent = String(counts[key]);
+      var seg = root.querySelector('[data-seg="' + key + '"]');
+      if (seg) {
+        seg.style.flexGrow = String(counts[key]);
+        seg.hidden = counts[key] === 0;
+      }
+    });
+    var offlineBox = root.querySelector('[data-summary-box="offline"]');
+    if (offlineBox) offlineBox.classList.toggle("stat-offline", counts.offline > 0);
+    var bar = document.getElementById("summary-bar");
+    if (bar) {
+      bar.setAttribute(
+        "aria-label",
+        counts.online + " online, " + counts.offline + " offline, " + counts.never + " never seen"
+      );
+    }
+    var lastNode = root.querySelector('[data-summary="last-update"]');
+    if (lastNode) {
+      lastNode.setAttribute("data-ts", last === null ? "" : String(last));
+      lastNode.textContent = formatAge(last, now);
+    }
+  }
+
+  function tick() {
+    var now = serverNow();
+    Object.keys(cards).forEach(function (id) {
+      renderCard(cards[id], now, false);
+    });
+    renderSummary(now);
+  }
+
+  function showBanner(text) {
+    var banner = document.getElementById("dash-banner");
+    if (!banner) return;
+    banner.querySelector('[data-role="banner-text"]').textContent = text;
+    banner.hidden = false;
+  }
+
+  // ---- Live socket -----------------------------------------------------------------------
+
+  function setLive(state, label) {
+    live.state = state;
+    var pill = document.getElementById("live-status");
+    if (!pill) return;
+    pill.setAttribute("data-state", state);
+    var labelNode = pill.querySelector('[data-role="live-label"]');
+    if (state === "signed_out") {
+      labelNode.innerHTML = 'Signed out · <a href="/login/?next=' + encodeURIComponent(location.pathname) + '">sign in</a>';
+    } else {
+      labelNode.textContent = label;
+    }
+  }
+
+  function socketUrl() {
+    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + config.wsPath;
+  }
+
+  function connect() {
+    window.clearTimeout(live.reconnectTimer);
+    if (!live.everLive) {
+      setLive("connecting", "Connecting…");
+    }
+    live.opened = false;
+    var socket = new WebSocket(socketUrl());
+    live.socket = socket;
+    socket.onopen = function () {
+      live.opened = true;
+      startPing();
+    };
+    socket.onmessage = function (event) {
+      if (socket === live.socket) {
+        onMessage(JSON.parse(event.data));
+      }
+    };
+    socket.onclose = function (event) {
+      if (socket === live.socket) {
+        onClose(event, socket);
+      }
+    };
+  }
+
+  function send(message) {
+    if (live.socket && live.socket.readyState === WebSocket.OPEN) {
+      live.socket.send(JSON.stringify(message));
+    }
+  }
+
+  function requestSnapshot() {
+    if (live.snapshotPending) return;
+    live.snapshotPending = true;
+    send({ type: "snapshot" });
+    live.snapshotTimer = window.setTimeout(function () {
+      live.snapshotPending = false;
+    }, SNAPSHOT_TIMEOUT_MS);
+  }
+
+  function onMessage(message) {
+    live.lastMessageAt = Date.now();
+    if (message.type === "snapshot") {
+      applySnapshot(message);
+    } else if (message.type === "update") {
+      applyUpdate(message);
+    } else if (message.type === "pong") {
+      live.clockOffset = message.now - Date.now();
+      if (live.seq !== null && message.seq > live.seq) {
+        live.stats.gaps++;
+        requestSnapshot();
+      }
+    }
+    for (var i = 0; i < listeners.length; i++) {
+      try {
+        listeners[i](message);
+      } catch (err) {
+        console.error(err);
+      }
+    }
+  }
+
+  function applySnapshot(message) {
+    live.stats.snapshots++;
+    live.snapshotPending = false;
+    window.clearTimeout(live.snapshotTimer);
+    live.clockOffset = message.now - Date.now();
+    live.seq = message.seq;
+    message.devices.forEach(function (entry) {
+      devices[String(entry.id)] = entry;
+    });
+    message.sensors.forEach(function (entry) {
+      var card = cards[String(entry.sensor)];
+      if (!card) {
+        showBanner("New sensors are reporting on this farm. Reload to see them.");
+        return;
+      }
+      if (entry.ts !== null && (card.ts === null || entry.ts >= card.ts)) {
+        card.ts = entry.ts;
+        card.value = entry.value;
+      }
+      markDirty(card);
+    });
+    Object.keys(cards).forEach(function (id) {
+      markDirty(cards[id]);
+    });
+    var catchingUp = live.everLive;
+    live.everLive = true;
+    live.attempts = 0;
+    setLive("live", "Live");
+    if (catchingUp) {
+      refreshSparklines();
+      chartCatchUp();
+    }
+  }
+
+  function applyUpdate(message) {
+    if (live.seq === null) {
+      return; // the snapshot that starts every connection is still on its way
+    }
+    if (message.seq <= live.seq) {
+      if (live.seq - message.seq > SEQ_REORDER_WINDOW) {
+        // The counter restarted (Redis was reset): only a snapshot tells us where we are.
+        live.stats.gaps++;
+        requestSnapshot();
+      } else {
+        live.stats.ignored++;
+      }
+      return;
+    }
+    var gap = message.seq > live.seq + 1;
+    live.seq = message.seq;
+    live.stats.updates++;
+    message.devices.forEach(applyDevice);
+    message.readings.forEach(function (entry) {
+      var card = cards[String(entry.sensor)];
+      if (!card) {
+        showBanner("New sensors are reporting on this farm. Reload to see them.");
+        return;
+      }
+      applyPoints(card, entry.points);
+      chartExtend(String(entry.sensor), entry.points, entry.n > entry.points.length);
+    });
+    if (gap) {
+      live.stats.gaps++;
+      requestSnapshot();
+    }
+  }
+
+  function onClose(event, socket) {
+    window.clearInterval(live.pingTimer);
+    live.socket = null;
+    live.seq = null;
+    live.snapshotPending = false;
+    if (event.code === 4403) {
+      setLive("forbidden", "No access to this farm");
+      return;
+    }
+    if (event.code === 4401 || !live.opened) {
+      // Signed out, or the handshake was refused (anonymous sockets are never accepted):
+      // ask the server over HTTP whether the session is still good before retrying.
+      sessionStillValid().then(function (valid) {
+        if (valid === false) {
+          setLive("signed_out", "Signed out");
+        } else {
+          scheduleReconnect();
+        }
+      });
+      return;
+    }
+    scheduleReconnect();
+  }
+
+  function scheduleReconnect() {
+    live.attempts++;
+    live.opened = false;
+    live.stats.reconnects++;
+    var ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * Math.pow(2, live.attempts - 1));
+    var delay = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+    var due = Date.now() + delay;
+    var update = function () {
+      var left = Math.max(0, Math.ceil((due - Date.now()) / 1000));
+      setLive("reconnecting", left > 1 ? "Reconnecting in " + left + " s…" : "Reconnecting…");
+    };
+    update();
+    var countdown = window.setInterval(update, 1000);
+    live.reconnectTimer = window.setTimeout(function () {
+      window.clearInterval(countdown);
+      connect();
+    }, delay);
+  }
+
+  // true: signed in and allowed; false: signed out or no access; null: cannot tell (offline).
+  function sessionStillValid() {
+    return fetch(config.sparklinesUrl, { credentials: "same-origin", redirect: "manual" })
+      .then(function (response) {
+        if (response.type === "opaqueredirect" || response.status === 302 || response.status === 403) {
+          return false;
+        }
+        if (response.status === 404) {
+          setLive("forbidden", "No access to this farm");
+          return false;
+        }
+        return response.ok ? true : null;
+      })
+      .catch(function () {
+        return null;
+      });
+  }
+
+  function refreshSparklines() {
+    fetch(config.sparklinesUrl, { credentials: "same-origin" })
+      .then(function (response) {
+        return response.ok ? response.json() : null;
+      })
+      .then(function (data) {
+        if (!data) return;
+        Object.keys(data.lines).forEach(function (id) {
+          var card = cards[id];
+          if (card) {
+            card.spark = data.lines[id];
+            markDirty(card);
+          }
+        });
+      })
+      .catch(function () {});
+  }
+
+  function startPing() {
+    window.clearInterval(live.pingTimer);
+    live.pingTimer = window.setInterval(function () {
+      send({ type: "ping" });
+    }, PING_MS);
+  }
+
+  // ---- Chart dialog ------------------------------------------------------------------------
+
+  var dialog = document.getElementById("chart-dialog");
+  var plotNode = document.getElementById("chart-plot");
+  var chart = { sensorId: null, range: "6h", pending: [], flushTimer: null, userZoomed: false, ready: false };
+  var plotlyPromise = null;
+  var RANGE_MS = { "1h": 3600e3, "6h": 6 * 3600e3, "24h": 24 * 3600e3, "7d": 7 * 24 * 3600e3 };
+
+  function loadPlotly() {
+    if (window.Plotly) return Promise.resolve(window.Plotly);
+    if (!plotlyPromise) {
+      plotlyPromise = new Promise(function (resolve, reject) {
+        var tag = document.createElement("script");
+        tag.src = plotlyUrl;
+        tag.async = true;
+        tag.onload = function () {
+          resolve(window.Plotly);
+        };
+        tag.onerror = function () {
+          plotlyPromise = null;
+          reject(new Error("could not load the chart library"));
+        };
+        document.head.appendChild(tag);
+      });
+    }
+    return plotlyPromise;
+  }
+
+  // Plotly has no time zones: hand it wall-clock strings in the farm's zone. Offsets change
+  // only on quarter hours (DST), so one Intl lookup per 15 minutes of data is enough.
+  var tzFormat = new Intl.DateTimeFormat("en-GB", {
+    timeZone: config.timeZone,
+    hourCycle: "h23",
+    year: "numeric",
+    month: "2-digit",
+    day: "2-digit",
+    hour: "2-digit",
+    minute: "2-digit",
+    second: "2-digit",
+  });
+  var offsetCache = {};
+
+  function zoneOffset(ms) {
+    var key = Math.floor(ms / 900000);
+    if (offsetCache[key] === undefined) {
+      var parts = {};
+      tzFormat.formatToParts(new Date(key * 900000)).forEach(function (p) {
+        parts[p.type] = p.value;
+      });
+      var wall = Date.UTC(+parts.year, +parts.month - 1, +parts.day, +parts.hour, +parts.minute, +parts.second);
+      offsetCache[key] = wall - key * 900000;
+    }
+    return offsetCache[key];
+  }
+
+  function farmTime(ms) {
+    return new Date(ms + zoneOffset(ms)).toISOString().slice(0, 23).replace("T", " ");
+  }
+
+  function openChart(sensorId) {
+    var card = cards[sensorId];
+    if (!card || !dialog) return;
+    chart.sensorId = sensorId;
+    chart.userZoomed = false;
+    chart.ready = false;
+    document.getElementById("chart-title").textContent = card.label;
+    document.getElementById("chart-sub").textContent = card.deviceName;
+    renderChartNow(card);
+    if (typeof dialog.showModal === "function") {
+      dialog.showModal();
+    } else {
+      dialog.setAttribute("open", "");
+    }
+    loadSeries();
+  }
+
+  function closeChart() {
+    if (window.Plotly && chart.ready) {
+      window.Plotly.purge(plotNode);
+    }
+    chart.sensorId = null;
+    chart.pending = [];
+    chart.ready = false;
+    if (dialog.open) dialog.close();
+  }
+
+  function renderChartNow(card) {
+    var node = document.getElementById("chart-now");
+    node.innerHTML = "";
+    node.appendChild(document.createTextNode(formatValue(card.value)));
+    if (card.unit) {
+      var unit = document.createElement("small");
+      unit.textContent = card.unit;
+      node.appendChild(unit);
+    }
+  }
+
+  function seriesUrl(sensorId) {
+    var width = Math.max(200, Math.round(plotNode.clientWidth || 800));
+    return (
+      config.seriesUrl.replace(/\/0\/series$/, "/" + sensorId + "/series") +
+      "?range=" + encodeURIComponent(chart.range) + "&width=" + width
+    );
+  }
+
+  function loadSeries() {
+    var sensorId = chart.sensorId;
+    var range = chart.range;
+    chart.pending = [];
+    plotNode.classList.add("is-loading");
+    Promise.all([loadPlotly(), fetch(seriesUrl(sensorId), { credentials: "same-origin" })])
+      .then(function (results) {
+        var response = results[1];
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.json();
+      })
+      .then(function (data) {
+        if (chart.sensorId !== sensorId || chart.range !== range) return;
+        drawSeries(data);
+      })
+      .catch(function (err) {
+        plotNode.classList.remove("is-loading");
+        document.getElementById("chart-foot").textContent = "Could not load the chart: " + err.message;
+      });
+  }
+
+  function axisTitle(sensor) {
+    return sensor.unit ? sensor.label + " (" + sensor.unit + ")" : sensor.label;
+  }
+
+  function drawSeries(data) {
+    var x = data.t.map(farmTime);
+    var unit = data.sensor.unit ? " " + data.sensor.unit : "";
+    var accent = "#2e7d4f";
+    var traces = [
+      {
+        x: x, y: data.max, name: "max", mode: "lines", line: { width: 0, color: accent },
+        hovertemplate: "max %{y:.2f}" + unit + "<extra></extra>", showlegend: false,
+      },
+      {
+        x: x, y: data.min, name: "min", mode: "lines", line: { width: 0, color: accent },
+        fill: "tonexty", fillcolor: "rgba(46,125,79,0.16)",
+        hovertemplate: "min %{y:.2f}" + unit + "<extra></extra>", showlegend: false,
+      },
+      {
+        x: x, y: data.avg, name: "mean", mode: "lines", line: { width: 2, color: accent, shape: "linear" },
+        hovertemplate: "<b>%{y:.2f}" + unit + "</b><extra></extra>", showlegend: false,
+      },
+    ];
+    var end = serverNow();
+    var layout = {
+      margin: { l: 56, r: 16, t: 8, b: 44 },
+      paper_bgcolor: "rgba(0,0,0,0)",
+      plot_bgcolor: "rgba(0,0,0,0)",
+      font: { family: getComputedStyle(document.body).fontFamily, size: 12, color: "#526058" },
+      hovermode: "x unified",
+      hoverlabel: { bgcolor: "#ffffff", bordercolor: "#c9cfc2", font: { color: "#17211b" } },
+      xaxis: {
+        type: "date",
+        range: [farmTime(end - RANGE_MS[chart.range]), farmTime(end)],
+        title: { text: "Time (" + data.time_zone + ")", standoff: 8 },
+        gridcolor: "#eef0ea", linecolor: "#c9cfc2", showspikes: true, spikecolor: "#c9cfc2", spikethickness: 1,
+      },
+      yaxis: {
+        title: { text: axisTitle(data.sensor), standoff: 6 },
+        gridcolor: "#eef0ea", zeroline: false, automargin: true, fixedrange: false,
+      },
+      showlegend: false,
+    };
+    var plotConfig = {
+      displaylogo: false,
+      responsive: true,
+      displayModeBar: "hover",
+      modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d", "toggleSpikelines", "hoverCompareCartesian", "hoverClosestCartesian"],
+      toImageButtonOptions: { filename: (data.sensor.label + "-" + data.range).replace(/\s+/g, "-").toLowerCase() },
+    };
+    window.Plotly.react(plotNode, traces, layout, plotConfig).then(function () {
+      plotNode.classList.remove("is-loading");
+      chart.ready = true;
+      chart.points = x.length;
+      if (!plotNode._furrowBound) {
+        plotNode._furrowBound = true;
+        plotNode.on("plotly_relayout", function (event) {
+          if (event["xaxis.autorange"]) chart.userZoomed = false;
+          else if (event["xaxis.range[0]"] !== undefined && !chart.sliding) chart.userZoomed = true;
+        });
+      }
+    });
+    var total = data.count.reduce(function (a, b) { return a + b; }, 0);
+    document.getElementById("chart-foot").textContent =
+      total.toLocaleString("en-GB") + " readings in " + data.t.length + " points (" +
+      (data.bucket_seconds > 1 ? "one per " + humanSeconds(data.bucket_seconds) : "raw") +
+      "); shaded band: min–max in each point. Live updates extend the chart.";
+  }
+
+  function humanSeconds(s) {
+    if (s < 120) return s + " s";
+    if (s < 7200) return Math.round(s / 60) + " min";
+    return (s / 3600).toFixed(1).replace(/\.0$/, "") + " h";
+  }
+
+  function chartExtend(sensorId, points, partial) {
+    if (chart.sensorId !== sensorId) return;
+    renderChartNow(cards[sensorId]);
+    if (partial) {
+      loadSeries(); // the update carried only the newest of many points: redraw from the server
+      return;
+    }
+    Array.prototype.push.apply(chart.pending, points);
+    if (!chart.flushTimer) {
+      chart.flushTimer = window.setTimeout(flushChart, CHART_FLUSH_MS);
+    }
+  }
+
+  function flushChart() {
+    chart.flushTimer = null;
+    if (!chart.ready || !chart.pending.length) return;
+    var points = chart.pending.sort(function (a, b) { return a[0] - b[0]; });
+    chart.pending = [];
+    var xs = points.map(function (p) { return farmTime(p[0]); });
+    var ys = points.map(function (p) { return p[1]; });
+    var Plotly = window.Plotly;
+    Plotly.extendTraces(plotNode, { x: [xs, xs, xs], y: [ys, ys, ys] }, [0, 1, 2], CHART_MAX_POINTS);
+    if (!chart.userZoomed) {
+      var end = serverNow();
+      chart.sliding = true;
+      Plotly.relayout(plotNode, { "xaxis.range": [farmTime(end - RANGE_MS[chart.range]), farmTime(end)] }).then(
+        function () {
+          chart.sliding = false;
+        }
+      );
+    }
+  }
+
+  function chartCatchUp() {
+    if (chart.sensorId !== null) loadSeries();
+  }
+
+  function bindChartControls() {
+    root.addEventListener("click", function (event) {
+      var opener = event.target.closest('[data-action="open-chart"]');
+      if (opener) {
+        openChart(opener.closest(".sensor-card").getAttribute("data-sensor-id"));
+      }
+    });
+    if (!dialog) return;
+    dialog.addEventListener("click", function (event) {
+      if (event.target === dialog) {
+        closeChart(); // a click on the backdrop
+        return;
+      }
+      if (event.target.closest('[data-action="close-chart"]')) {
+        closeChart();
+        return;
+      }
+      var button = event.target.closest("[data-range]");
+      if (button) {
+        chart.range = button.getAttribute("data-range");
+        chart.userZoomed = false;
+        dialog.querySelectorAll("[data-range]").forEach(function (b) {
+          b.setAttribute("aria-pressed", b === button ? "true" : "false");
+        });
+        loadSeries();
+      }
+    });
+    dialog.addEventListener("close", function () {
+      if (chart.sensorId !== null) closeChart();
+    });
+  }
+
+  // ---- Start -----------------------------------------------------------------------------
+
+  readCards();
+  bindChartControls();
+  var reloadButton = root.querySelector('[data-action="reload"]');
+  if (reloadButton) {
+    reloadButton.addEventListener("click", function () {
+      location.reload();
+    });
+  }
+  window.setInterval(tick, 1000);
+  window.addEventListener("online", function () {
+    if (live.state === "reconnecting") connect();
+  });
+  connect();
+  tick();
+
+  window.furrow = {
+    get state() {
+      return live.state;
+    },
+    get seq() {
+      return live.seq;
+    },
+    get lastMessageAt() {
+      return live.lastMessageAt;
+    },
+    get socket() {
+      return live.socket;
+    },
+    farm: config.farm,
+    stats: live.stats,
+    onMessage: function (fn) {
+      listeners.push(fn);
+    },
+    openChart: openChart,
+    closeChart: closeChart,
+    card: function (sensorId) {
+      var card = cards[String(sensorId)];
+      return card ? { value: card.value, ts: card.ts, state: card.state } : null;
+    },
+  };
+})();

@@ -1,0 +1,257 @@
+"""The farm socket /ws/farms/<id>/: who gets in, what they receive, and when they are thrown out.
+
+Runs the full ``farm.asgi.application`` (Origin check, session auth, router)
+against the real Redis channel layer and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.contrib.sessions.models import Session
+from django.utils import timezone
+
+from dashboard import consumers, live
+from farm.models import Role
+from sensors.hooks import run_batch_hooks
+from tests.dashboard_fixtures import (
+    batch_for,
+    clean_channel_layer,  # noqa: F401 - fixture
+    close_code,
+    communicator,
+    connect_as,
+    farm_with_sensors,
+    logged_in_client,
+    member_of,
+    session_cookie,
+)
+from tests.factories import UserFactory
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("clean_channel_layer")]
+
+
+@pytest.fixture
+async def farm_a():
+    return await sync_to_async(farm_with_sensors)(devices=2)
+
+
+@pytest.fixture
+async def farm_b():
+    return await sync_to_async(farm_with_sensors)(devices=1)
+
+
+async def test_it_refuses_an_anonymous_socket(farm_a):
+    comm = communicator(farm_a.farm.pk)
+    connected, _ = await comm.connect()
+    assert not connected
+
+
+async def test_a_manager_gets_a_snapshot_of_the_farm(farm_a):
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    comm, snapshot = await connect_as(membership.user, farm_a.farm.pk)
+    assert snapshot["type"] == "snapshot"
+    assert snapshot["farm"] == farm_a.farm.pk
+    assert isinstance(snapshot["seq"], int)
+    assert {s["sensor"] for s in snapshot["sensors"]} == {s.pk for s in farm_a.sensors}
+    assert {d["id"] for d in snapshot["devices"]} == {d.pk for d in farm_a.devices}
+    await comm.disconnect()
+
+
+async def test_a_viewer_is_let_in(farm_a):
+    membership = await sync_to_async(member_of)(farm_a.farm, Role.VIEWER)
+    comm, snapshot = await connect_as(membership.user, farm_a.farm.pk)
+    assert snapshot["type"] == "snapshot"
+    await comm.disconnect()
+
+
+async def test_staff_may_watch_a_farm_they_are_not_a_member_of(farm_a):
+    staff = await sync_to_async(UserFactory)(is_staff=True)
+    comm, snapshot = await connect_as(staff, farm_a.farm.pk)
+    assert snapshot["farm"] == farm_a.farm.pk
+    await comm.disconnect()
+
+
+async def test_a_member_of_another_farm_is_closed_with_4403(farm_a, farm_b):
+    membership = await sync_to_async(member_of)(farm_b.farm)
+    key = await sync_to_async(session_cookie)(membership.user)
+    comm = communicator(farm_a.farm.pk, session_key=key)
+    connected, _ = await comm.connect()
+    assert connected  # accepted, so the browser can read why it is closed
+    assert await close_code(comm) == live.CLOSE_FORBIDDEN
+
+
+async def test_a_farm_that_does_not_exist_looks_like_a_forbidden_one(farm_a):
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    key = await sync_to_async(session_cookie)(membership.user)
+    comm = communicator(farm_a.farm.pk + 1000, session_key=key)
+    await comm.connect()
+    assert await close_code(comm) == live.CLOSE_FORBIDDEN
+
+
+async def test_it_refuses_a_foreign_origin(farm_a):
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    key = await sync_to_async(session_cookie)(membership.user)
+    comm = communicator(farm_a.farm.pk, session_key=key, origin=b"https://evil.example")
+    connected, _ = await comm.connect()
+    assert not connected
+
+
+async def test_it_refuses_a_socket_without_origin(farm_a):
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    key = await sync_to_async(session_cookie)(membership.user)
+    comm = communicator(farm_a.farm.pk, session_key=key, origin=None)
+    connected, _ = await comm.connect()
+    assert not connected
+
+
+async def test_a_member_of_farm_a_never_receives_farm_b_messages(farm_a, farm_b):
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    comm, snapshot = await connect_as(membership.user, farm_a.farm.pk)
+    now = timezone.now()
+    await sync_to_async(run_batch_hooks)(batch_for(farm_b.sensors[0], 41.0, ts=now))
+    await sync_to_async(run_batch_hooks)(batch_for(farm_a.sensors[0], 12.5, ts=now))
+    update = json.loads(await comm.receive_from(timeout=5))
+    assert update["type"] == "update"
+    assert update["farm"] == farm_a.farm.pk
+    assert [r["sensor"] for r in update["readings"]] == [farm_a.sensors[0].pk]
+    assert update["readings"][0]["points"][-1][1] == 12.5
+    assert update["seq"] > snapshot["seq"]
+    assert await comm.receive_nothing(timeout=0.5)
+    await comm.disconnect()
+
+
+async def test_updates_carry_consecutive_sequence_numbers(farm_a):
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    comm, snapshot = await connect_as(membership.user, farm_a.farm.pk)
+    now = timezone.now()
+    for value in (1.0, 2.0, 3.0):
+        await sync_to_async(run_batch_hooks)(batch_for(farm_a.sensors[1], value, ts=now))
+    seqs = [json.loads(await comm.receive_from(timeout=5))["seq"] for _ in range(3)]
+    assert seqs == [snapshot["seq"] + 1, snapshot["seq"] + 2, snapshot["seq"] + 3]
+    await comm.disconnect()
+
+
+async def test_a_ping_gets_a_pong_with_the_current_sequence_number(farm_a):
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    comm, snapshot = await connect_as(membership.user, farm_a.farm.pk)
+    await comm.send_to(text_data=json.dumps({"type": "ping"}))
+    pong = json.loads(await comm.receive_from(timeout=5))
+    assert pong["type"] == "pong"
+    assert pong["seq"] == snapshot["seq"]
+    await comm.disconnect()
+
+
+async def test_a_snapshot_request_gets_a_fresh_snapshot(farm_a):
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    comm, first = await connect_as(membership.user, farm_a.farm.pk)
+    await sync_to_async(run_batch_hooks)(batch_for(farm_a.sensors[0], 5.0, ts=timezone.now()))
+    await comm.receive_from(timeout=5)  # the update
+    await comm.send_to(text_data=json.dumps({"type": "snapshot"}))
+    again = json.loads(await comm.receive_from(timeout=5))
+    assert again["type"] == "snapshot"
+    assert again["seq"] == first["seq"] + 1
+    await comm.disconnect()
+
+
+async def test_it_ignores_messages_it_does_not_know(farm_a):
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    comm, _ = await connect_as(membership.user, farm_a.farm.pk)
+    for text in ('{"type": "subscribe", "farm": 1}', "not json", "[1, 2]", '{"type": 5}'):
+        await comm.send_to(text_data=text)
+    assert await comm.receive_nothing(timeout=0.3)
+    await comm.send_to(text_data='{"type": "ping"}')
+    assert json.loads(await comm.receive_from(timeout=5))["type"] == "pong"
+    await comm.disconnect()
+
+
+async def test_an_oversized_frame_closes_the_socket(farm_a):
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    comm, _ = await connect_as(membership.user, farm_a.farm.pk)
+    await comm.send_to(text_data=json.dumps({"type": "ping", "pad": "x" * 5000}))
+    assert await close_code(comm) == 1009
+
+
+async def test_a_binary_frame_closes_the_socket(farm_a):
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    comm, _ = await connect_as(membership.user, farm_a.farm.pk)
+    await comm.send_to(bytes_data=b"\x00\x01")
+    assert await close_code(comm) == 1009
+
+
+async def test_a_flood_of_messages_closes_the_socket(farm_a):
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    comm, _ = await connect_as(membership.user, farm_a.farm.pk)
+    for _ in range(60):
+        await comm.send_to(text_data='{"type": "nonsense"}')
+    assert await close_code(comm) == 1008
+
+
+async def test_logging_out_closes_the_sockets_of_that_session_only(farm_a):
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    client, key = await sync_to_async(logged_in_client)(membership.user)
+    phone, _ = await connect_as(membership.user, farm_a.farm.pk)  # another session of the same user
+    laptop = communicator(farm_a.farm.pk, session_key=key)
+    await laptop.connect()
+    await laptop.receive_from(timeout=5)
+    await sync_to_async(client.logout)()
+    assert await close_code(laptop) == live.CLOSE_SIGNED_OUT
+    assert await phone.receive_nothing(timeout=0.5)
+    await phone.disconnect()
+
+
+async def test_deactivating_a_user_closes_their_sockets(farm_a):
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    comm, _ = await connect_as(membership.user, farm_a.farm.pk)
+    user = membership.user
+    user.is_active = False
+    await sync_to_async(user.save)()
+    assert await close_code(comm) == live.CLOSE_SIGNED_OUT
+
+
+async def test_removing_the_membership_closes_the_socket_with_4403(farm_a):
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    comm, _ = await connect_as(membership.user, farm_a.farm.pk)
+    await sync_to_async(membership.delete)()
+    assert await close_code(comm) == live.CLOSE_FORBIDDEN
+
+
+async def test_removing_one_membership_leaves_sockets_on_other_farms_open(farm_a, farm_b):
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    await sync_to_async(member_of)(farm_b.farm)
+    other = await sync_to_async(lambda: farm_b.farm.memberships.create(user=membership.user, role=Role.VIEWER))()
+    comm_a, _ = await connect_as(membership.user, farm_a.farm.pk)
+    comm_b, _ = await connect_as(membership.user, farm_b.farm.pk)
+    await sync_to_async(other.delete)()
+    assert await close_code(comm_b) == live.CLOSE_FORBIDDEN
+    assert await comm_a.receive_nothing(timeout=0.5)
+    await comm_a.disconnect()
+
+
+async def test_taking_away_staff_closes_a_staff_socket_on_a_foreign_farm(farm_a):
+    staff = await sync_to_async(UserFactory)(is_staff=True)
+    comm, _ = await connect_as(staff, farm_a.farm.pk)
+    staff.is_staff = False
+    await sync_to_async(staff.save)()
+    assert await close_code(comm) == live.CLOSE_FORBIDDEN
+
+
+async def test_the_access_timer_closes_a_socket_whose_session_vanished(farm_a, monkeypatch):
+    monkeypatch.setattr(consumers, "ACCESS_RECHECK_SECONDS", 0.2)
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    comm, _ = await connect_as(membership.user, farm_a.farm.pk)
+    # A bulk delete sends no signal: only the backstop timer can notice.
+    await sync_to_async(lambda: Session.objects.all().delete())()
+    assert await close_code(comm) == live.CLOSE_SIGNED_OUT
+
+
+async def test_the_access_timer_leaves_a_valid_socket_open(farm_a, monkeypatch):
+    monkeypatch.setattr(consumers, "ACCESS_RECHECK_SECONDS", 0.1)
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    comm, _ = await connect_as(membership.user, farm_a.farm.pk)
+    await asyncio.sleep(0.5)
+    await comm.send_to(text_data='{"type": "ping"}')
+    assert json.loads(await comm.receive_from(timeout=5))["type"] == "pong"
+    await comm.disconnect()
