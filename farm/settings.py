@@ -95,6 +95,8 @@ DATABASES = {
     "default": dj_database_url.parse(DATABASE_URL, conn_max_age=600, conn_health_checks=True),
 }
 DATABASES["default"]["ENGINE"] = "django.db.backends.postgresql"
+# An unreachable (not refusing) host must not hang requests and /healthz forever.
+DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_url("REDIS_URL", None, schemes=("redis", "rediss", "unix"))
@@ -154,6 +156,15 @@ INGEST_MAX_FUTURE_SECONDS = env_int("INGEST_MAX_FUTURE_SECONDS", 300, minimum=0)
 INGEST_RETENTION_DAYS = env_int("INGEST_RETENTION_DAYS", 400, minimum=1)
 INGEST_SESSION_EXPIRY = env_int("INGEST_SESSION_EXPIRY", 7 * 24 * 3600, minimum=60)
 INGEST_STATS_INTERVAL = env_float("INGEST_STATS_INTERVAL", 5.0, minimum=0.1)
+# 3.1.1 by default: the embedded amqtt demo broker speaks only 3.1.1.
+INGEST_MQTT_VERSION = env_str("INGEST_MQTT_VERSION", "3.1.1")
+if INGEST_MQTT_VERSION not in {"3.1.1", "5"}:
+    raise ConfigError(f"INGEST_MQTT_VERSION must be 3.1.1 or 5, got {INGEST_MQTT_VERSION!r}")
+# Messages received but not yet committed; at this many the worker stops reading from the
+# broker (memory stays bounded while PostgreSQL is down). Match the broker's inflight window.
+INGEST_MAX_PENDING = env_int("INGEST_MAX_PENDING", 20_000, minimum=1, maximum=1_000_000)
+if INGEST_MAX_PENDING < INGEST_BATCH_SIZE:
+    raise ConfigError(f"INGEST_MAX_PENDING ({INGEST_MAX_PENDING}) must be at least INGEST_BATCH_SIZE ({INGEST_BATCH_SIZE})")
 
 # --- Security ---------------------------------------------------------------
 

@@ -10,6 +10,9 @@ os.environ.setdefault("SECRET_KEY", "test-only-secret-key-" + "x" * 40)
 os.environ.setdefault("HTTPS", "false")
 os.environ.setdefault("FURROW_PLAIN_STATIC", "true")
 
-from farm.settings import *  # noqa: E402,F403
+from farm.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Tests don't run collectstatic; serve from the finders instead of var/staticfiles.
+WHITENOISE_AUTOREFRESH = True
+WHITENOISE_USE_FINDERS = True

@@ -12,7 +12,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME, AdminForm
 from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.core.exceptions import ValidationError
 from django.db.models import ForeignKey, QuerySet
@@ -91,13 +91,32 @@ class FieldListFilter(admin.RelatedFieldListFilter):
         return [(str(choice.pk), str(choice)) for choice in Field.objects.select_related("farm")]
 
 
+class SensorInlineForm(forms.ModelForm):
+    class Meta:
+        model = Sensor
+        fields = ["label", "unit", "min_value", "max_value", "needs_review"]
+        widgets = {
+            "label": forms.TextInput(attrs={"size": 22}),
+            "unit": forms.TextInput(attrs={"size": 6}),
+            "min_value": forms.NumberInput(attrs={"style": "width:6em"}),
+            "max_value": forms.NumberInput(attrs={"style": "width:6em"}),
+        }
+
+
 class SensorInline(admin.TabularInline):
     model = Sensor
-    fields = ["key", "label", "unit", "min_value", "max_value", "needs_review", "last_value", "last_ts"]
-    readonly_fields = ["key", "last_value", "last_ts"]
+    form = SensorInlineForm
+    fields = ["key", "label", "unit", "min_value", "max_value", "needs_review", "latest"]
+    readonly_fields = ["key", "latest"]
     extra = 0
     can_delete = False
     show_change_link = True
+
+    @admin.display(description="last reading")
+    def latest(self, sensor: Sensor) -> str:
+        if sensor.last_value is None or sensor.last_ts is None:
+            return "none yet"
+        return f"{sensor.last_value:g} {sensor.unit} · {naturaltime(sensor.last_ts)}".replace("  ", " ")
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Sensors come from the device's kind (or from the ingest worker for unlisted metrics).
@@ -106,7 +125,7 @@ class SensorInline(admin.TabularInline):
 
 @admin.register(Device)
 class DeviceAdmin(admin.ModelAdmin):
-    list_display = ["name", "uid", "farm", "field", "kind", "status_badge", "last_seen_ago", "enabled"]
+    list_display = ["name", "uid", "status_badge", "last_seen_ago", "enabled", "where", "kind"]
     list_filter = ["farm", ("field", FieldListFilter), "kind", "status", "enabled"]
     search_fields = ["uid", "name"]
     list_select_related = ["farm", "field__farm", "kind"]
@@ -151,6 +170,10 @@ class DeviceAdmin(admin.ModelAdmin):
     def status_badge(self, device: Device) -> SafeString:
         return status_badge_html(device.status, device.get_status_display())
 
+    @admin.display(description="farm / field", ordering="farm__name")
+    def where(self, device: Device) -> str:
+        return f"{device.farm.name} / {device.field.name}" if device.field else device.farm.name
+
     @admin.display(description="last seen", ordering="last_seen")
     def last_seen_ago(self, device: Device) -> str:
         return naturaltime(device.last_seen) if device.last_seen else "never"
@@ -178,12 +201,21 @@ class DeviceAdmin(admin.ModelAdmin):
 
 @admin.register(Sensor)
 class SensorAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "key", "unit", "needs_review", "last_value", "last_ts"]
+    list_display = ["__str__", "key", "unit", "needs_review", "last_value", "last_reading_at"]
     list_filter = ["needs_review", "device__farm", "device__kind"]
     search_fields = ["key", "label", "device__uid", "device__name"]
     list_select_related = ["device__farm", "device__kind"]
-    fields = ["device", "key", "label", "unit", ("min_value", "max_value"), "needs_review", "last_value", "last_ts"]
-    readonly_fields = ["device", "key", "last_value", "last_ts", "recent_readings"]
+    fields = [
+        "device",
+        "key",
+        "label",
+        "unit",
+        ("min_value", "max_value"),
+        "needs_review",
+        "last_value",
+        "last_reading_at",
+    ]
+    readonly_fields = ["device", "key", "last_value", "last_reading_at", "recent_readings"]
     actions = ["mark_reviewed"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Sensor]:
@@ -194,6 +226,10 @@ class SensorAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    @admin.display(description="last reading at", ordering="last_ts")
+    def last_reading_at(self, sensor: Sensor) -> Any:
+        return sensor.last_ts
 
     @admin.display(description="latest readings")
     def recent_readings(self, sensor: Sensor) -> SafeString:
@@ -267,11 +303,14 @@ class UnknownDeviceAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"Registered {len(devices)} device(s).", messages.SUCCESS)
                 return None
+        # AdminForm renders any form like the admin's own pages (errors beside fields); the stubs say ModelForm.
+        adminform = AdminForm(form, [(None, {"fields": ["farm", "field", "kind"]})], {}, model_admin=self)  # type: ignore[arg-type]
         context = {
             **self.admin_site.each_context(request),
             "title": "Register unknown devices",
             "opts": self.model._meta,
             "form": form,
+            "adminform": adminform,
             "queryset": queryset,
             "action_checkbox_name": ACTION_CHECKBOX_NAME,
             "media": self.media + form.media,
@@ -312,9 +351,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
             if letter.payload_size > len(stored)
             else ""
         )
-        return format_html(
-            "<pre style='white-space:pre-wrap'>{}</pre><p class='help'>{}</p>", payload_text_preview(stored), note
-        )
+        return format_html("<pre style='white-space:pre-wrap'>{}</pre><p>{}</p>", payload_text_preview(stored), note)
 
     @admin.display(description="payload (hex)")
     def payload_hex(self, letter: DeadLetter) -> SafeString:

@@ -31,13 +31,13 @@ class FarmSetup:
 
 def farm_with_sensors(*, devices: int = 1, farm: Farm | None = None, interval: int = 300) -> FarmSetup:
     """A farm whose devices each have a soil-moisture sensor (0–100 %)."""
-    farm = farm or FarmFactory()
-    kind = DeviceKindFactory(expected_interval=interval)
+    farm = farm or FarmFactory.create()
+    kind = DeviceKindFactory.create(expected_interval=interval)
     setup = FarmSetup(farm=farm)
     for _ in range(devices):
-        device = DeviceFactory(farm=farm, kind=kind, status=DeviceStatus.ONLINE)
+        device = DeviceFactory.create(farm=farm, kind=kind, status=DeviceStatus.ONLINE)
         setup.devices.append(device)
-        setup.sensors.append(SensorFactory(device=device))
+        setup.sensors.append(SensorFactory.create(device=device))
     return setup
 
 
@@ -101,8 +101,8 @@ async def close_code(comm: WebsocketCommunicator, timeout: float = 5) -> int | N
             return output.get("code")
 
 
-@pytest.fixture
-async def clean_channel_layer():
+@pytest.fixture(name="clean_channel_layer")
+async def _clean_channel_layer():
     layer = get_channel_layer()
     await layer.flush()
     yield layer
@@ -110,4 +110,4 @@ async def clean_channel_layer():
 
 
 def member_of(farm: Farm, role: str = Role.MANAGER):
-    return MembershipFactory(farm=farm, role=role, user=UserFactory())
+    return MembershipFactory.create(farm=farm, role=role, user=UserFactory.create())

@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from farm.models import Farm, Membership
+from sensors.display import broker_from_url, payload_text_preview, sample_payload
 from sensors.models import Device, DeviceKind, DeviceStatus, Reading, Sensor, UnknownDevice
 from tests.factories import (
     DeadLetterFactory,
@@ -546,3 +547,32 @@ def test_the_kind_action_adds_missing_sensors_to_its_devices(admin_client, soil_
     device = DeviceFactory.create(kind=soil_probe)
     action(admin_client, reverse("admin:sensors_devicekind_changelist"), "add_missing_sensors", [soil_probe])
     assert device.sensors.count() == 3
+
+
+# --- what the pages display (pure helpers) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "host", "port", "tls", "websocket"),
+    [
+        ("mqtt://127.0.0.1:1883", "127.0.0.1", 1883, False, False),
+        ("mqtts://broker.example.com", "broker.example.com", 8883, True, False),
+        ("ws://broker.example.com:8080/mqtt", "broker.example.com", 1883, False, True),
+        ("wss://broker.example.com/mqtt", "broker.example.com", 8883, True, True),
+    ],
+)
+def test_the_broker_address_for_mosquitto_pub_comes_from_mqtt_url(url, host, port, tls, websocket):
+    broker = broker_from_url(url)
+    assert (broker.host, broker.port, broker.tls, broker.websocket) == (host, port, tls, websocket)
+
+
+def test_a_metric_without_a_typical_value_gets_the_middle_of_its_range():
+    kind = DeviceKind.objects.create(name="Leaf sensor", slug="leaf")
+    kind.metrics.create(key="leaf_wetness", label="Leaf wetness", unit="%", min_value=0, max_value=15)
+    kind.metrics.create(key="soil_moisture", label="Soil moisture", unit="%", min_value=0, max_value=100)
+    assert sample_payload(kind.metrics.all()) == '{"leaf_wetness": 7.5, "soil_moisture": 31.2}'
+
+
+def test_the_payload_preview_escapes_control_characters_and_bad_bytes():
+    assert payload_text_preview(b'{"a":\x01 1}\n\xc3\x28') == '{"a":\\x01 1}\n\\xc3('
+    assert payload_text_preview(b"x" * 10, limit=4) == "xxxx\n… (truncated)"

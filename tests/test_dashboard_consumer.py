@@ -17,9 +17,9 @@ from django.utils import timezone
 from dashboard import consumers, live
 from farm.models import Role
 from sensors.hooks import run_batch_hooks
-from tests.dashboard_fixtures import (
+from tests.dashboard_fixtures import (  # noqa: F401 - _clean_channel_layer is a fixture
+    _clean_channel_layer,
     batch_for,
-    clean_channel_layer,  # noqa: F401 - fixture
     close_code,
     communicator,
     connect_as,
@@ -68,7 +68,7 @@ async def test_a_viewer_is_let_in(farm_a):
 
 
 async def test_staff_may_watch_a_farm_they_are_not_a_member_of(farm_a):
-    staff = await sync_to_async(UserFactory)(is_staff=True)
+    staff = await sync_to_async(UserFactory.create)(is_staff=True)
     comm, snapshot = await connect_as(staff, farm_a.farm.pk)
     assert snapshot["farm"] == farm_a.farm.pk
     await comm.disconnect()
@@ -231,7 +231,7 @@ async def test_removing_one_membership_leaves_sockets_on_other_farms_open(farm_a
 
 
 async def test_taking_away_staff_closes_a_staff_socket_on_a_foreign_farm(farm_a):
-    staff = await sync_to_async(UserFactory)(is_staff=True)
+    staff = await sync_to_async(UserFactory.create)(is_staff=True)
     comm, _ = await connect_as(staff, farm_a.farm.pk)
     staff.is_staff = False
     await sync_to_async(staff.save)()

@@ -12,7 +12,7 @@ from django.utils import timezone
 from dashboard import live, payloads
 from sensors import hooks
 from sensors.hooks import BatchOutcome, DeviceChange, StoredReading, run_batch_hooks
-from tests.dashboard_fixtures import batch_for, clean_channel_layer, farm_with_sensors  # noqa: F401
+from tests.dashboard_fixtures import _clean_channel_layer, batch_for, farm_with_sensors  # noqa: F401 - fixture
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 

@@ -111,7 +111,7 @@ def test_a_sensor_of_another_farm_is_404_even_through_a_farm_the_user_sees(setup
 
 def test_staff_may_read_any_farm(setup):
     client = Client()
-    client.force_login(UserFactory(is_staff=True))
+    client.force_login(UserFactory.create(is_staff=True))
     assert client.get(series_url(setup.farm, setup.sensors[0].pk)).status_code == 200
 
 

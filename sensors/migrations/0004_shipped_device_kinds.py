@@ -17,7 +17,7 @@ RAIN = ("rain", "Rainfall", "mm", 0.0, 200.0)
 KINDS = [
     {
         "slug": "soil-probe",
-        "name": "Soil probe (moisture, temperature, EC)",
+        "name": "Soil probe",
         "description": "Buried probe measuring volumetric soil moisture, soil temperature and electrical conductivity.",
         "expected_interval": 900,
         "metrics": [

@@ -1,7 +1,7 @@
 """Simulated devices: who publishes, in which shape, with which quirks.
 
 Every choice (native or LoRaWAN network server, timestamp style, payload form,
-which codec values arrive as strings) is a hash of the uid and the run's
+which codec values arrive as strings) follows from the uid and the run's
 seed, so the same device behaves the same way in every run.
 """
 
@@ -57,15 +57,19 @@ def is_deveui(uid: str) -> bool:
     return bool(_DEVEUI.fullmatch(uid))
 
 
-def choose_shape(uid: str, requested: str, seed: int) -> Shape:
-    """LoRaWAN for DevEUI uids (ChirpStack or The Things Stack by hash, unless forced); native otherwise."""
+def choose_shape(uid: str, requested: str) -> Shape:
+    """Native for ordinary uids; a DevEUI goes through a network server unless ``native`` is forced.
+
+    ``mixed``: an even DevEUI through ChirpStack, an odd one through The
+    Things Stack — predictable, so consecutive DevEUIs in a demo show both.
+    """
     if requested not in SHAPE_CHOICES:
         raise ValueError(f"shape must be one of {', '.join(SHAPE_CHOICES)}, got {requested!r}")
     if requested == "native" or not is_deveui(uid):
         return Shape.NATIVE
     if requested != "mixed":
         return Shape(requested)
-    return Shape.CHIRPSTACK if mix(seed_of("shape", uid), seed) % 2 == 0 else Shape.TTN
+    return Shape.CHIRPSTACK if int(uid, 16) % 2 == 0 else Shape.TTN
 
 
 def site_for(*, farm_slug: str, time_zone: str = "UTC", latitude: float | None = None, seed: int = 0) -> Site:
@@ -93,7 +97,7 @@ def build_device(
     stay distinct readings.
     """
     device_seed = seed_of("device", uid, seed)
-    resolved = choose_shape(uid, shape, seed)
+    resolved = choose_shape(uid, shape)
     ts_style = TS_STYLES[mix(device_seed, 1) % 3]
     if ts_style == "s" and not allow_seconds:
         ts_style = "ms"

@@ -2,8 +2,9 @@
 
 A malformed message's ``readings`` hold only what a correct worker must
 still store from it (the good elements of a partly bad array). What a worker
-may or may not store by its own written rule — one value of a duplicated key,
-a clamped future timestamp — is left out of the expected set.
+may or may not store by its own written rule — a boolean as 1/0, a nested
+object flattened, a clamped future timestamp — is left out of the expected
+set: it is questionable input, and whatever is stored from it is extra.
 """
 
 from __future__ import annotations

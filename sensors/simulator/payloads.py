@@ -14,10 +14,11 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from sensors.simulator.devices import Shape, SimDevice
-from sensors.simulator.noise import gaussian, mix, seed_of, uniform
+from sensors.simulator.noise import mix, seed_of, uniform
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NAMESPACE = uuid.UUID("6f0c6a51-43b5-4b57-9b53-3c1f4e0d2a77")
@@ -82,7 +83,7 @@ def rfc3339(ts_us: int) -> str:
     """UTC with 'Z' and the fraction trimmed of trailing zeros, as Go's RFC3339Nano prints it."""
     moment = ts_datetime(ts_us)
     fraction = f"{moment.microsecond:06d}".rstrip("0")
-    return moment.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction}" if fraction else "") + "Z"
+    return f"{moment:%Y-%m-%dT%H:%M:%S}" + (f".{fraction}" if fraction else "") + "Z"
 
 
 def codec_object(device: SimDevice, values: Mapping[str, float]) -> dict[str, object]:
@@ -95,18 +96,26 @@ def codec_object(device: SimDevice, values: Mapping[str, float]) -> dict[str, ob
     return decoded
 
 
-def _radio(device: SimDevice, ts_us: int) -> list[tuple[int, int, float]]:
-    """(gateway number, RSSI dBm, SNR dB) for each gateway that heard the uplink."""
+@lru_cache(maxsize=65_536)
+def _gateway_distances(device: SimDevice) -> tuple[float, ...]:
+    """Mean RSSI at each gateway that hears the device: its distance and what is in the way."""
+    return tuple(-68.0 - 50.0 * uniform(device.seed, 31, gw) for gw in range(device.gateways))
+
+
+def _radio(device: SimDevice, entropy: int) -> list[tuple[int, int, float]]:
+    """(gateway number, RSSI dBm, SNR dB) for each gateway that heard the uplink; fading from ``entropy``."""
     heard: list[tuple[int, int, float]] = []
-    for gw in range(device.gateways):
-        rssi = -68.0 - 50.0 * uniform(device.seed, 31, gw) + 3.0 * gaussian(device.seed, 32, gw, ts_us // 1_000_000)
-        snr = max(-20.0, min(12.0, (rssi + 118.0) / 3.0 + 1.5 * gaussian(device.seed, 33, gw, ts_us)))
+    for gw, mean in enumerate(_gateway_distances(device)):
+        bits = entropy >> (gw * 20)
+        fading = ((bits & 0x3FF) + ((bits >> 10) & 0x3FF)) / 1023.0 - 1.0  # triangular, -1..1
+        rssi = mean + 6.0 * fading
+        snr = max(-20.0, min(12.0, (rssi + 118.0) / 3.0 + 1.5 * fading))
         heard.append((gw, round(rssi), round(snr, 1)))
     return heard
 
 
-def _frm_payload(device: SimDevice, fcnt: int) -> str:
-    return base64.b64encode(mix(device.seed, fcnt).to_bytes(8, "big")[: 3 + len(device.keys)]).decode()
+def _b64(number: int, size: int) -> str:
+    return base64.b64encode(number.to_bytes(8, "big")[:size]).decode()
 
 
 def _dev_addr(device: SimDevice) -> str:
@@ -117,44 +126,54 @@ def chirpstack_application_id(farm_slug: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"chirpstack-app:{farm_slug}"))
 
 
+@lru_cache(maxsize=65_536)
+def _chirpstack_static(device: SimDevice) -> tuple[str, dict[str, object], tuple[str, ...]]:
+    """What stays the same in every uplink of a device: its topic, deviceInfo and the gateways' ids."""
+    app_id = chirpstack_application_id(device.farm_slug)
+    info = {
+        "tenantId": str(uuid.uuid5(_NAMESPACE, "chirpstack-tenant")),
+        "tenantName": "Furrow",
+        "applicationId": app_id,
+        "applicationName": device.farm_slug,
+        "deviceProfileId": str(uuid.uuid5(_NAMESPACE, f"profile:{device.kind_name}")),
+        "deviceProfileName": device.kind_name,
+        "deviceName": device.uid,
+        "devEui": device.uid.lower(),
+        "deviceClassEnabled": "CLASS_A",
+        "tags": {"farm": device.farm_slug},
+    }
+    gateways = tuple(f"b827ebfffe{seed_of('gateway', device.farm_slug, gw) & 0xFFFFFF:06x}" for gw in range(3))
+    return f"application/{app_id}/device/{device.uid.lower()}/event/up", info, gateways
+
+
 def chirpstack_uplink(device: SimDevice, ts_us: int, values: Mapping[str, float], fcnt: int) -> Message:
     """A ChirpStack v4 ``event/up`` as its MQTT integration publishes it (JSON marshaler)."""
-    app_id = chirpstack_application_id(device.farm_slug)
+    topic, info, gateways = _chirpstack_static(device)
+    entropy = mix(device.seed, ts_us, fcnt)
     body = {
-        "deduplicationId": str(uuid.UUID(int=mix(device.seed, fcnt, ts_us) << 64 | mix(ts_us, fcnt))),
+        "deduplicationId": str(uuid.UUID(int=(entropy << 64) | (entropy ^ ts_us) & 0xFFFFFFFFFFFFFFFF)),
         "time": rfc3339(ts_us),
-        "deviceInfo": {
-            "tenantId": str(uuid.uuid5(_NAMESPACE, "chirpstack-tenant")),
-            "tenantName": "Furrow",
-            "applicationId": app_id,
-            "applicationName": device.farm_slug,
-            "deviceProfileId": str(uuid.uuid5(_NAMESPACE, f"profile:{device.kind_name}")),
-            "deviceProfileName": device.kind_name,
-            "deviceName": device.uid,
-            "devEui": device.uid.lower(),
-            "deviceClassEnabled": "CLASS_A",
-            "tags": {"farm": device.farm_slug},
-        },
+        "deviceInfo": info,
         "devAddr": _dev_addr(device),
         "adr": True,
         "dr": 5,
         "fCnt": fcnt,
         "fPort": 2,
         "confirmed": False,
-        "data": _frm_payload(device, fcnt),
+        "data": _b64(entropy, 3 + len(device.keys)),
         "object": codec_object(device, values),
         "rxInfo": [
             {
-                "gatewayId": f"b827ebfffe{seed_of('gateway', device.farm_slug, gw) & 0xFFFFFF:06x}",
-                "uplinkId": mix(device.seed, fcnt, gw) & 0xFFFF,
+                "gatewayId": gateways[gw],
+                "uplinkId": (entropy >> (gw * 16)) & 0xFFFF,
                 "rssi": rssi,
                 "snr": snr,
-                "channel": gw,
+                "channel": fcnt % 8,
                 "location": {},
-                "context": base64.b64encode(mix(gw, ts_us).to_bytes(8, "big")[:4]).decode(),
+                "context": _b64(entropy >> gw, 4),
                 "crcStatus": "CRC_OK",
             }
-            for gw, rssi, snr in _radio(device, ts_us)
+            for gw, rssi, snr in _radio(device, entropy)
         ],
         "txInfo": {
             "frequency": 868_100_000 + 200_000 * (fcnt % 3),
@@ -162,7 +181,7 @@ def chirpstack_uplink(device: SimDevice, ts_us: int, values: Mapping[str, float]
         },
     }
     return Message(
-        topic=f"application/{app_id}/device/{device.uid.lower()}/event/up",
+        topic=topic,
         payload=_dumps(body),
         shape=Shape.CHIRPSTACK.value,
         uid=device.uid.lower(),
@@ -184,40 +203,51 @@ def tts_topic(device: SimDevice, device_id: str) -> str:
     return f"v3/{owner}/devices/{device_id}/up"
 
 
+@lru_cache(maxsize=65_536)
+def _tts_static(device: SimDevice) -> tuple[str, dict[str, object], str, tuple[dict[str, str], ...]]:
+    """Topic, end_device_ids, session key id and gateway ids: the same in every uplink of a device."""
+    device_id = f"eui-{device.uid.lower()}"
+    ids = {
+        "device_id": device_id,
+        "application_ids": {"application_id": tts_application_id(device.farm_slug)},
+        "dev_eui": device.uid.upper(),
+        "join_eui": "70B3D57ED0000000",
+        "dev_addr": _dev_addr(device).upper(),
+    }
+    gateways = tuple(
+        {"gateway_id": f"{device.farm_slug[:20]}-gw-{gw + 1}", "eui": f"B827EBFFFE{gw:06X}"} for gw in range(3)
+    )
+    return tts_topic(device, device_id), ids, _b64(mix(device.seed, 9), 8), gateways
+
+
 def tts_uplink(device: SimDevice, ts_us: int, values: Mapping[str, float], fcnt: int) -> Message:
     """A The Things Stack v3 uplink message as its MQTT server publishes it."""
+    topic, ids, session_key_id, gateways = _tts_static(device)
     received = rfc3339(ts_us)
-    device_id = f"eui-{device.uid.lower()}"
-    app = tts_application_id(device.farm_slug)
+    entropy = mix(device.seed, ts_us, fcnt)
     body = {
-        "end_device_ids": {
-            "device_id": device_id,
-            "application_ids": {"application_id": app},
-            "dev_eui": device.uid.upper(),
-            "join_eui": "70B3D57ED0000000",
-            "dev_addr": _dev_addr(device).upper(),
-        },
-        "correlation_ids": [f"as:up:01{mix(device.seed, ts_us):024X}"],
+        "end_device_ids": ids,
+        "correlation_ids": [f"as:up:01{entropy:024X}"],
         "received_at": received,
         "uplink_message": {
-            "session_key_id": base64.b64encode(mix(device.seed, 9).to_bytes(8, "big")).decode(),
+            "session_key_id": session_key_id,
             "f_port": 2,
             "f_cnt": fcnt,
-            "frm_payload": _frm_payload(device, fcnt),
+            "frm_payload": _b64(entropy, 3 + len(device.keys)),
             "decoded_payload": codec_object(device, values),
             "rx_metadata": [
                 {
-                    "gateway_ids": {"gateway_id": f"{device.farm_slug[:20]}-gw-{gw + 1}", "eui": f"B827EBFFFE{gw:06X}"},
+                    "gateway_ids": gateways[gw],
                     "time": received,
-                    "timestamp": mix(ts_us, gw) & 0xFFFFFFFF,
+                    "timestamp": (entropy >> gw) & 0xFFFFFFFF,
                     "rssi": rssi,
                     "channel_rssi": rssi,
                     "snr": snr,
-                    "uplink_token": base64.b64encode(mix(device.seed, gw).to_bytes(8, "big")).decode(),
+                    "uplink_token": _b64(entropy >> (gw + 3), 8),
                     "channel_index": fcnt % 8,
                     "received_at": received,
                 }
-                for gw, rssi, snr in _radio(device, ts_us)
+                for gw, rssi, snr in _radio(device, entropy)
             ],
             "settings": {
                 "data_rate": {"lora": {"bandwidth": 125000, "spreading_factor": 7, "coding_rate": "4/5"}},
@@ -228,7 +258,7 @@ def tts_uplink(device: SimDevice, ts_us: int, values: Mapping[str, float], fcnt:
         },
     }
     return Message(
-        topic=tts_topic(device, device_id),
+        topic=topic,
         payload=_dumps(body),
         shape=Shape.TTN.value,
         uid=device.uid.lower(),

@@ -23,7 +23,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sensors.simulator.devices import Shape, SimDevice
@@ -57,6 +57,7 @@ class SimConfig:
     max_messages: int | None = None
     qos: int = 1
     malformed: float = 0.0  # share of messages replaced by a malformed one
+    faults: tuple[str, ...] = MALFORMED_KINDS  # which malformations, taken in turn
     clients: int = 1
     window: int = 1_000  # unacked messages per client
     seed: int = 0
@@ -79,7 +80,9 @@ class Summary:
     malformed: Counter[str] = field(default_factory=Counter)  # by fault
     refused: int = 0
     rejected: int = 0
+    lost: int = 0
     unacked: int = 0
+    peak_inflight: int = 0  # per client
     records: list[Message] = field(default_factory=list)
 
     @property
@@ -94,12 +97,14 @@ class Summary:
         rate = self.total_acked / self.elapsed if self.elapsed else 0.0
         acked = "acked (PUBACK)" if self.qos else "written (QoS 0: no acks)"
         out = [
-            f"published {self.total_published}, {acked} {self.total_acked}, unacked {self.unacked}, "
-            f"refused {self.refused}, rejected {self.rejected} in {self.elapsed:.1f} s ({rate:,.0f} msg/s)",
-            "by shape: " + ", ".join(f"{s} {n}/{self.acked[s]}" for s, n in sorted(self.published.items())),
+            f"published {self.total_published}, {acked} {self.total_acked} in {self.elapsed:.1f} s ({rate:,.0f} msg/s)",
+            f"unacked {self.unacked}, refused {self.refused}, rejected {self.rejected}, lost {self.lost}; "
+            f"peak in flight per client {self.peak_inflight}",
+            "by shape (published/acked): "
+            + ", ".join(f"{shape} {n}/{self.acked[shape]}" for shape, n in sorted(self.published.items())),
         ]
         if self.malformed:
-            out.append("malformed: " + ", ".join(f"{k} {n}" for k, n in sorted(self.malformed.items())))
+            out.append("malformed: " + ", ".join(f"{kind} {n}" for kind, n in sorted(self.malformed.items())))
         return out
 
 
@@ -173,7 +178,8 @@ class _Run:
         self.stop = config.stop or threading.Event()
         self.sent = 0
         self.serial = 0
-        self.next_fault = 0
+        self.next_fault: Counter[Shape] = Counter()
+        self.faults_by_shape: dict[Shape, list[str]] = {}
         self.started = time.monotonic()
         self.deadline = self.started + config.duration if config.duration else math.inf
         self.last_report = self.started
@@ -216,15 +222,16 @@ class _Run:
         return telemetry_message(state.device, ts_us, values, state.fcnt)
 
     def corrupt(self, state: _State, ts_us: int, values: dict[str, float]) -> Message:
-        """The next fault in turn that fits this device, so every kind shows up in a long enough run."""
-        for _ in range(len(MALFORMED_KINDS)):
-            kind = MALFORMED_KINDS[self.next_fault % len(MALFORMED_KINDS)]
-            self.next_fault += 1
-            if applies_to(kind, state.device):
-                return malformed_message(
-                    kind, state.device, ts_us, values, self.serial, huge_bytes=self.config.huge_bytes
-                )
-        return telemetry_message(state.device, ts_us, values, state.fcnt)
+        """The next fault in turn among those that fit this device's shape, so every kind shows up."""
+        shape = state.device.shape
+        faults = self.faults_by_shape.get(shape)
+        if faults is None:
+            faults = self.faults_by_shape[shape] = [k for k in self.config.faults if applies_to(k, state.device)]
+        if not faults:
+            return telemetry_message(state.device, ts_us, values, state.fcnt)
+        kind = faults[self.next_fault[shape] % len(faults)]
+        self.next_fault[shape] += 1
+        return malformed_message(kind, state.device, ts_us, values, self.serial, huge_bytes=self.config.huge_bytes)
 
     def _maybe_report(self) -> None:
         every = self.config.report_every
@@ -249,7 +256,7 @@ class _Run:
             if not flat_out:
                 lag = self.sent / rate - (time.monotonic() - self.started)
                 if lag > 0:
-                    self.stop.wait(min(lag, 0.01))
+                    self.publisher.idle(min(lag, 0.01), self.stop)
                     continue
             state = self.states[index % len(self.states)]
             index += 1
@@ -270,7 +277,7 @@ class _Run:
             due, index = queue[0]
             wait = min(due - time.time(), self.deadline - time.monotonic())
             if wait > 0:
-                self.stop.wait(wait)
+                self.publisher.idle(wait, self.stop)
                 continue
             heapq.heappop(queue)
             state = self.states[index]
@@ -337,10 +344,14 @@ class _Run:
 
 
 def _states(config: SimConfig) -> list[_State]:
-    return [
-        _State(device=device, lane=i % config.clients, period=_period(device, config))
-        for i, device in enumerate(config.devices)
-    ]
+    states = []
+    for i, device in enumerate(config.devices):
+        period = _period(device, config)
+        if device.ts_style == "s" and (config.rate is not None or period < 1.0):
+            # Several readings a second from one device need millisecond timestamps to stay distinct.
+            device = replace(device, ts_style="ms")
+        states.append(_State(device=device, lane=i % config.clients, period=period))
+    return states
 
 
 def _summarise(config: SimConfig, publisher: Publisher, elapsed: float) -> Summary:
@@ -351,6 +362,8 @@ def _summarise(config: SimConfig, publisher: Publisher, elapsed: float) -> Summa
         summary.malformed.update(tally.malformed)
         summary.refused += tally.refused
         summary.rejected += tally.rejected
+        summary.lost += tally.lost
+        summary.peak_inflight = max(summary.peak_inflight, tally.peak_inflight)
         summary.records.extend(tally.records)
     return summary
 
@@ -361,6 +374,9 @@ def run_simulation(config: SimConfig) -> Summary:
         raise ValueError("no devices to simulate")
     if config.clients < 1:
         raise ValueError("clients must be at least 1")
+    unknown = set(config.faults) - set(MALFORMED_KINDS)
+    if unknown or not config.faults:
+        raise ValueError(f"faults must be among {', '.join(MALFORMED_KINDS)}; unknown: {', '.join(sorted(unknown))}")
     states = _states(config)
     publisher = Publisher(
         config.url,

@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from farm.models import Farm
 from sensors.simulator import (
+    MALFORMED_KINDS,
     SHAPE_CHOICES,
     SimConfig,
     SimDevice,
@@ -41,6 +42,16 @@ def _share(value: str) -> float:
     if not 0.0 <= share <= 1.0:
         raise argparse.ArgumentTypeError("a share is between 0 and 1")
     return share
+
+
+def _faults(value: str) -> tuple[str, ...]:
+    kinds = tuple(kind.strip() for kind in value.split(",") if kind.strip())
+    unknown = [kind for kind in kinds if kind not in MALFORMED_KINDS]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(
+            f"unknown fault {', '.join(unknown)}; choose from {', '.join(MALFORMED_KINDS)}"
+        )
+    return kinds
 
 
 def _positive(value: str) -> float:
@@ -100,6 +111,13 @@ class Command(BaseCommand):
             default=0.0,
             metavar="SHARE",
             help="replace this share (0-1) of messages with malformed ones",
+        )
+        parser.add_argument(
+            "--faults",
+            type=_faults,
+            default=MALFORMED_KINDS,
+            metavar="KIND,...",
+            help=f"which malformations --malformed injects, in turn (default all: {', '.join(MALFORMED_KINDS)})",
         )
         parser.add_argument(
             "--dropout",
@@ -224,6 +242,7 @@ class Command(BaseCommand):
             max_messages=options["count"],
             qos=options["qos"],
             malformed=options["malformed"],
+            faults=options["faults"],
             clients=options["clients"],
             window=options["window"],
             seed=options["seed"],

@@ -1,0 +1,532 @@
+"""The MQTT ingest worker: broker → decode → batch → PostgreSQL → ack (DESIGN.md §1, §6).
+
+Two threads:
+
+- the *network thread* drives paho (``client.loop()``) itself: it reads messages, hands
+  them to the batch, sends the acks for committed batches and reconnects with backoff.
+  Sending acks on the thread that owns the connection matters: an ack is only valid on
+  the connection that delivered the message (packet ids are reused after a reconnect),
+  so acks for an older connection are dropped -- the broker redelivers those messages
+  and the (sensor, ts) primary key makes the second copy harmless;
+- the *flush thread* (the caller of ``run``) decodes and stores a batch when it is full
+  (``batch_size``) or old enough (``batch_ms``), in one transaction, then queues its acks.
+
+At-least-once: a message is acknowledged only after the transaction holding its outcome
+committed (``manual_ack=True``), in a persistent session. Memory stays bounded: with
+``max_pending`` messages waiting the network thread stops reading, so a PostgreSQL outage
+backs up into the broker's queue, not into this process.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+from django.conf import settings
+from django.db import IntegrityError, InterfaceError, OperationalError, close_old_connections, connection
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from sensors.ingest import topics
+from sensors.ingest.decode import Decoded, Limits, decode_message
+from sensors.ingest.registry import Registry
+from sensors.ingest.stats import IngestStats, StatsReporter
+from sensors.ingest.store import BatchResult, dead_letter_rows, store_batch
+
+logger = logging.getLogger("sensors.ingest")
+
+PacketTypes = mqtt.PacketTypes
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    url: str
+    client_id: str
+    sources: tuple[str, ...] = ("native", "chirpstack", "ttn")
+    share_group: str = ""
+    mqtt_version: str = "3.1.1"
+    session_expiry: int = 7 * 24 * 3600
+    batch_size: int = 5000
+    batch_ms: int = 200
+    max_pending: int = 20_000
+    max_payload: int = 64 * 1024
+    max_future_seconds: int = 300
+    retention_days: int = 400
+    stats_interval: float = 5.0
+    ca_file: str = ""
+    keepalive: int = 60
+    shutdown_timeout: float = 15.0
+
+    @classmethod
+    def from_settings(cls, **overrides: Any) -> WorkerConfig:
+        config = cls(
+            url=settings.MQTT_URL,
+            client_id=settings.INGEST_CLIENT_ID,
+            sources=tuple(settings.INGEST_SOURCES),
+            share_group=settings.INGEST_SHARE_GROUP,
+            mqtt_version=settings.INGEST_MQTT_VERSION,
+            session_expiry=settings.INGEST_SESSION_EXPIRY,
+            batch_size=settings.INGEST_BATCH_SIZE,
+            batch_ms=settings.INGEST_BATCH_MS,
+            max_pending=settings.INGEST_MAX_PENDING,
+            max_payload=settings.INGEST_MAX_PAYLOAD,
+            max_future_seconds=settings.INGEST_MAX_FUTURE_SECONDS,
+            retention_days=settings.INGEST_RETENTION_DAYS,
+            stats_interval=settings.INGEST_STATS_INTERVAL,
+            ca_file=settings.MQTT_CA_FILE,
+        )
+        return replace(config, **{k: v for k, v in overrides.items() if v is not None})
+
+    def limits(self) -> Limits:
+        return Limits(self.max_payload, self.max_future_seconds * 1_000_000, self.retention_days * 86_400_000_000)
+
+
+class BrokerAddress(NamedTuple):
+    host: str
+    port: int
+    transport: str  # "tcp" or "websockets"
+    tls: bool
+    username: str | None
+    password: str | None
+    path: str
+
+
+_DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883, "ws": 80, "wss": 443}
+
+
+def broker_address(url: str) -> BrokerAddress:
+    """Parse ``MQTT_URL``: mqtt://, mqtts:// (TLS), ws:// and wss:// (MQTT over WebSockets)."""
+    parts = urlsplit(url)
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(f"MQTT_URL must be mqtt://, mqtts://, ws:// or wss:// with a host, got {url!r}")
+    return BrokerAddress(
+        host=parts.hostname,
+        port=parts.port or _DEFAULT_PORTS[parts.scheme],
+        transport="websockets" if parts.scheme in ("ws", "wss") else "tcp",
+        tls=parts.scheme in ("mqtts", "wss"),
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        path=parts.path or "/mqtt",
+    )
+
+
+def build_client(config: WorkerConfig) -> mqtt.Client:
+    """A paho client with a persistent session and manual acks; not yet connected."""
+    address = broker_address(config.url)
+    v5 = config.mqtt_version == "5"
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=config.client_id,
+        # MQTT 3.1.1 keeps the session with clean_session=False; MQTT 5 uses clean_start below.
+        clean_session=None if v5 else False,
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        transport=address.transport,  # type: ignore[arg-type]
+        manual_ack=True,
+    )
+    if address.transport == "websockets":
+        client.ws_set_options(path=address.path)
+    if address.tls:
+        client.tls_set(ca_certs=config.ca_file or None, cert_reqs=ssl.CERT_REQUIRED)
+    if address.username is not None:
+        client.username_pw_set(address.username, address.password)
+    properties = None
+    if v5:
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = config.session_expiry
+        properties.ReceiveMaximum = min(config.max_pending, 65_535)
+    client.connect_async(
+        address.host,
+        address.port,
+        keepalive=config.keepalive,
+        clean_start=False if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+        properties=properties,
+    )
+    return client
+
+
+class Backoff:
+    """Exponential backoff with jitter: first, 2×first, … up to ``maximum`` seconds."""
+
+    def __init__(self, first: float, maximum: float) -> None:
+        self.first, self.maximum, self.attempt = first, maximum, 0
+
+    def next(self) -> float:
+        delay = min(self.first * 2**self.attempt, self.maximum)
+        self.attempt += 1
+        return delay * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not cryptography
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class RawMessage(NamedTuple):
+    """A message as the broker delivered it, for driving the pipeline without a broker."""
+
+    topic: bytes
+    payload: bytes
+    retained: bool
+    received_us: int
+
+
+class Ingestor:
+    """Decode and store batches, retrying while PostgreSQL is unavailable. No MQTT here.
+
+    ``ingest`` is what the benchmark and tests call directly; the worker calls ``decode``
+    and ``store`` on what its MQTT client received.
+    """
+
+    def __init__(self, *, config: WorkerConfig, stats: IngestStats | None = None) -> None:
+        self.config = config
+        self.limits = config.limits()
+        self.stats = stats or IngestStats()
+        self.registry = Registry()
+        self.give_up_at: float | None = None  # set at shutdown: stop retrying a dead database then
+        self._db_down_since: float | None = None
+
+    def ingest(self, messages: Sequence[RawMessage]) -> BatchResult | None:
+        decoded = [self.decode_one(*m) for m in messages]
+        return self.store(decoded)
+
+    def decode_one(self, topic: bytes, payload: bytes, retained: bool, received_us: int) -> Decoded:
+        try:
+            return decode_message(topic, payload, retained=retained, received_us=received_us, limits=self.limits)
+        except Exception as exc:
+            # A bug must cost one message (as a dead letter), never the worker.
+            self.stats.internal_errors += 1
+            logger.exception("internal error decoding a message on %s", topics.topic_text(topic))
+            failed = Decoded(topic, payload, received_us, retained)
+            failed.reason = f"Internal error while decoding this message: {exc!r}"
+            return failed
+
+    def store(self, decoded: list[Decoded]) -> BatchResult | None:
+        """Store a batch; None if shutdown came first while PostgreSQL was unavailable."""
+        started = time.monotonic()
+        result = self._store_retrying(decoded, isolate_on_error=True)
+        if result is not None:
+            self.stats.add_batch(
+                messages=result.messages,
+                readings=result.readings,
+                stored=result.inserted,
+                statuses=result.statuses,
+                dead_letters=result.dead_letters,
+                unknown=result.unknown,
+                new_sensors=result.new_sensors,
+                flush_ms=(time.monotonic() - started) * 1000,
+            )
+        return result
+
+    def _store_retrying(self, decoded: list[Decoded], *, isolate_on_error: bool) -> BatchResult | None:
+        backoff = Backoff(0.2, 10.0)
+        integrity_errors = 0
+        while True:
+            try:
+                if not connection.in_atomic_block:  # (a caller's own transaction, as in tests, is left alone)
+                    close_old_connections()  # survive a PostgreSQL restart without a process restart
+                self.registry.refresh()
+                result = store_batch(messages=decoded, registry=self.registry)
+            except (OperationalError, InterfaceError) as exc:
+                if not self._wait_for_database(exc, backoff):
+                    return None
+                continue
+            except IntegrityError:
+                # Most likely a sensor or device deleted since the registry was loaded.
+                integrity_errors += 1
+                self.registry.invalidate()
+                if integrity_errors < 2:
+                    continue
+                if not isolate_on_error:
+                    raise
+                return self._store_one_by_one(decoded)
+            except Exception:
+                if not isolate_on_error:
+                    raise
+                self.stats.internal_errors += 1
+                logger.exception("storing a batch of %d failed; storing its messages one by one", len(decoded))
+                return self._store_one_by_one(decoded)
+            self._database_back()
+            return result
+
+    def _store_one_by_one(self, decoded: list[Decoded]) -> BatchResult | None:
+        total = BatchResult()
+        for msg in decoded:
+            try:
+                result = self._store_retrying([msg], isolate_on_error=False)
+            except Exception as exc:
+                self.stats.internal_errors += 1
+                logger.exception("storing one message on %s failed", topics.topic_text(msg.topic))
+                result = self._dead_letter_failure(msg, exc)
+            if result is None:
+                return None
+            for name in ("messages", "readings", "inserted", "statuses", "dead_letters", "unknown", "new_sensors"):
+                setattr(total, name, getattr(total, name) + getattr(result, name))
+        return total
+
+    def _dead_letter_failure(self, msg: Decoded, exc: Exception) -> BatchResult:
+        reason = f"Internal error while storing this message: {exc!r}"
+        try:
+            dead_letter_rows([(msg, reason)])
+        except Exception:
+            logger.exception("could not even dead-letter a message on %s; it is lost", topics.topic_text(msg.topic))
+            return BatchResult(messages=1)
+        return BatchResult(messages=1, dead_letters=1)
+
+    def _wait_for_database(self, exc: Exception, backoff: Backoff) -> bool:
+        """Sleep before the next attempt; False when shutdown's deadline has passed."""
+        self.stats.db_errors += 1
+        now = time.monotonic()
+        delay = backoff.next()
+        if self._db_down_since is None:
+            self._db_down_since = now
+            logger.warning("PostgreSQL unavailable (%s); not acknowledging, retrying with backoff", exc)
+        else:
+            logger.info("PostgreSQL still unavailable after %.0f s; next attempt in %.1f s", now - self._db_down_since,
+                        delay)  # fmt: skip
+        while time.monotonic() < now + delay:
+            if self.give_up_at is not None and time.monotonic() >= self.give_up_at:
+                return False
+            time.sleep(0.05)
+        return not (self.give_up_at is not None and time.monotonic() >= self.give_up_at)
+
+    def _database_back(self) -> None:
+        if self._db_down_since is not None:
+            logger.warning("PostgreSQL is back after %.1f s", time.monotonic() - self._db_down_since)
+            self._db_down_since = None
+
+
+Pending = tuple[mqtt.MQTTMessage, int]  # the message and the connection generation it arrived on
+
+
+class IngestWorker:
+    """Subscribe, batch, store, ack; ``run`` until ``stop`` is set, then drain and disconnect."""
+
+    def __init__(self, config: WorkerConfig, *, stats: IngestStats | None = None) -> None:
+        self.config = config
+        self.stats = stats or IngestStats()
+        self.ingestor = Ingestor(config=config, stats=self.stats)
+        self.reporter = StatsReporter(client_id=config.client_id, interval=config.stats_interval, stats=self.stats)
+        self.filters = topics.subscription_filters(list(config.sources), config.share_group)
+        self._cond = threading.Condition()
+        self._pending: list[Pending] = []
+        self._inflight: list[Pending] = []  # taken by the flush thread, not yet committed
+        self._acks: deque[tuple[int, list[int]]] = deque()
+        self._acks_ready = threading.Event()
+        self._generation = 0
+        self._draining = False
+        self._paused = threading.Event()
+        self._net_stop = threading.Event()
+        self._next_connect_at = 0.0
+        self._backoff = Backoff(0.5, 30.0)
+        self.client = build_client(config)
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self._net_thread = threading.Thread(target=self._network_loop, name="mqtt-network", daemon=True)
+
+    # --- flush thread ------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> int:
+        """Run until ``stop`` is set; 0 after a clean drain, 1 if the network thread died."""
+        address = broker_address(self.config.url)
+        logger.info(
+            "ingest %s: %s:%d (%s%s, MQTT %s), filters %s, batch %d / %d ms",
+            self.config.client_id, address.host, address.port, address.transport, ", TLS" if address.tls else "",
+            self.config.mqtt_version, ", ".join(self.filters), self.config.batch_size, self.config.batch_ms,
+        )  # fmt: skip
+        self._net_thread.start()
+        try:
+            while not stop.is_set():
+                if not self._net_thread.is_alive():
+                    logger.critical("the MQTT network thread died; exiting so that a supervisor restarts us")
+                    return 1
+                batch = self._take_batch(wait=True)
+                if batch:
+                    self._flush(batch)
+                self._maybe_report()
+            self._drain()
+            return 0
+        finally:
+            self._net_stop.set()
+            self._net_thread.join(timeout=10)
+
+    def _take_batch(self, *, wait: bool) -> list[Pending]:
+        size, max_age = self.config.batch_size, self.config.batch_ms / 1000
+        with self._cond:
+            if wait and len(self._pending) < size:
+                oldest = self._pending[0][0].timestamp if self._pending else None
+                remaining = 0.1 if oldest is None else max_age - (time.monotonic() - oldest)
+                if remaining > 0:
+                    self._cond.wait(min(remaining, 0.1))
+                if len(self._pending) < size and not self._is_old(max_age):
+                    return []
+            batch = self._pending[:size]
+            self._pending = self._pending[size:]
+            self._inflight = batch
+            return batch
+
+    def _is_old(self, max_age: float) -> bool:
+        return bool(self._pending) and time.monotonic() - self._pending[0][0].timestamp >= max_age
+
+    def _flush(self, batch: list[Pending]) -> bool:
+        """Decode and store one batch, then queue its acks; False if shutdown gave up on it."""
+        offset = time.time() - time.monotonic()  # paho stamps messages with the monotonic clock
+        decode = self.ingestor.decode_one
+        decoded = [
+            decode(m._topic, m.payload, m.retain, int((m.timestamp + offset) * 1_000_000))  # noqa: SLF001
+            for m, _ in batch
+        ]  # m.topic would raise on invalid UTF-8; _topic is the raw bytes
+        if self.ingestor.store(decoded) is None:
+            return False
+        by_generation: dict[int, list[int]] = {}
+        for m, generation in batch:
+            if m.qos:
+                by_generation.setdefault(generation, []).append(m.mid)
+        self._acks.extend(by_generation.items())
+        self._acks_ready.set()
+        self._inflight = []
+        return True
+
+    def _maybe_report(self) -> None:
+        now = time.monotonic()
+        if self.reporter.due(now):
+            self.reporter.report(now=now, pending=len(self._pending) + len(self._inflight), lag_s=self.lag(now))
+
+    def lag(self, now: float | None = None) -> float:
+        """Age in seconds of the oldest message received but not yet committed."""
+        now = time.monotonic() if now is None else now
+        oldest = self._inflight[:1] or self._pending[:1]
+        return now - oldest[0][0].timestamp if oldest else 0.0
+
+    def _drain(self) -> None:
+        """On stop: read no more, store what was received, ack it, then let the network thread disconnect."""
+        self.ingestor.give_up_at = time.monotonic() + self.config.shutdown_timeout
+        self._draining = True
+        self._paused.wait(timeout=2)
+        while batch := self._take_batch(wait=False):
+            if not self._flush(batch):
+                logger.warning(
+                    "shutting down with %d messages not stored (PostgreSQL unavailable); the broker keeps them "
+                    "unacknowledged and redelivers them to this client id",
+                    len(batch) + len(self._pending),
+                )
+                break
+        deadline = time.monotonic() + 5
+        while (self._acks or self.client.want_write()) and time.monotonic() < deadline and self._net_thread.is_alive():
+            time.sleep(0.01)
+        self.reporter.report(now=time.monotonic(), pending=len(self._pending), lag_s=self.lag())
+        self.reporter.retire()
+
+    # --- network thread ----------------------------------------------------------------
+
+    def _network_loop(self) -> None:
+        client = self.client
+        while not self._net_stop.is_set():
+            try:
+                self._network_step(client)
+            except Exception:
+                self.stats.internal_errors += 1
+                logger.exception("error in the MQTT network loop; carrying on")
+                time.sleep(0.1)
+        if client.socket() is not None:
+            client.disconnect()
+        self.stats.connected = False
+
+    def _network_step(self, client: mqtt.Client) -> None:
+        if client.socket() is None:
+            self._connect(client)
+            return
+        if self._draining or len(self._pending) >= self.config.max_pending:
+            # Stop reading: the backlog stays on the broker, not in this process.
+            self._paused.set()
+            self._send_acks(client)
+            client.loop_write()
+            self._acks_ready.wait(0.05)
+            self._acks_ready.clear()
+            return
+        self._paused.clear()
+        client.loop(timeout=0.05)
+        if self._acks:
+            self._send_acks(client)
+
+    def _connect(self, client: mqtt.Client) -> None:
+        wait = self._next_connect_at - time.monotonic()
+        if wait > 0:
+            self._net_stop.wait(min(wait, 0.2))
+            return
+        try:
+            client.reconnect()
+        except (OSError, ValueError, mqtt.WebsocketConnectionError) as exc:
+            delay = self._backoff.next()
+            self._next_connect_at = time.monotonic() + delay
+            logger.warning("cannot reach the MQTT broker (%s); retrying in %.1f s", exc, delay)
+
+    def _send_acks(self, client: mqtt.Client) -> None:
+        while self._acks:
+            generation, mids = self._acks.popleft()
+            if generation != self._generation or client.socket() is None:
+                # Delivered on an earlier connection: the broker redelivers them; acking
+                # these packet ids now could acknowledge different messages.
+                self.stats.acks_skipped += len(mids)
+                continue
+            for mid in mids:
+                client.ack(mid, 1)
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            delay = self._backoff.next()
+            self._next_connect_at = time.monotonic() + delay
+            logger.error("the MQTT broker refused the connection: %s; retrying in %.1f s", reason, delay)
+            return
+        self._generation += 1
+        self.stats.connects += 1
+        logger.info(
+            "connected to the MQTT broker (session %s); subscribing",
+            "resumed" if flags.session_present else "new",
+        )
+        if self.config.mqtt_version == "5":
+            # Retained messages only for a new subscription, not on every reconnect.
+            options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+            client.subscribe([(f, options) for f in self.filters])
+        else:
+            client.subscribe([(f, 1) for f in self.filters])
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[Any], properties: Any) -> None:
+        refused = [f for f, r in zip(self.filters, reasons, strict=False) if r.is_failure]
+        if refused:
+            # Connected but deaf is the worst state: drop the connection and retry with backoff.
+            logger.error("the broker refused the subscription to %s; reconnecting", ", ".join(refused))
+            self._next_connect_at = time.monotonic() + self._backoff.next()
+            client.disconnect()
+            return
+        self._backoff.reset()
+        self.stats.connected = True
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        self.stats.connected = False
+        if self._net_stop.is_set():
+            return
+        delay = self._backoff.next()
+        self._next_connect_at = max(self._next_connect_at, time.monotonic() + delay)
+        logger.warning("disconnected from the MQTT broker (%s); reconnecting in %.1f s", reason, delay)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        # Called by paho for every message: append and return. An exception here would
+        # kill paho's loop while it still looks connected.
+        try:
+            with self._cond:
+                self._pending.append((message, self._generation))
+                if len(self._pending) == self.config.batch_size:
+                    self._cond.notify()
+            self.stats.received += 1
+        except Exception:
+            self.stats.internal_errors += 1
+            logger.exception("could not queue a message; it stays unacknowledged and is redelivered")

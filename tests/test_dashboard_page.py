@@ -1,0 +1,184 @@
+"""The farm dashboard page: who may open it, what each card says, and what it costs."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.contrib.staticfiles import finders
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from dashboard.cards import CardState, card_state
+from sensors.models import DeviceStatus
+from tests.dashboard_fixtures import every, farm_with_sensors, member_of, readings_insert
+from tests.factories import DeviceFactory, SensorFactory, UserFactory
+
+NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
+CARD = re.compile(r'id="sensor-(\d+)" data-state="(\w+)"')
+
+pytestmark = pytest.mark.django_db
+
+
+def page_url(farm) -> str:
+    return reverse("farm-dashboard", args=[farm.slug])
+
+
+def client_for(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def card_states(html: str) -> dict[int, str]:
+    return {int(pk): state for pk, state in CARD.findall(html)}
+
+
+def set_latest(sensor, value, seconds_ago):
+    sensor.last_value = value
+    sensor.last_ts = None if seconds_ago is None else NOW - timedelta(seconds=seconds_ago)
+    sensor.save()
+
+
+@time_machine.travel(NOW, tick=False)
+def test_each_card_shows_its_state():
+    setup = farm_with_sensors(devices=5, interval=300)
+    fresh, stale, offline, out_of_range, empty = setup.sensors
+    set_latest(fresh, 31.2, 60)
+    set_latest(stale, 30.0, 300 * 1.5 + 1)
+    set_latest(offline, 30.0, 60)
+    offline.device.status = DeviceStatus.OFFLINE
+    offline.device.save()
+    set_latest(out_of_range, 140.0, 60)
+    set_latest(empty, None, None)
+    html = client_for(member_of(setup.farm).user).get(page_url(setup.farm)).content.decode()
+    assert card_states(html) == {
+        fresh.pk: "fresh",
+        stale.pk: "stale",
+        offline.pk: "offline",
+        out_of_range.pk: "out_of_range",
+        empty.pk: "no_data",
+    }
+    assert "31.2" in html
+    assert "1 min ago" in html
+
+
+@time_machine.travel(NOW, tick=False)
+def test_cards_are_grouped_by_field_with_unassigned_devices_last():
+    setup = farm_with_sensors(devices=1)
+    loose = DeviceFactory.create(farm=setup.farm, field=None, name="Loose probe")
+    SensorFactory.create(device=loose)
+    waiting = DeviceFactory.create(farm=setup.farm, field=None, name="Brand new probe")
+    html = client_for(member_of(setup.farm).user).get(page_url(setup.farm)).content.decode()
+    field = setup.devices[0].field
+    assert field is not None
+    assert html.index(f'id="section-{field.pk}"') < html.index('id="section-unassigned"')
+    unassigned = html[html.index('id="section-unassigned"') :]
+    assert "Loose probe" in unassigned
+    assert f'id="device-{waiting.pk}"' in unassigned
+    assert "Waiting for its first report" in unassigned
+
+
+@time_machine.travel(NOW, tick=False)
+def test_the_header_counts_devices_by_status():
+    setup = farm_with_sensors(devices=3)
+    setup.devices[1].status = DeviceStatus.OFFLINE
+    setup.devices[1].save()
+    setup.devices[2].status = DeviceStatus.UNKNOWN
+    setup.devices[2].save()
+    response = client_for(member_of(setup.farm).user).get(page_url(setup.farm))
+    summary = response.context["summary"]
+    assert (summary.online, summary.offline, summary.never_seen) == (1, 1, 1)
+    assert 'data-summary="online">1<' in response.content.decode()
+
+
+@time_machine.travel(NOW, tick=False)
+def test_the_sparkline_is_drawn_on_the_server():
+    setup = farm_with_sensors(devices=1)
+    readings_insert(setup.sensors[0], every(NOW - timedelta(hours=2), timedelta(minutes=5), [10, 20, 15, 30] * 6))
+    html = client_for(member_of(setup.farm).user).get(page_url(setup.farm)).content.decode()
+    assert re.search(r'class="spark-line" d="M[\d.]+,[\d.]+ L', html)
+
+
+def test_the_page_costs_the_same_number_of_queries_for_two_devices_or_twenty():
+    small = farm_with_sensors(devices=2)
+    large = farm_with_sensors(devices=20)
+    user = UserFactory.create(is_staff=True)
+    client = client_for(user)
+    client.get(page_url(small.farm))  # warm the session and content types
+    with CaptureQueriesContext(connection) as few:
+        assert client.get(page_url(small.farm)).status_code == 200
+    with CaptureQueriesContext(connection) as many:
+        assert client.get(page_url(large.farm)).status_code == 200
+    assert len(many) == len(few)
+    assert len(many) <= 10
+
+
+def test_a_viewer_may_open_the_page():
+    setup = farm_with_sensors()
+    assert client_for(member_of(setup.farm, "viewer").user).get(page_url(setup.farm)).status_code == 200
+
+
+def test_the_page_is_reachable_by_id_too():
+    setup = farm_with_sensors()
+    url = reverse("farm-dashboard", args=[str(setup.farm.pk)])
+    assert client_for(member_of(setup.farm).user).get(url).status_code == 200
+
+
+def test_a_member_of_another_farm_gets_404():
+    setup = farm_with_sensors()
+    stranger = member_of(farm_with_sensors().farm).user
+    assert client_for(stranger).get(page_url(setup.farm)).status_code == 404
+
+
+def test_staff_may_open_any_farm():
+    setup = farm_with_sensors()
+    assert client_for(UserFactory.create(is_staff=True)).get(page_url(setup.farm)).status_code == 200
+
+
+def test_anonymous_is_sent_to_log_in():
+    setup = farm_with_sensors()
+    response = Client().get(page_url(setup.farm))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
+def test_the_page_carries_what_the_live_script_needs():
+    setup = farm_with_sensors()
+    response = client_for(member_of(setup.farm).user).get(page_url(setup.farm))
+    config = response.context["config"]
+    assert config["wsPath"] == f"/ws/farms/{setup.farm.pk}/"
+    assert config["timeZone"] == "Europe/London"
+    html = response.content.decode()
+    assert 'id="dashboard-config"' in html
+    assert 'data-plotly="/static/vendor/plotly/plotly.min.js"' in html
+    assert 'id="live-status" data-state="connecting"' in html
+
+
+def test_plotly_is_served_from_the_installed_package_not_a_cdn():
+    found = finders.find("vendor/plotly/plotly.min.js")
+    assert found is not None
+    assert found.endswith("plotly/package_data/plotly.min.js")
+
+
+@pytest.mark.parametrize(
+    ("status", "value", "age", "expected"),
+    [
+        (DeviceStatus.ONLINE, 50.0, 449, CardState.FRESH),
+        (DeviceStatus.ONLINE, 50.0, 451, CardState.STALE),
+        (DeviceStatus.ONLINE, -0.1, 10, CardState.OUT_OF_RANGE),
+        (DeviceStatus.ONLINE, 100.1, 9999, CardState.OUT_OF_RANGE),
+        (DeviceStatus.OFFLINE, 140.0, 10, CardState.OFFLINE),
+        (DeviceStatus.UNKNOWN, None, None, CardState.NO_DATA),
+    ],
+)
+def test_card_state_rules(status, value, age, expected):
+    ts = None if age is None else NOW - timedelta(seconds=age)
+    state = card_state(
+        device_status=status, value=value, ts=ts, interval_seconds=300, min_value=0.0, max_value=100.0, now=NOW
+    )
+    assert state is expected

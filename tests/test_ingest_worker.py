@@ -1,0 +1,272 @@
+"""The worker end to end through a real Mosquitto into PostgreSQL, in this process.
+
+The worker's flush loop runs in the test's thread (so it uses the test's database
+transaction); a driver thread publishes and stops the worker once the expected number of
+messages has committed.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from sensors.ingest.stats import ingest_health
+from sensors.ingest.worker import IngestWorker, WorkerConfig
+from sensors.models import DeadLetter, Device, Reading, Sensor, UnknownDevice
+from tests.factories import DeviceFactory
+from tests.mqtt_fixtures import Broker, mosquitto, publish, wait_until  # noqa: F401 - fixture
+
+NOW_S = int(time.time())
+DEV_EUI = "70b3d57ed0051f2a"
+
+
+def discard_session(port: int, client_id: str) -> None:
+    """Connect once with a clean session so the broker stops queueing for this client id."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    client.connect("127.0.0.1", port)
+    client.loop(0.5)
+    client.disconnect()
+
+
+@pytest.fixture
+def make_worker(mosquitto: Broker):
+    created: list[str] = []
+
+    def make(**overrides) -> IngestWorker:
+        client_id = f"test-worker-{uuid.uuid4().hex[:8]}"
+        created.append(client_id)
+        options = {"url": mosquitto.url, "client_id": client_id, "batch_ms": 50, "stats_interval": 0.2, **overrides}
+        worker = IngestWorker(WorkerConfig.from_settings(**options))
+        worker.ingestor.registry.check_interval = 0
+        return worker
+
+    yield make
+    for client_id in created:
+        discard_session(mosquitto.port, client_id)
+
+
+def run_worker(
+    worker: IngestWorker,
+    port: int,
+    messages: Sequence[tuple[str, bytes]],
+    *,
+    expect: int | None = None,
+    retain: bool = False,
+    also: Callable[[], None] | None = None,
+    timeout: float = 30,
+) -> int:
+    """Run the worker until ``expect`` messages (default: all) have committed, then stop it."""
+    stop = threading.Event()
+    failures: list[BaseException] = []
+    target = len(messages) if expect is None else expect
+
+    def drive() -> None:
+        try:
+            wait_until(lambda: worker.stats.connected, timeout=10, what="the worker to subscribe")
+            publish(port, messages, retain=retain)
+            wait_until(lambda: worker.stats.messages >= target, timeout=timeout, what=f"{target} messages stored")
+            if also:
+                also()
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            stop.set()
+
+    driver = threading.Thread(target=drive)
+    driver.start()
+    code = worker.run(stop)
+    driver.join()
+    if failures:
+        raise failures[0]
+    return code
+
+
+def telemetry(uid: str, payload: object) -> tuple[str, bytes]:
+    return f"farm/{uid}/telemetry", json.dumps(payload).encode()
+
+
+def values_of(uid: str, key: str) -> list[float]:
+    return list(
+        Reading.objects.filter(sensor__device__uid=uid, sensor__key=key).order_by("ts").values_list("value", flat=True)
+    )
+
+
+def test_each_format_is_stored_end_to_end_through_the_broker(db, mosquitto, make_worker):
+    for uid in ("flat-1", "values-1", "backfill-1", "status-1", DEV_EUI, "0004a30b001c0531", "0004a30b001c0532"):
+        DeviceFactory(uid=uid)
+    chirpstack = {  # no "time": the reading takes the receive time
+        "deviceInfo": {"devEui": DEV_EUI.upper()},
+        "object": {"soilMoisture": "33.5", "status": "OK"},
+        "rxInfo": [{"rssi": -99, "snr": 4.5}],
+    }
+
+    def tts(eui: str, value: float) -> bytes:
+        body = {
+            "end_device_ids": {"device_id": "probe", "dev_eui": eui.upper()},
+            "received_at": time.strftime("%Y-%m-%dT%H:%M:%S.123456789Z", time.gmtime(NOW_S - 30)),
+            "uplink_message": {"decoded_payload": {"temperature": value}, "rx_metadata": [{"rssi": -80, "snr": 7}]},
+        }
+        return json.dumps(body).encode()
+
+    messages = [
+        telemetry("flat-1", {"ts": NOW_S - 10, "soil_moisture": 31.2, "air_temperature": 18.4}),
+        telemetry("values-1", {"ts": (NOW_S - 10) * 1000, "values": {"rain": 0.4}}),
+        telemetry("backfill-1", [{"ts": NOW_S - 300 + i * 60, "soil_moisture": 20 + i} for i in range(5)]),
+        ("farm/status-1/status", b"offline"),
+        (f"application/app-1/device/{DEV_EUI}/event/up", json.dumps(chirpstack).encode()),
+        ("v3/farm@tenant-1/devices/probe/up", tts("0004a30b001c0531", 12.5)),
+        ("v3/farm/devices/probe/up", tts("0004a30b001c0532", 13.5)),
+    ]
+
+    assert run_worker(make_worker(), mosquitto.port, messages) == 0
+
+    assert values_of("flat-1", "soil_moisture") == [31.2]
+    assert values_of("flat-1", "air_temperature") == [18.4]
+    assert values_of("values-1", "rain") == [0.4]
+    assert values_of("backfill-1", "soil_moisture") == [20, 21, 22, 23, 24]
+    assert Device.objects.get(uid="status-1").status == "offline"
+    lora = Device.objects.get(uid=DEV_EUI)
+    assert (values_of(DEV_EUI, "soil_moisture"), lora.rssi, lora.snr, lora.status) == ([33.5], -99, 4.5, "online")
+    assert values_of("0004a30b001c0531", "temperature") == [12.5]
+    assert values_of("0004a30b001c0532", "temperature") == [13.5]
+    assert Sensor.objects.filter(device=lora, key="soil_moisture", needs_review=True).exists()
+    assert "'status' (text 'OK')" in DeadLetter.objects.get(topic__startswith="application/").reason
+
+
+BAD_INPUT = [
+    ("farm/probe 1/telemetry", b'{"x": 1}', "device uid 'probe 1' in the topic is invalid"),
+    ("farm/probe-1/telemetry", b'{"x": "\xff"}', "not valid UTF-8"),
+    ("farm/probe-1/telemetry", b"soil=31", "not JSON"),
+    ("farm/probe-1/telemetry", b'{"x": NaN}', "contains NaN"),
+    ("farm/probe-1/telemetry", b'{"x": Infinity}', "contains Infinity"),
+    ("farm/probe-1/telemetry", b'{"x": 1e999}', "not a finite number"),
+    ("farm/probe-1/telemetry", b'{"x": 1, "x": 2}', "key 'x' twice"),
+    ("farm/probe-1/telemetry", b'{"x": "' + b"a" * 70_000 + b'"}', "INGEST_MAX_PAYLOAD"),
+    ("farm/probe-1/telemetry", json.dumps({"ts": NOW_S + 3600, "x": 1}).encode(), "ahead of the receive time"),
+    ("farm/probe-1/telemetry", json.dumps({"ts": NOW_S - 500 * 86400, "x": 1}).encode(), "retention window"),
+    ("farm/probe-1/telemetry", b'{"x": null}', "holds no readings. Skipped: 'x' (null)"),
+    ("farm/probe-1/telemetry", b'{"soil_moisture": 5, "note": "wet"}', "Stored 1 reading(s); skipped: 'note'"),
+    ("farm/probe-1/telemetry", b'{"Bad-Key": 5, "soil_moisture": 6}', "'Bad-Key' (not a valid metric key"),
+    ("farm/probe-1/telemetry", json.dumps([{"ts": NOW_S - 9, "soil_moisture": 7}, {"soil_moisture": 8}]).encode(),
+     "element 1: no 'ts'"),  # fmt: skip
+    ("farm/probe-1/status", b"sleepy", "must be 'online' or 'offline'"),
+    ("farm/off-1/telemetry", b'{"x": 1}', "is disabled"),
+]
+
+
+def test_the_bad_input_table_through_the_broker_dead_letters_each_case_and_keeps_the_good(
+    db, mosquitto, make_worker
+):
+    DeviceFactory(uid="probe-1")
+    DeviceFactory(uid="off-1", enabled=False)
+    messages: list[tuple[str, bytes]] = []
+    for n, (topic, payload, _) in enumerate(BAD_INPUT):
+        messages.append(telemetry("probe-1", {"ts": NOW_S - 100 + n, "good": n}))
+        messages.append((topic, payload))
+    messages.append(telemetry("probe-1", {"ts": NOW_S - 1, "good": 99}))
+
+    assert run_worker(make_worker(), mosquitto.port, messages) == 0
+
+    reasons = {(d.topic, bytes(d.payload[:40])): d.reason for d in DeadLetter.objects.all()}
+    for topic, payload, reason in BAD_INPUT:
+        assert reason in reasons[topic, payload[:40]], (topic, payload[:40])
+    assert len(reasons) == len(BAD_INPUT)
+    assert values_of("probe-1", "good") == [*range(len(BAD_INPUT)), 99]
+    assert sorted(values_of("probe-1", "soil_moisture")) == [5, 6, 7]
+    assert UnknownDevice.objects.count() == 0
+
+
+def test_the_same_message_published_twice_is_stored_once(db, mosquitto, make_worker):
+    DeviceFactory(uid="probe-1")
+    message = telemetry("probe-1", {"ts": NOW_S - 5, "soil_moisture": 12})
+
+    assert run_worker(make_worker(), mosquitto.port, [message, message]) == 0
+
+    assert values_of("probe-1", "soil_moisture") == [12]
+
+
+def test_an_unregistered_uid_becomes_an_unknown_device_record(db, mosquitto, make_worker):
+    assert run_worker(make_worker(), mosquitto.port, [telemetry("stranger", {"x": 1})] * 3) == 0
+
+    assert UnknownDevice.objects.get(uid="stranger").message_count == 3
+
+
+def test_retained_telemetry_is_not_stored_as_a_new_reading(db, mosquitto, make_worker):
+    DeviceFactory(uid="retained-1")
+    topic = "farm/retained-1/telemetry"
+    publish(mosquitto.port, [(topic, json.dumps({"ts": NOW_S - 5, "soil_moisture": 1}).encode())], retain=True)
+    try:
+        # The worker's first subscription makes the broker replay the retained message.
+        assert run_worker(make_worker(), mosquitto.port, [], expect=1) == 0
+    finally:
+        publish(mosquitto.port, [(topic, b"")], retain=True)  # clear it
+
+    assert values_of("retained-1", "soil_moisture") == []
+    assert "Retained telemetry" in DeadLetter.objects.get(topic=topic).reason
+
+
+def test_mqtt_5_with_a_shared_subscription_stores_the_messages(db, mosquitto, make_worker):
+    DeviceFactory(uid="probe-5")
+    messages = [telemetry("probe-5", {"ts": NOW_S - 50 + i, "soil_moisture": i}) for i in range(20)]
+
+    worker = make_worker(mqtt_version="5", share_group="furrow-test")
+    assert worker.filters[0] == "$share/furrow-test/farm/+/telemetry"
+    assert run_worker(worker, mosquitto.port, messages) == 0
+
+    assert values_of("probe-5", "soil_moisture") == list(range(20))
+
+
+def test_an_error_in_the_network_loop_does_not_leave_the_worker_deaf(db, mosquitto, make_worker):
+    DeviceFactory(uid="probe-1")
+    worker = make_worker()
+    real_loop = worker.client.loop
+    calls = {"n": 0}
+
+    def loop_failing_once(timeout: float = 1.0):
+        calls["n"] += 1
+        if calls["n"] == 30:
+            raise RuntimeError("boom")
+        return real_loop(timeout)
+
+    worker.client.loop = loop_failing_once  # type: ignore[method-assign]
+    messages = [telemetry("probe-1", {"ts": NOW_S - 100 + i, "soil_moisture": i}) for i in range(100)]
+
+    assert run_worker(worker, mosquitto.port, messages) == 0
+
+    assert worker.stats.internal_errors == 1
+    assert len(values_of("probe-1", "soil_moisture")) == 100
+
+
+def test_the_stats_and_ingest_health_move_as_messages_flow(db, mosquitto, make_worker, caplog):
+    DeviceFactory(uid="probe-1")
+    worker = make_worker()
+    client_id = worker.config.client_id
+    messages = [telemetry("probe-1", {"ts": NOW_S - 500 + i, "soil_moisture": i, "battery": 90}) for i in range(300)]
+    seen: dict[str, object] = {}
+
+    def check_health() -> None:
+        def reported() -> bool:
+            figures = ingest_health()["workers"].get(client_id, {})
+            return figures.get("received", 0) >= 300 and figures.get("stored", 0) >= 600
+
+        wait_until(reported, timeout=5, what="the figures in the cache")
+        seen.update(ingest_health())
+
+    caplog.set_level("INFO", logger="sensors.ingest")
+    assert run_worker(worker, mosquitto.port, messages, also=check_health) == 0
+
+    figures = seen["workers"][client_id]  # type: ignore[index]
+    assert seen["ok"] is True
+    assert (figures["received"], figures["messages"], figures["stored"], figures["connected"]) == (300, 300, 600, True)
+    assert figures["stale"] is False
+    assert figures["last_flush_ms"] > 0
+    summary = [r.getMessage() for r in caplog.records if "stored 600 readings" in r.getMessage()]
+    assert summary, "the one-line summary reports the stored readings"
+    assert "received 300" in summary[-1]
+    assert client_id not in ingest_health()["workers"]  # a cleanly stopped worker withdraws its figures
