@@ -62,7 +62,9 @@ class FarmConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not self.bucket.allow():
             await self.close(code=protocol.CLOSE_POLICY)
-        elif text_data is None or len(text_data) > protocol.MAX_FRAME_CHARS:
+        elif text_data is None:
+            await self.close(code=protocol.CLOSE_UNSUPPORTED)
+        elif len(text_data) > protocol.MAX_FRAME_CHARS:
             await self.close(code=protocol.CLOSE_TOO_BIG)
         else:
             message = protocol.parse_client_message(text_data)

@@ -25,15 +25,22 @@ def reading_text(value: float | None) -> str:
     if value is None:
         return "—"
     magnitude = abs(value)
-    decimals = 0 if magnitude >= 1000 else 1 if magnitude >= 10 else 2
+    decimals = 0 if magnitude >= 1000 else 1 if magnitude >= 1 or value == 0 else 2
     return f"{value:,.{decimals}f}"
 
 
+def plain_number(value: float) -> str:
+    """A bound as people write it: ``0``, ``100``, ``-30``, ``0.5``."""
+    return f"{value:g}"
+
+
 def age_text(moment: datetime | None, now: datetime) -> str:
-    """``12 s ago``, ``4 min ago``, ``2 h 5 min ago``, ``3 d 4 h ago`` (JS: ``formatAge``)."""
+    """``just now``, ``12 s ago``, ``4 min ago``, ``2 h 5 min ago``, ``3 d 4 h ago`` (JS: ``formatAge``)."""
     if moment is None:
         return "never"
     seconds = max(0, int((now - moment).total_seconds()))
+    if seconds < 5:
+        return "just now"
     if seconds < 60:
         return f"{seconds} s ago"
     minutes = seconds // 60

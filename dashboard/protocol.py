@@ -1,9 +1,9 @@
 """What a browser may send over ``/ws/farms/<id>/``, and how much of it.
 
 Only ``{"type": "ping"}`` and ``{"type": "snapshot"}`` mean anything; other
-well-formed frames are ignored. A frame over ``MAX_FRAME_CHARS``, a binary
-frame, or more than ``BURST`` messages faster than ``RATE_PER_SECOND`` closes
-the socket: a dashboard sends a ping every half minute and a snapshot request
+frames are ignored. A frame over ``MAX_FRAME_CHARS`` (1009), a binary frame
+(1003), or more than ``BURST`` messages faster than ``RATE_PER_SECOND`` (1008)
+closes the socket: a dashboard sends a ping every half minute and a snapshot request
 after a gap, never a stream.
 """
 
@@ -18,8 +18,9 @@ MAX_FRAME_CHARS = 1024
 BURST = 20
 RATE_PER_SECOND = 2.0
 
-CLOSE_TOO_BIG = 1009
-CLOSE_POLICY = 1008
+CLOSE_UNSUPPORTED = 1003  # a binary frame
+CLOSE_POLICY = 1008  # a flood
+CLOSE_TOO_BIG = 1009  # an oversized frame
 
 
 class ClientMessage(StrEnum):

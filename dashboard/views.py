@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -35,6 +36,7 @@ def farm_dashboard(request: HttpRequest, farm_ref: str) -> HttpResponse:
         "wsPath": f"/ws/farms/{farm.pk}/",
         "seriesUrl": reverse("farm-sensor-series", args=[farm.slug, 0]),
         "sparklinesUrl": reverse("farm-sparklines", args=[farm.slug]),
+        "loginUrl": reverse(settings.LOGIN_URL),
         "staleAfterIntervals": cards.STALE_AFTER_INTERVALS,
         "sparkSeconds": charts.SPARKLINE_SECONDS,
         "now": payloads.ms(now),

@@ -104,7 +104,9 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [REDIS_URL],
+            # channels_redis blocks up to 5 s in BZPOPMIN; redis-py 8's default 5 s read timeout
+            # would cut that read and crash every idle consumer (dashboard issue 4).
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
             "prefix": "furrow:asgi",
             "capacity": env_int("CHANNEL_CAPACITY", 500, minimum=10),
             "expiry": 30,

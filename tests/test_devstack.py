@@ -10,6 +10,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from contextlib import ExitStack
 from io import StringIO
 from pathlib import Path
@@ -24,6 +25,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from farm.devstack import embedded
+from farm.devstack.__main__ import _parse
 from farm.devstack.config import (
     BASE_DIR,
     ConfigError,
@@ -135,9 +137,28 @@ def test_empty_urls_count_as_unset():
 
 
 def test_a_second_stack_on_the_same_var_dir_is_refused(tmp_path):
-    with acquire_var_lock(tmp_path), pytest.raises(DevstackError, match=f"pid {os.getpid()}"):
-        acquire_var_lock(tmp_path)
+    code = (
+        "import sys, time; from pathlib import Path; from farm.devstack.config import acquire_var_lock; "
+        "lock = acquire_var_lock(Path(sys.argv[1])); print('locked', flush=True); time.sleep(60)"
+    )
+    argv = [sys.executable, "-c", code, str(tmp_path)]
+    holder = subprocess.Popen(argv, cwd=BASE_DIR, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "locked\n"
+        with pytest.raises(DevstackError, match=f"another Furrow stack \\(pid {holder.pid}\\) is using"):
+            acquire_var_lock(tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
     acquire_var_lock(tmp_path).close()
+
+
+def test_everything_after_test_goes_to_pytest_options_included():
+    assert _parse(["test", "--", "-k", "seed", "tests/x.py"]).pytest_args == ["-k", "seed", "tests/x.py"]
+    assert _parse(["test", "-x", "--create-db"]).pytest_args == ["-x", "--create-db"]
+    assert _parse(["test", "--"]).pytest_args == []
+    assert _parse(["run"]).command == "run"
 
 
 # --- Environments -------------------------------------------------------------------
@@ -316,23 +337,42 @@ def test_a_server_that_ignores_its_stop_signal_is_killed(tmp_path):
     assert process.returncode == -signal.SIGKILL
 
 
-def test_leftovers_of_a_killed_stack_are_stopped_but_recycled_pids_are_not(tmp_path):
+def _sleeper(tmp_path: Path, argv: list[str] | None = None) -> subprocess.Popen[bytes]:
+    return embedded.spawn(argv or ["sleep", "60"], log_path=tmp_path / "sleep.log", cwd=tmp_path)
+
+
+def test_what_a_killed_stack_left_running_is_stopped_at_the_next_start(tmp_path):
     record = tmp_path / "devstack.pids"
-    process = embedded.spawn(["sleep", "60"], log_path=tmp_path / "sleep.log", cwd=tmp_path)
-    server = embedded.Embedded("Sleeper", "x://", 1, process, tmp_path / "sleep.log", probe=lambda: True)
-    embedded.record_servers(record, [server])
-    entries = json.loads(record.read_text())
-    # Our own pid with a wrong start time: a pid the kernel has since given to another program.
-    entries.append({"name": "Recycled", "pid": os.getpid(), "started": 1.0})
-    record.write_text(json.dumps(entries))
-    reports: list[str] = []
+    server = _sleeper(tmp_path)
+    # Stands in for the killed stack: supervisor → output reader → app process.
+    supervisor = _sleeper(tmp_path, ["sh", "-c", "sh -c 'sleep 61; true' & wait"])
+    bystander = _sleeper(tmp_path)
+    try:
+        while not (apps := psutil.Process(supervisor.pid).children(recursive=True)[1:]):
+            time.sleep(0.01)
+        app = apps[0]
+        embedded.record_servers(record, [embedded.Embedded("Sleeper", "x://", 1, server, tmp_path, lambda: True)])
+        embedded.record_descendants(record, root=psutil.Process(supervisor.pid))
+        entries = json.loads(record.read_text())
+        # A pid the kernel has since given to another program: same pid, another start time.
+        entries.append({"name": "Recycled", "pid": bystander.pid, "started": 1.0, "role": "app", "signal": 15})
+        record.write_text(json.dumps(entries))
+        reports: list[str] = []
 
-    embedded.stop_leftovers(record, reports.append)
+        embedded.stop_leftovers(record, reports.append)
 
-    process.wait(timeout=10)  # already reaped by stop_leftovers
-    assert not psutil.pid_exists(process.pid)
-    assert reports == [f"stopping Sleeper (pid {process.pid}) left running by an earlier run"]
-    assert not record.exists()
+        assert not app.is_running()
+        assert not psutil.pid_exists(server.pid)
+        assert bystander.poll() is None
+        assert reports == [
+            "stopped 1 process(es) left running by an earlier run: sleep 61",
+            "stopped 1 process(es) left running by an earlier run: Sleeper",
+        ]
+        assert not record.exists()
+    finally:
+        for process in (server, supervisor, bystander):
+            process.kill()
+            process.wait()
 
 
 def test_a_fixed_service_port_in_use_stops_start_up_with_the_setting_to_change(tmp_path, listening_socket):

@@ -64,7 +64,10 @@ def test_it_reads_an_array_backfill_with_one_time_per_element():
         [{"ts": NOW_S - 120, "soil_moisture": 30}, {"ts": NOW_S - 60, "values": {"soil_moisture": 31}}],
     )
 
-    assert sorted(msg.readings) == [(NOW_US - 120_000_000, "soil_moisture", 30.0), (NOW_US - 60_000_000, "soil_moisture", 31.0)]
+    assert sorted(msg.readings) == [
+        (NOW_US - 120_000_000, "soil_moisture", 30.0),
+        (NOW_US - 60_000_000, "soil_moisture", 31.0),
+    ]
     assert msg.skipped == []
 
 
@@ -229,11 +232,17 @@ def test_it_normalises_codec_keys_but_not_native_ones():
         ("farm/probe-1/telemetry", {"ts": 1e18, "x": 1}, "not a usable time"),
         ("farm/probe-1/telemetry", {"values": [1, 2]}, "'values' must be an object"),
         ("farm/probe-1/status", "maybe", "must be 'online' or 'offline'"),
-        (f"application/a/device/{DEV_EUI}/event/up", {"object": {"x": 1}, "deviceInfo": {"devEui": "xyz"}},
-         "no valid DevEUI"),  # fmt: skip
+        (
+            f"application/a/device/{DEV_EUI}/event/up",
+            {"object": {"x": 1}, "deviceInfo": {"devEui": "xyz"}},
+            "no valid DevEUI",
+        ),
         (f"application/a/device/{DEV_EUI}/event/up", {"deviceInfo": {"devEui": DEV_EUI}}, "object is missing"),
-        ("v3/farm/devices/p/up", {"end_device_ids": {"dev_eui": DEV_EUI}, "uplink_message": {}},
-         "decoded_payload is missing"),  # fmt: skip
+        (
+            "v3/farm/devices/p/up",
+            {"end_device_ids": {"dev_eui": DEV_EUI}, "uplink_message": {}},
+            "decoded_payload is missing",
+        ),
         ("v3/farm/devices/p/up", [1], "must be a JSON object"),
     ],
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import cast
 
 import pytest
 
@@ -35,8 +36,8 @@ def moment(epoch_s: float):
 
 
 @pytest.fixture
-def probe(db):
-    sensor = SensorFactory(device__uid="probe-1", key="soil_moisture")
+def probe(db) -> Device:
+    sensor = cast(Sensor, SensorFactory(device__uid="probe-1", key="soil_moisture"))
     return sensor.device
 
 
@@ -108,7 +109,7 @@ def test_an_unknown_lorawan_device_is_recorded_by_its_deveui(ingestor, db):
 
 def test_once_an_admin_registers_an_unknown_uid_its_next_messages_are_stored(ingestor, db):
     ingestor.ingest([raw("farm/new-1/telemetry", {"soil_moisture": 1})])
-    device = DeviceFactory(uid="new-1")
+    device = cast(Device, DeviceFactory(uid="new-1"))
 
     ingestor.ingest([raw("farm/new-1/telemetry", {"ts": NOW_S - 1, "soil_moisture": 2})])
 
@@ -171,7 +172,9 @@ def test_an_offline_status_applies_in_its_batch_and_the_last_event_wins(ingestor
     probe.refresh_from_db()
     assert probe.status == "offline"
 
-    ingestor.ingest([raw("farm/probe-1/status", b"offline"), raw("farm/probe-1/status", b"online", received_s=NOW_S + 9)])
+    ingestor.ingest(
+        [raw("farm/probe-1/status", b"offline"), raw("farm/probe-1/status", b"online", received_s=NOW_S + 9)]
+    )
     probe.refresh_from_db()
     assert (probe.status, probe.last_seen) == ("online", moment(NOW_S + 9))
 
@@ -184,8 +187,8 @@ def test_an_offline_last_will_does_not_count_as_the_device_being_seen(ingestor, 
 
 
 def test_a_retained_status_only_fills_in_a_status_furrow_never_had(ingestor, db):
-    fresh = DeviceFactory(uid="fresh-1")
-    known = DeviceFactory(uid="known-1", status="online")
+    fresh = cast(Device, DeviceFactory(uid="fresh-1"))
+    known = cast(Device, DeviceFactory(uid="known-1", status="online"))
 
     ingestor.ingest(
         [raw("farm/fresh-1/status", b"offline", retained=True), raw("farm/known-1/status", b"offline", retained=True)]
@@ -211,10 +214,13 @@ def test_battery_rssi_and_snr_update_the_device_once_per_batch(ingestor, probe):
 
 
 def test_lorawan_link_health_comes_from_the_best_gateway(ingestor, db):
-    device = DeviceFactory(uid="0004a30b001c0530")
+    device = cast(Device, DeviceFactory(uid="0004a30b001c0530"))
     body = {
         "end_device_ids": {"dev_eui": "0004A30B001C0530"},
-        "uplink_message": {"decoded_payload": {"t": 1}, "rx_metadata": [{"rssi": -110, "snr": -7}, {"rssi": -95, "snr": 2}]},
+        "uplink_message": {
+            "decoded_payload": {"t": 1},
+            "rx_metadata": [{"rssi": -110, "snr": -7}, {"rssi": -95, "snr": 2}],
+        },
     }
 
     ingestor.ingest([raw("v3/app@t/devices/probe/up", body)])
@@ -285,7 +291,8 @@ def test_an_internal_error_storing_a_batch_isolates_the_poison_message(ingestor,
 
 @pytest.mark.django_db(transaction=True)
 def test_a_sensor_deleted_behind_the_cache_does_not_wedge_ingest():
-    device = SensorFactory(device__uid="probe-9", key="soil_moisture").device
+    sensor = cast(Sensor, SensorFactory(device__uid="probe-9", key="soil_moisture"))
+    device = sensor.device
     ingestor = Ingestor(config=WorkerConfig.from_settings(client_id="test-store"))
     ingestor.registry.check_interval = 3600  # the cache will not notice the deletion by itself
     ingestor.ingest([raw("farm/probe-9/telemetry", {"ts": NOW_S - 2, "soil_moisture": 1})])

@@ -20,7 +20,9 @@ from sensors.ingest.stats import ingest_health
 from sensors.ingest.worker import IngestWorker, WorkerConfig
 from sensors.models import DeadLetter, Device, Reading, Sensor, UnknownDevice
 from tests.factories import DeviceFactory
-from tests.mqtt_fixtures import Broker, mosquitto, publish, wait_until  # noqa: F401 - fixture
+from tests.mqtt_fixtures import Broker, publish, wait_until
+
+pytest_plugins = ["tests.mqtt_fixtures"]  # the mosquitto fixture
 
 NOW_S = int(time.time())
 DEV_EUI = "70b3d57ed0051f2a"
@@ -153,16 +155,17 @@ BAD_INPUT = [
     ("farm/probe-1/telemetry", b'{"x": null}', "holds no readings. Skipped: 'x' (null)"),
     ("farm/probe-1/telemetry", b'{"soil_moisture": 5, "note": "wet"}', "Stored 1 reading(s); skipped: 'note'"),
     ("farm/probe-1/telemetry", b'{"Bad-Key": 5, "soil_moisture": 6}', "'Bad-Key' (not a valid metric key"),
-    ("farm/probe-1/telemetry", json.dumps([{"ts": NOW_S - 9, "soil_moisture": 7}, {"soil_moisture": 8}]).encode(),
-     "element 1: no 'ts'"),  # fmt: skip
+    (
+        "farm/probe-1/telemetry",
+        json.dumps([{"ts": NOW_S - 9, "soil_moisture": 7}, {"soil_moisture": 8}]).encode(),
+        "element 1: no 'ts'",
+    ),
     ("farm/probe-1/status", b"sleepy", "must be 'online' or 'offline'"),
     ("farm/off-1/telemetry", b'{"x": 1}', "is disabled"),
 ]
 
 
-def test_the_bad_input_table_through_the_broker_dead_letters_each_case_and_keeps_the_good(
-    db, mosquitto, make_worker
-):
+def test_the_bad_input_table_through_the_broker_dead_letters_each_case_and_keeps_the_good(db, mosquitto, make_worker):
     DeviceFactory(uid="probe-1")
     DeviceFactory(uid="off-1", enabled=False)
     messages: list[tuple[str, bytes]] = []
@@ -234,7 +237,7 @@ def test_an_error_in_the_network_loop_does_not_leave_the_worker_deaf(db, mosquit
             raise RuntimeError("boom")
         return real_loop(timeout)
 
-    worker.client.loop = loop_failing_once  # type: ignore[method-assign]
+    worker.client.loop = loop_failing_once
     messages = [telemetry("probe-1", {"ts": NOW_S - 100 + i, "soil_moisture": i}) for i in range(100)]
 
     assert run_worker(worker, mosquitto.port, messages) == 0

@@ -17,6 +17,11 @@ def reading(value: float | None) -> str:
 
 
 @register.filter
+def plain(value: float) -> str:
+    return formatting.plain_number(value)
+
+
+@register.filter
 def epoch_ms(moment: datetime | None) -> int | str:
     ms = payloads.ms(moment)
     return "" if ms is None else ms

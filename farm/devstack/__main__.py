@@ -23,8 +23,20 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _hang_up(signum: int, frame: FrameType | None) -> None:
+    # A closed terminal: stop like SIGTERM (honcho replaces the SIGTERM handler while it runs).
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m farm.devstack", description=__doc__)
+    if argv[:1] == ["test"]:
+        # Everything after "test" (and an optional "--") belongs to pytest, options included.
+        rest = argv[1:]
+        return argparse.Namespace(command="test", pytest_args=rest[1:] if rest[:1] == ["--"] else rest)
+    parser = argparse.ArgumentParser(
+        prog="python -m farm.devstack",
+        description="Run Furrow (make run) or its tests (make test), on embedded services where no URL is set.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run the whole app (make run)")
     test = sub.add_parser("test", help="run the test suite (make test); arguments after -- go to pytest")
@@ -54,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     # Explicitly: a shell starts background jobs with SIGINT ignored, and Ctrl-C / SIGINT must always stop the stack.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _hang_up)
     try:
         if args.command == "prepare":
             _prepare(args)
@@ -61,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         from farm.devstack import stack
 
         if args.command == "test":
-            pytest_args = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
-            return stack.run_tests(os.environ, pytest_args)
+            return stack.run_tests(os.environ, args.pytest_args)
         return stack.run(os.environ, started=started)
     except (DevstackError, ConfigError) as exc:
         print(f"furrow: {exc}", file=sys.stderr, flush=True)

@@ -147,12 +147,17 @@ def suite_environment(environ: Mapping[str, str], *, urls: Mapping[str, str]) ->
 
 
 def acquire_var_lock(var: Path) -> IO[str]:
-    """Hold ``var/devstack.lock`` for the life of the stack, so two stacks never share one data directory."""
+    """Hold ``var/devstack.lock`` for the life of the stack, so two stacks never share one data directory.
+
+    A POSIX record lock belongs to this process alone: the processes it forks
+    (honcho's readers) do not inherit it, so if this process is killed the lock
+    goes with it and the next start can clean up what it left.
+    """
     var.mkdir(parents=True, exist_ok=True)
     handle = (var / "devstack.lock").open("a+")
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
         handle.seek(0)
         holder = handle.read().strip() or "unknown"
         handle.close()

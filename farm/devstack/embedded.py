@@ -36,6 +36,7 @@ PG_SYSTEM_USER = "embedded_postgres"
 PG_DATABASE = "furrow"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
+APP_STOP_TIMEOUT = 5.0
 _PR_SET_PDEATHSIG = 1
 
 
@@ -70,23 +71,35 @@ def without_credentials(url: str) -> str:
     return f"{scheme}://{rest.rpartition('@')[2]}"
 
 
-def _child_setup() -> None:
-    """In the child before exec: default signal handling, and stop when the supervisor dies.
+def _child_setup(death_signal: int) -> Callable[[], None]:
+    """What a server's child process does before exec: default signal handling, and stop when we die.
 
     A shell starts background jobs with SIGINT ignored and exec keeps that;
     amqtt would then never see the SIGINT that asks it to shut down.
     """
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if platform.system() == "Linux":
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+
+    def setup() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if platform.system() == "Linux":
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, death_signal, 0, 0, 0)
+
+    return setup
 
 
 def spawn(
-    argv: list[str], *, log_path: Path, cwd: Path, run_as: pwd.struct_passwd | None = None
+    argv: list[str],
+    *,
+    log_path: Path,
+    cwd: Path,
+    run_as: pwd.struct_passwd | None = None,
+    stop_signal: int = signal.SIGTERM,
 ) -> subprocess.Popen[bytes]:
-    """Start a server with its output appended to ``log_path``, in a session of its own."""
+    """Start a server with its output appended to ``log_path``, in a session of its own.
+
+    ``stop_signal`` is also what the server gets if this process dies without stopping it.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         return subprocess.Popen(  # noqa: S603 - fixed argv built here, no shell
@@ -96,7 +109,7 @@ def spawn(
             stderr=subprocess.STDOUT,
             cwd=cwd,
             start_new_session=True,
-            preexec_fn=_child_setup,
+            preexec_fn=_child_setup(int(stop_signal)),
             user=run_as.pw_uid if run_as else None,
             group=run_as.pw_gid if run_as else None,
             extra_groups=[] if run_as else None,
@@ -245,7 +258,7 @@ def postgres_launch(data_dir: Path, *, port: int, password: str, log_path: Path)
         name="PostgreSQL",
         url=f"postgresql://postgres:{password}@{LOCALHOST}:{port}/{PG_DATABASE}",
         port=port,
-        process=spawn(argv, log_path=log_path, cwd=data_dir, run_as=run_as),
+        process=spawn(argv, log_path=log_path, cwd=data_dir, run_as=run_as, stop_signal=signal.SIGINT),
         log_path=log_path,
         probe=lambda: _postgres_probe(port, password),
         # SIGINT is PostgreSQL's "fast" shutdown: it does not wait for clients to disconnect.
@@ -344,7 +357,7 @@ def amqtt_launch(data_dir: Path, *, port: int, password: str, log_path: Path) ->
         name="amqtt",
         url=f"mqtt://{LOCALHOST}:{port}",
         port=port,
-        process=spawn(argv, log_path=log_path, cwd=data_dir),
+        process=spawn(argv, log_path=log_path, cwd=data_dir, stop_signal=signal.SIGINT),
         log_path=log_path,
         probe=lambda: mqtt_answers(port),
         # The broker shuts down cleanly on KeyboardInterrupt; SIGTERM would just kill it.
@@ -353,36 +366,83 @@ def amqtt_launch(data_dir: Path, *, port: int, password: str, log_path: Path) ->
 
 
 # --- Leftovers of a stack that did not stop cleanly ----------------------------
+#
+# The stack records the pids of what it starts (with start times, so a recycled pid is
+# never mistaken for one of ours). If it is killed outright (kill -9, out of memory),
+# the next start, holding the var lock, stops whatever of that record still runs:
+# first the app processes, then the servers, as a clean shutdown would.
+
+
+def _entry(pid: int, *, name: str, role: str, stop_signal: int) -> dict[str, object] | None:
+    try:
+        started = psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        return None
+    return {"name": name, "pid": pid, "started": started, "role": role, "signal": int(stop_signal)}
 
 
 def record_servers(path: Path, servers: Iterable[Embedded]) -> None:
-    """Remember the servers' pids (with start times, so a recycled pid is never mistaken for one)."""
-    entries = []
-    for server in servers:
-        with suppress(psutil.NoSuchProcess):
-            proc = psutil.Process(server.process.pid)
-            entries.append({"name": server.name, "pid": proc.pid, "started": proc.create_time()})
-    path.write_text(json.dumps(entries) + "\n")
+    entries = [_entry(s.process.pid, name=s.name, role="server", stop_signal=s.stop_signal) for s in servers]
+    path.write_text(json.dumps([entry for entry in entries if entry]) + "\n")
 
 
-def stop_leftovers(path: Path, report: Callable[[str], None]) -> None:
-    """Stop servers recorded by a stack that was killed before it could stop them.
+def record_descendants(path: Path, root: psutil.Process | None = None) -> None:
+    """Add the app processes to the record: everything below ``root``'s children that are not servers.
 
-    Call only while holding the var lock: then no live stack owns them.
+    ``root``'s other children are honcho's output readers (forks of this
+    process, which end with what they read); their descendants are the apps.
+    Servers' own children (PostgreSQL's backends) are left to their server.
     """
     try:
         entries = json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
-        return
-    leftovers = []
+        entries = []
+    known = {entry["pid"] for entry in entries}
+    for reader in (root or psutil.Process()).children():
+        if reader.pid in known:
+            continue
+        with suppress(psutil.NoSuchProcess):
+            for proc in reader.children(recursive=True):
+                name = " ".join(proc.cmdline())[:80]
+                entries.append(_entry(proc.pid, name=name, role="app", stop_signal=signal.SIGTERM))
+    path.write_text(json.dumps([entry for entry in entries if entry]) + "\n")
+
+
+def _still_running(entry: dict[str, object]) -> psutil.Process | None:
+    try:
+        proc = psutil.Process(int(entry["pid"]))  # type: ignore[call-overload]
+        same = abs(proc.create_time() - float(entry["started"])) < 0.01  # type: ignore[arg-type]
+    except (psutil.NoSuchProcess, KeyError, TypeError, ValueError):
+        return None
+    return proc if same else None
+
+
+def _stop_all(entries: list[dict[str, object]], timeout: float) -> list[str]:
+    stopped, procs = [], []
     for entry in entries:
-        with suppress(psutil.NoSuchProcess, KeyError, TypeError):
-            proc = psutil.Process(entry["pid"])
-            if abs(proc.create_time() - entry["started"]) < 0.01:
-                report(f"stopping {entry['name']} (pid {proc.pid}) left running by an earlier run")
-                proc.send_signal(signal.SIGINT)
-                leftovers.append(proc)
-    _, alive = psutil.wait_procs(leftovers, timeout=STOP_TIMEOUT)
+        proc = _still_running(entry)
+        if proc is not None:
+            with suppress(psutil.NoSuchProcess):
+                proc.send_signal(int(entry.get("signal", signal.SIGTERM)))  # type: ignore[call-overload]
+                procs.append(proc)
+                stopped.append(str(entry["name"]))
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
     for proc in alive:
-        proc.kill()
+        with suppress(psutil.NoSuchProcess):
+            proc.kill()
+    return stopped
+
+
+def stop_leftovers(path: Path, report: Callable[[str], None]) -> None:
+    """Stop what a killed stack left running. Call only while holding the var lock: no live stack owns it."""
+    try:
+        entries = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return
+    # Apps get honcho's grace period: with their servers gone, some cannot finish a clean stop.
+    for role, timeout in (("app", APP_STOP_TIMEOUT), ("server", STOP_TIMEOUT)):
+        mine = [entry for entry in entries if isinstance(entry, dict) and entry.get("role") == role]
+        stopped = _stop_all(mine, timeout)
+        if stopped:
+            report(f"stopped {len(stopped)} process(es) left running by an earlier run: {', '.join(stopped)[:200]}")
     path.unlink(missing_ok=True)

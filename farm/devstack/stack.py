@@ -121,15 +121,15 @@ def banner(*, url: str, password: str, var: Path, servers: dict[str, embedded.Em
     return "\n".join(lines)
 
 
-def _announce_when_listening(port: int, text: Callable[[], str], done: threading.Event) -> None:
+def _when_listening(port: int, then: Callable[[], None], done: threading.Event) -> None:
     while not done.is_set():
         if embedded.tcp_listening(port):
-            print(text(), flush=True)
+            then()
             return
         done.wait(0.2)
 
 
-def supervise(processes: dict[str, str], env: Mapping[str, str], *, port: int, ready_text: Callable[[], str]) -> int:
+def supervise(processes: dict[str, str], env: Mapping[str, str], *, port: int, on_ready: Callable[[], None]) -> int:
     """Run the Procfile's processes under honcho until one exits or we get SIGINT/SIGTERM; stop them all.
 
     honcho starts each in its own session and, on a signal or when any one
@@ -139,7 +139,7 @@ def supervise(processes: dict[str, str], env: Mapping[str, str], *, port: int, r
     for name, command in processes.items():
         manager.add_process(name, command, env=dict(env), cwd=str(BASE_DIR))
     done = threading.Event()
-    threading.Thread(target=_announce_when_listening, args=(port, ready_text, done), daemon=True).start()
+    threading.Thread(target=_when_listening, args=(port, on_ready, done), daemon=True).start()
     try:
         manager.loop()
     finally:
@@ -153,12 +153,10 @@ def run(environ: Mapping[str, str], *, started: float) -> int:
     """``make run``: the whole app on embedded services where no URL is set, until Ctrl-C."""
     var = var_dir(environ)
     port = web_port(environ)
-    ensure_port_free(port, "web", f"start on another one with PORT={port + 1} make run")
     processes = select_processes(load_procfile(BASE_DIR / "Procfile"), process_selection(environ))
-    var.mkdir(parents=True, exist_ok=True)
-    lock = acquire_var_lock(var)
-    with lock, ExitStack() as stack, shield_on_exit():
+    with acquire_var_lock(var), ExitStack() as stack, shield_on_exit():
         embedded.stop_leftovers(var / "devstack.pids", say)
+        ensure_port_free(port, "web", f"start on another one with PORT={port + 1} make run")
         servers = start_services(missing_urls(environ), var, environ, stack, fixed_ports=True)
         embedded.record_servers(var / "devstack.pids", servers.values())
         env = app_environment(
@@ -176,10 +174,13 @@ def run(environ: Mapping[str, str], *, started: float) -> int:
         run_prepare(env, processes, password_file)
         url = f"http://{LOCALHOST}:{port}/"
 
-        def ready_text() -> str:
-            return banner(url=url, password=password, var=var, servers=servers, seconds=time.monotonic() - started)
+        def on_ready() -> None:
+            # Should this process be killed outright, the next start stops what it left.
+            embedded.record_descendants(var / "devstack.pids")
+            text = banner(url=url, password=password, var=var, servers=servers, seconds=time.monotonic() - started)
+            print(text, flush=True)
 
-        return supervise(processes, env, port=port, ready_text=ready_text)
+        return supervise(processes, env, port=port, on_ready=on_ready)
 
 
 @contextmanager

@@ -44,10 +44,21 @@ class IngestStats:
     connects: int = 0
     acks_skipped: int = 0  # acks for messages of a previous connection (the broker redelivers them)
     connected: bool = False
+    database_ok: bool = True
     started_at: float = field(default_factory=time.time)
 
-    def add_batch(self, *, messages: int, readings: int, stored: int, statuses: int, dead_letters: int,
-                  unknown: int, new_sensors: int, flush_ms: float) -> None:  # fmt: skip
+    def add_batch(
+        self,
+        *,
+        messages: int,
+        readings: int,
+        stored: int,
+        statuses: int,
+        dead_letters: int,
+        unknown: int,
+        new_sensors: int,
+        flush_ms: float,
+    ) -> None:
         self.messages += messages
         self.readings += readings
         self.stored += stored
@@ -90,7 +101,8 @@ class StatsReporter:
             figures["last_flush_ms"],
             lag_s,
             pending,
-            "" if figures["connected"] else ", NOT CONNECTED to the broker",
+            ("" if figures["connected"] else ", NOT CONNECTED to the broker")
+            + ("" if figures["database_ok"] else ", PostgreSQL UNAVAILABLE"),
         )
         self._publish(figures)
         return figures
@@ -168,6 +180,8 @@ def _problems(client_id: str, figures: dict[str, Any], stale: bool) -> list[str]
     found = []
     if not figures.get("connected"):
         found.append(f"{client_id}: not connected to the broker")
+    if not figures.get("database_ok", True):
+        found.append(f"{client_id}: PostgreSQL unavailable, not storing")
     if figures.get("lag_s", 0) > LAG_LIMIT_SECONDS:
         found.append(f"{client_id}: oldest uncommitted message is {figures['lag_s']:.0f} s old")
     return found

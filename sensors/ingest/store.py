@@ -13,7 +13,7 @@ per device), unknown devices and dead letters. Downstream hooks run after the co
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -130,7 +130,6 @@ class BatchResult:
     dead_letters: int = 0
     unknown: int = 0
     new_sensors: int = 0
-    outcome: BatchOutcome = field(default_factory=BatchOutcome)
 
 
 def plan_batch(messages: Sequence[Decoded], registry: Registry) -> BatchPlan:
@@ -145,7 +144,9 @@ def plan_batch(messages: Sequence[Decoded], registry: Registry) -> BatchPlan:
         if entry is None:
             _add_unknown(plan, msg)
         elif not entry.enabled:
-            plan.dead.append((msg, f"The device {msg.uid!r} is disabled; enable it in the admin to store its readings."))
+            plan.dead.append(
+                (msg, f"The device {msg.uid!r} is disabled; enable it in the admin to store its readings.")
+            )
         else:
             _add_known(plan, entry, msg)
     return plan
@@ -212,8 +213,18 @@ def _add_unknown(plan: BatchPlan, msg: Decoded) -> None:
     record.first_us = min(record.first_us, msg.received_us)
 
 
-def store_batch(*, messages: Sequence[Decoded], registry: Registry) -> BatchResult:
-    """Write one batch in one transaction; hooks run after it commits."""
+OutcomeSink = Callable[[Callable[[], BatchOutcome]], None]
+"""Receives, after the commit, a function that builds the batch's outcome for the hooks."""
+
+
+def hooks_run_now(make_outcome: Callable[[], BatchOutcome]) -> None:
+    run_batch_hooks(make_outcome())
+
+
+def store_batch(
+    *, messages: Sequence[Decoded], registry: Registry, after_commit: OutcomeSink = hooks_run_now
+) -> BatchResult:
+    """Write one batch in one transaction; ``after_commit`` gets its outcome once it committed."""
     plan = plan_batch(messages, registry)
     result = BatchResult(messages=len(messages), statuses=plan.statuses, unknown=plan.unknown_messages)
     with transaction.atomic():
@@ -224,9 +235,8 @@ def store_batch(*, messages: Sequence[Decoded], registry: Registry) -> BatchResu
         _insert_dead_letters(plan.dead)
         result.readings, result.inserted = rows
         result.dead_letters, result.new_sensors = len(plan.dead), len(created)
-        result.outcome = BatchOutcome(devices=changes)
         groups = plan.groups
-        transaction.on_commit(lambda: run_batch_hooks(_outcome(groups, created, changes)))
+        transaction.on_commit(lambda: after_commit(lambda: _outcome(groups, created, changes)))
     registry.add_sensors(created)
     return result
 

@@ -80,7 +80,8 @@ def _native(uid: str, kind: str) -> Topic | TopicError:
         bad = "".join(sorted({ch for ch in uid if not UID_PATTERN.fullmatch(ch)}))[:10]
         detail = f"characters {bad!r}" if bad else "length"
         return TopicError(
-            f"The device uid {uid[:80]!r} in the topic is invalid ({detail}): a uid is 1–64 of A–Z, a–z, 0–9, '-', '_'.",
+            f"The device uid {uid[:80]!r} in the topic is invalid ({detail}): "
+            "a uid is 1–64 of A–Z, a–z, 0–9, '-', '_'.",
             NATIVE,
         )
     return Topic(NATIVE, kind, normalize_uid(uid))

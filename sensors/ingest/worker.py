@@ -20,27 +20,30 @@ backs up into the broker's queue, not into this process.
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import ssl
+import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from django.conf import settings
-from django.db import IntegrityError, InterfaceError, OperationalError, close_old_connections, connection
+from django.db import IntegrityError, InterfaceError, OperationalError, close_old_connections, connection, connections
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from sensors.hooks import BatchOutcome, run_batch_hooks
 from sensors.ingest import topics
 from sensors.ingest.decode import Decoded, Limits, decode_message
 from sensors.ingest.registry import Registry
 from sensors.ingest.stats import IngestStats, StatsReporter
-from sensors.ingest.store import BatchResult, dead_letter_rows, store_batch
+from sensors.ingest.store import BatchResult, OutcomeSink, dead_letter_rows, hooks_run_now, store_batch
 
 logger = logging.getLogger("sensors.ingest")
 
@@ -168,6 +171,25 @@ class Backoff:
         self.attempt = 0
 
 
+_PUBACK = struct.Struct("!BBH").pack
+
+
+def ack_many(client: mqtt.Client, mids: list[int]) -> None:
+    """Acknowledge QoS 1 messages, a batch's PUBACKs in one socket write.
+
+    ``client.ack`` writes one 4-byte packet per call (two system calls each): for 5,000
+    messages that costs as much as decoding them. The packets are the same bytes paho
+    builds in ``_send_command_with_mid``; queued through paho's own packet queue, so they
+    go out in order with everything else. Without that (private) method, ack one by one.
+    """
+    queue = getattr(client, "_packet_queue", None)
+    if queue is None:
+        for mid in mids:
+            client.ack(mid, 1)
+        return
+    queue(mqtt.PUBACK, b"".join([_PUBACK(mqtt.PUBACK, 2, mid) for mid in mids]), 0, 0)
+
+
 class RawMessage(NamedTuple):
     """A message as the broker delivered it, for driving the pipeline without a broker."""
 
@@ -190,6 +212,8 @@ class Ingestor:
         self.stats = stats or IngestStats()
         self.registry = Registry()
         self.give_up_at: float | None = None  # set at shutdown: stop retrying a dead database then
+        self.while_waiting: Callable[[], None] | None = None  # called while waiting for the database
+        self.after_commit: OutcomeSink = hooks_run_now
         self._db_down_since: float | None = None
 
     def ingest(self, messages: Sequence[RawMessage]) -> BatchResult | None:
@@ -232,7 +256,7 @@ class Ingestor:
                 if not connection.in_atomic_block:  # (a caller's own transaction, as in tests, is left alone)
                     close_old_connections()  # survive a PostgreSQL restart without a process restart
                 self.registry.refresh()
-                result = store_batch(messages=decoded, registry=self.registry)
+                result = store_batch(messages=decoded, registry=self.registry, after_commit=self.after_commit)
             except (OperationalError, InterfaceError) as exc:
                 if not self._wait_for_database(exc, backoff):
                     return None
@@ -284,25 +308,62 @@ class Ingestor:
         self.stats.db_errors += 1
         now = time.monotonic()
         delay = backoff.next()
+        self.stats.database_ok = False
         if self._db_down_since is None:
             self._db_down_since = now
             logger.warning("PostgreSQL unavailable (%s); not acknowledging, retrying with backoff", exc)
         else:
-            logger.info("PostgreSQL still unavailable after %.0f s; next attempt in %.1f s", now - self._db_down_since,
-                        delay)  # fmt: skip
+            logger.info(
+                "PostgreSQL still unavailable after %.0f s; next attempt in %.1f s", now - self._db_down_since, delay
+            )
         while time.monotonic() < now + delay:
             if self.give_up_at is not None and time.monotonic() >= self.give_up_at:
                 return False
+            if self.while_waiting:
+                self.while_waiting()  # the worker keeps reporting: a growing lag shows the stall
             time.sleep(0.05)
         return not (self.give_up_at is not None and time.monotonic() >= self.give_up_at)
 
     def _database_back(self) -> None:
+        self.stats.database_ok = True
         if self._db_down_since is not None:
             logger.warning("PostgreSQL is back after %.1f s", time.monotonic() - self._db_down_since)
             self._db_down_since = None
 
 
-Pending = tuple[mqtt.MQTTMessage, int]  # the message and the connection generation it arrived on
+class HookThread:
+    """Runs the after-commit batch hooks on their own thread, in commit order.
+
+    A hook's wall time (the live fan-out's Redis round trips: ~100-200 ms a batch
+    measured) would otherwise hold up the next batch and the acks. The queue is short,
+    so hooks slower than ingest slow ingest down instead of piling up outcomes. Outcomes
+    still queued when the process dies are lost, like any channel-layer message (DESIGN.md §6).
+    """
+
+    def __init__(self, *, backlog: int = 4) -> None:
+        self._queue: queue.Queue[Callable[[], BatchOutcome] | None] = queue.Queue(maxsize=backlog)
+        self._thread = threading.Thread(target=self._run, name="batch-hooks", daemon=True)
+        self._thread.start()
+
+    def submit(self, make_outcome: Callable[[], BatchOutcome]) -> None:
+        self._queue.put(make_outcome)
+
+    def stop(self, timeout: float) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while (make_outcome := self._queue.get()) is not None:
+            try:
+                run_batch_hooks(make_outcome())
+            except Exception:
+                logger.exception("building a batch outcome for the hooks failed")
+            finally:
+                close_old_connections()  # hooks that query get a healthy connection next time
+        connections.close_all()
+
+
+Pending = tuple[Decoded, mqtt.MQTTMessage, int]  # decoded, as received (mid, qos, time), connection generation
 
 
 class IngestWorker:
@@ -313,9 +374,15 @@ class IngestWorker:
         self.stats = stats or IngestStats()
         self.ingestor = Ingestor(config=config, stats=self.stats)
         self.reporter = StatsReporter(client_id=config.client_id, interval=config.stats_interval, stats=self.stats)
+        self.ingestor.while_waiting = self._maybe_report
+        self.hooks: HookThread | None = None
         self.filters = topics.subscription_filters(list(config.sources), config.share_group)
-        self._cond = threading.Condition()
-        self._pending: list[Pending] = []
+        # deque.append/popleft are atomic: the network thread appends, the flush thread pops.
+        self._pending: deque[Pending] = deque()
+        self._batch_full = threading.Event()
+        self._decode = self.ingestor.decode_one
+        # paho stamps messages with the monotonic clock; wall time = monotonic + offset.
+        self._clock_offset = time.time() - time.monotonic()
         self._inflight: list[Pending] = []  # taken by the flush thread, not yet committed
         self._acks: deque[tuple[int, list[int]]] = deque()
         self._acks_ready = threading.Event()
@@ -339,9 +406,18 @@ class IngestWorker:
         address = broker_address(self.config.url)
         logger.info(
             "ingest %s: %s:%d (%s%s, MQTT %s), filters %s, batch %d / %d ms",
-            self.config.client_id, address.host, address.port, address.transport, ", TLS" if address.tls else "",
-            self.config.mqtt_version, ", ".join(self.filters), self.config.batch_size, self.config.batch_ms,
-        )  # fmt: skip
+            self.config.client_id,
+            address.host,
+            address.port,
+            address.transport,
+            ", TLS" if address.tls else "",
+            self.config.mqtt_version,
+            ", ".join(self.filters),
+            self.config.batch_size,
+            self.config.batch_ms,
+        )
+        self.hooks = HookThread()
+        self.ingestor.after_commit = self.hooks.submit
         self._net_thread.start()
         try:
             while not stop.is_set():
@@ -357,37 +433,31 @@ class IngestWorker:
         finally:
             self._net_stop.set()
             self._net_thread.join(timeout=10)
+            self.hooks.stop(timeout=10)
 
     def _take_batch(self, *, wait: bool) -> list[Pending]:
         size, max_age = self.config.batch_size, self.config.batch_ms / 1000
-        with self._cond:
-            if wait and len(self._pending) < size:
-                oldest = self._pending[0][0].timestamp if self._pending else None
-                remaining = 0.1 if oldest is None else max_age - (time.monotonic() - oldest)
-                if remaining > 0:
-                    self._cond.wait(min(remaining, 0.1))
-                if len(self._pending) < size and not self._is_old(max_age):
-                    return []
-            batch = self._pending[:size]
-            self._pending = self._pending[size:]
-            self._inflight = batch
-            return batch
+        pending = self._pending
+        if wait and len(pending) < size:
+            remaining = max_age - (time.monotonic() - pending[0][1].timestamp) if pending else 0.1
+            if remaining > 0:
+                self._batch_full.wait(min(remaining, 0.1))
+                self._batch_full.clear()
+            if len(pending) < size and not self._is_old(max_age):
+                return []
+        popleft = pending.popleft
+        self._inflight = batch = [popleft() for _ in range(min(size, len(pending)))]
+        return batch
 
     def _is_old(self, max_age: float) -> bool:
-        return bool(self._pending) and time.monotonic() - self._pending[0][0].timestamp >= max_age
+        return bool(self._pending) and time.monotonic() - self._pending[0][1].timestamp >= max_age
 
     def _flush(self, batch: list[Pending]) -> bool:
         """Decode and store one batch, then queue its acks; False if shutdown gave up on it."""
-        offset = time.time() - time.monotonic()  # paho stamps messages with the monotonic clock
-        decode = self.ingestor.decode_one
-        decoded = [
-            decode(m._topic, m.payload, m.retain, int((m.timestamp + offset) * 1_000_000))  # noqa: SLF001
-            for m, _ in batch
-        ]  # m.topic would raise on invalid UTF-8; _topic is the raw bytes
-        if self.ingestor.store(decoded) is None:
+        if self.ingestor.store([d for d, _, _ in batch]) is None:
             return False
         by_generation: dict[int, list[int]] = {}
-        for m, generation in batch:
+        for _, m, generation in batch:
             if m.qos:
                 by_generation.setdefault(generation, []).append(m.mid)
         self._acks.extend(by_generation.items())
@@ -398,13 +468,14 @@ class IngestWorker:
     def _maybe_report(self) -> None:
         now = time.monotonic()
         if self.reporter.due(now):
+            self._clock_offset = time.time() - time.monotonic()  # follow wall-clock adjustments
             self.reporter.report(now=now, pending=len(self._pending) + len(self._inflight), lag_s=self.lag(now))
 
     def lag(self, now: float | None = None) -> float:
         """Age in seconds of the oldest message received but not yet committed."""
         now = time.monotonic() if now is None else now
-        oldest = self._inflight[:1] or self._pending[:1]
-        return now - oldest[0][0].timestamp if oldest else 0.0
+        oldest = self._inflight[0] if self._inflight else (self._pending[0] if self._pending else None)
+        return now - oldest[1].timestamp if oldest else 0.0
 
     def _drain(self) -> None:
         """On stop: read no more, store what was received, ack it, then let the network thread disconnect."""
@@ -444,7 +515,7 @@ class IngestWorker:
         if client.socket() is None:
             self._connect(client)
             return
-        if self._draining or len(self._pending) >= self.config.max_pending:
+        if self._draining or len(self._pending) + len(self._inflight) >= self.config.max_pending:
             # Stop reading: the backlog stays on the broker, not in this process.
             self._paused.set()
             self._send_acks(client)
@@ -477,8 +548,7 @@ class IngestWorker:
                 # these packet ids now could acknowledge different messages.
                 self.stats.acks_skipped += len(mids)
                 continue
-            for mid in mids:
-                client.ack(mid, 1)
+            ack_many(client, mids)
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if reason.is_failure:
@@ -519,13 +589,18 @@ class IngestWorker:
         logger.warning("disconnected from the MQTT broker (%s); reconnecting in %.1f s", reason, delay)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        # Called by paho for every message: append and return. An exception here would
-        # kill paho's loop while it still looks connected.
+        # Called by paho for every message. Decoding here, on the thread that is busy anyway,
+        # leaves the flush thread mostly waiting on PostgreSQL, so the two threads don't take
+        # turns on the GIL. decode_one never raises; an exception escaping here would kill
+        # paho's loop while it still looks connected.
         try:
-            with self._cond:
-                self._pending.append((message, self._generation))
-                if len(self._pending) == self.config.batch_size:
-                    self._cond.notify()
+            received_us = int((message.timestamp + self._clock_offset) * 1_000_000)
+            # message.topic would raise on invalid UTF-8; message._topic is the raw bytes.
+            decoded = self._decode(message._topic, message.payload, message.retain, received_us)
+            pending = self._pending
+            pending.append((decoded, message, self._generation))
+            if len(pending) == self.config.batch_size:
+                self._batch_full.set()
             self.stats.received += 1
         except Exception:
             self.stats.internal_errors += 1

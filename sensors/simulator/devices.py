@@ -40,6 +40,7 @@ class SimDevice:
     ts_style: str = "s"  # native "ts": epoch seconds, epoch milliseconds or ISO-8601 with the farm's offset
     form: str = "flat"  # native: a flat object or {"ts": ..., "values": {...}}
     string_keys: frozenset[str] = frozenset()  # LoRaWAN codec values sent as numeric strings
+    codec_extras: bool = False  # LoRaWAN codec adds a text field and a nested object beside the values
     tenant: str = ""  # The Things Stack tenant; "" for an open-source install (no @tenant in the topic)
     gateways: int = 1
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
@@ -112,6 +113,7 @@ def build_device(
         ts_style=ts_style,
         form="values" if mix(device_seed, 2) % 4 == 0 else "flat",
         string_keys=_string_keys(keys, device_seed) if resolved is not Shape.NATIVE else frozenset(),
+        codec_extras=resolved is not Shape.NATIVE and mix(device_seed, 6) % 2 == 0,
         tenant="furrow" if mix(device_seed, 3) % 2 == 0 else "",
         gateways=1 + mix(device_seed, 4) % 3,
         ranges=dict(ranges or {}),

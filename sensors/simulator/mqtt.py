@@ -71,7 +71,11 @@ def broker_address(url: str) -> BrokerAddress:
 
 @dataclass(slots=True)
 class Tally:
-    """What one client published and had acknowledged; ``records`` (optional) lists the acked messages."""
+    """What one client published and had acknowledged.
+
+    ``acked_ts`` (when tracking) maps (uid, metric keys) to the timestamps (µs) of acked
+    readings: a benchmark's minute at 10,000 msg/s fits in a few tens of MB this way.
+    """
 
     published: Counter[str] = field(default_factory=Counter)
     acked: Counter[str] = field(default_factory=Counter)
@@ -80,7 +84,7 @@ class Tally:
     rejected: int = 0  # an MQTT 5 PUBACK carrying a failure reason code
     lost: int = 0  # QoS 0 messages still unwritten when the connection dropped
     peak_inflight: int = 0  # the most unacked messages this client ever held (never above the window)
-    records: list[Message] = field(default_factory=list)
+    acked_ts: dict[tuple[str, tuple[str, ...]], list[int]] = field(default_factory=dict)
 
 
 class _Slot:
@@ -109,7 +113,8 @@ class _Slot:
     def _count(self, message: Message) -> None:
         self.tally.acked[message.shape] += 1
         if self.track:
-            self.tally.records.append(message)
+            for ts, keys in message.readings:
+                self.tally.acked_ts.setdefault((message.uid, keys), []).append(ts)
 
     def register(self, mid: int, message: Message) -> None:
         self.tally.published[message.shape] += 1

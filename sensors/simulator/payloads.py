@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from sensors.simulator.devices import Shape, SimDevice
 from sensors.simulator.noise import mix, seed_of, uniform
+from sensors.simulator.physics import CATALOGUE
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NAMESPACE = uuid.UUID("6f0c6a51-43b5-4b57-9b53-3c1f4e0d2a77")
@@ -46,8 +47,17 @@ def _dumps(obj: object) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _keys(device: SimDevice, values: Mapping[str, float]) -> tuple[str, ...]:
+    """The metric keys of a reading; the device's own tuple when they match (shared, not copied)."""
+    keys = tuple(values)
+    return device.keys if keys == device.keys else keys
+
+
 def native_ts(device: SimDevice, ts_us: int) -> int | str:
-    """The device's timestamp style: epoch s, epoch ms, or ISO-8601 with the farm's UTC offset."""
+    """The device's timestamp style: epoch s, epoch ms, or ISO-8601 (ms) with the farm's UTC offset.
+
+    ``ts_us`` must already be whole seconds or milliseconds to suit (the runner sees to that).
+    """
     if device.ts_style == "s":
         return ts_us // 1_000_000
     if device.ts_style == "ms":
@@ -70,7 +80,7 @@ def native_telemetry(device: SimDevice, samples: Sequence[Sample]) -> Message:
         payload=_dumps(body),
         shape=Shape.NATIVE.value,
         uid=device.uid,
-        readings=tuple((ts, tuple(values)) for ts, values in samples),
+        readings=tuple((ts, _keys(device, values)) for ts, values in samples),
     )
 
 
@@ -86,13 +96,21 @@ def rfc3339(ts_us: int) -> str:
     return f"{moment:%Y-%m-%dT%H:%M:%S}" + (f".{fraction}" if fraction else "") + "Z"
 
 
+def _as_text(key: str, value: float) -> str:
+    """A number as a codec prints it: fixed decimals (the metric's own, so nothing is lost)."""
+    info = CATALOGUE.get(key)
+    return f"{value:.{info.decimals if info else 2}f}"
+
+
 def codec_object(device: SimDevice, values: Mapping[str, float]) -> dict[str, object]:
-    """A vendor codec's decoded payload: the metrics (some as numeric strings) plus text and a nested object."""
+    """A vendor codec's decoded payload: the metrics, some codecs' as numeric strings, some with a text
+    field and a nested object beside them (each codec is consistent: it is a property of the device)."""
     decoded: dict[str, object] = {
-        key: (f"{value:.2f}" if key in device.string_keys else value) for key, value in values.items()
+        key: (_as_text(key, value) if key in device.string_keys else value) for key, value in values.items()
     }
-    decoded["status"] = "OK"
-    decoded["sensor"] = {"model": _MODELS[device.seed % len(_MODELS)], "firmware": f"v1.{device.seed % 7}.2"}
+    if device.codec_extras:
+        decoded["status"] = "OK"
+        decoded["sensor"] = {"model": _MODELS[device.seed % len(_MODELS)], "firmware": f"v1.{device.seed % 7}.2"}
     return decoded
 
 
@@ -130,7 +148,7 @@ def chirpstack_application_id(farm_slug: str) -> str:
 def _chirpstack_static(device: SimDevice) -> tuple[str, dict[str, object], tuple[str, ...]]:
     """What stays the same in every uplink of a device: its topic, deviceInfo and the gateways' ids."""
     app_id = chirpstack_application_id(device.farm_slug)
-    info = {
+    info: dict[str, object] = {
         "tenantId": str(uuid.uuid5(_NAMESPACE, "chirpstack-tenant")),
         "tenantName": "Furrow",
         "applicationId": app_id,
@@ -185,7 +203,7 @@ def chirpstack_uplink(device: SimDevice, ts_us: int, values: Mapping[str, float]
         payload=_dumps(body),
         shape=Shape.CHIRPSTACK.value,
         uid=device.uid.lower(),
-        readings=((ts_us, tuple(values)),),
+        readings=((ts_us, _keys(device, values)),),
     )
 
 
@@ -207,7 +225,7 @@ def tts_topic(device: SimDevice, device_id: str) -> str:
 def _tts_static(device: SimDevice) -> tuple[str, dict[str, object], str, tuple[dict[str, str], ...]]:
     """Topic, end_device_ids, session key id and gateway ids: the same in every uplink of a device."""
     device_id = f"eui-{device.uid.lower()}"
-    ids = {
+    ids: dict[str, object] = {
         "device_id": device_id,
         "application_ids": {"application_id": tts_application_id(device.farm_slug)},
         "dev_eui": device.uid.upper(),
@@ -262,7 +280,7 @@ def tts_uplink(device: SimDevice, ts_us: int, values: Mapping[str, float], fcnt:
         payload=_dumps(body),
         shape=Shape.TTN.value,
         uid=device.uid.lower(),
-        readings=((ts_us, tuple(values)),),
+        readings=((ts_us, _keys(device, values)),),
     )
 
 

@@ -83,7 +83,7 @@ class Summary:
     lost: int = 0
     unacked: int = 0
     peak_inflight: int = 0  # per client
-    records: list[Message] = field(default_factory=list)
+    acked_ts: dict[tuple[str, tuple[str, ...]], list[int]] = field(default_factory=dict)
 
     @property
     def total_published(self) -> int:
@@ -116,9 +116,9 @@ def acked_readings(summary: Summary) -> set[tuple[str, str, datetime]]:
     and status messages.
     """
     return {
-        (message.uid, key, ts_datetime(ts_us))
-        for message in summary.records
-        for ts_us, keys in message.readings
+        (uid, key, ts_datetime(ts_us))
+        for (uid, keys), stamps in summary.acked_ts.items()
+        for ts_us in stamps
         for key in keys
     }
 
@@ -296,8 +296,9 @@ class _Run:
                 self.emit(state, status_message(state.device.uid, online=False))
             state.offline = True
             if native:
+                previous = state.last_ts_us / 1e6 if state.last_ts_us else now - state.period
                 ts_us = self.next_ts(state, now)
-                state.buffer.append((ts_us, self.values(state, ts_us, now - state.period, cached=False)))
+                state.buffer.append((ts_us, self.values(state, ts_us, previous, cached=False)))
             return
         if state.offline:
             state.offline = False
@@ -317,30 +318,28 @@ class _Run:
             device = state.device
             count = int(self.config.backfill_hours * 3600 / device.interval)
             last = math.floor(now / device.interval) * device.interval
-            times = [last - k * device.interval for k in range(count, 0, -1)]
-            samples: list[Sample] = [
-                (
-                    int(t) * 1_000_000,
-                    sample(device.physics, device.keys, t, since=t - device.interval, ranges=device.ranges),
-                )
-                for t in times
-            ]
-            self.publish_history(state, samples)
-            if samples:
-                state.last_ts_us = samples[-1][0]
-
-    def publish_history(self, state: _State, samples: list[Sample]) -> None:
-        if state.device.shape is Shape.NATIVE:
-            for start in range(0, len(samples), MAX_ARRAY):
+            times = [last - k * device.interval for k in range(count - 1, -1, -1)]
+            chunk = MAX_ARRAY if device.shape is Shape.NATIVE else 1  # a network server has no arrays
+            for start in range(0, len(times), chunk):
                 if self.done():
                     return
-                self.emit(state, native_telemetry(state.device, samples[start : start + MAX_ARRAY]))
+                self.publish_history(state, times[start : start + chunk])
+
+    def publish_history(self, state: _State, times: Sequence[int]) -> None:
+        device = state.device
+        samples: list[Sample] = [
+            (
+                int(t) * 1_000_000,
+                sample(device.physics, device.keys, t, since=t - device.interval, ranges=device.ranges),
+            )
+            for t in times
+        ]
+        state.last_ts_us = samples[-1][0]
+        if device.shape is Shape.NATIVE:
+            self.emit(state, native_telemetry(device, samples))
             return
-        for ts_us, values in samples:  # a network server has no arrays: one uplink per reading
-            if self.done():
-                return
-            state.fcnt += 1
-            self.emit(state, telemetry_message(state.device, ts_us, values, state.fcnt))
+        state.fcnt += 1
+        self.emit(state, telemetry_message(device, samples[0][0], samples[0][1], state.fcnt))
 
 
 def _states(config: SimConfig) -> list[_State]:
@@ -364,7 +363,8 @@ def _summarise(config: SimConfig, publisher: Publisher, elapsed: float) -> Summa
         summary.rejected += tally.rejected
         summary.lost += tally.lost
         summary.peak_inflight = max(summary.peak_inflight, tally.peak_inflight)
-        summary.records.extend(tally.records)
+        for key, stamps in tally.acked_ts.items():
+            summary.acked_ts.setdefault(key, []).extend(stamps)
     return summary
 
 

@@ -77,7 +77,7 @@
       return "—";
     }
     var magnitude = Math.abs(value);
-    var decimals = magnitude >= 1000 ? 0 : magnitude >= 10 ? 1 : 2;
+    var decimals = magnitude >= 1000 ? 0 : magnitude >= 1 || value === 0 ? 1 : 2;
     return value.toLocaleString("en-GB", { minimumFractionDigits: decimals, maximumFractionDigits: decimals });
   }
 
@@ -86,6 +86,9 @@
       return "never";
     }
     var seconds = Math.max(0, Math.floor((now - ts) / 1000));
+    if (seconds < 5) {
+      return "just now";
+    }
     if (seconds < 60) {
       return seconds + " s ago";
     }
@@ -183,10 +186,22 @@
   function flushCards() {
     frameRequested = false;
     var now = serverNow();
+    var flashing = [];
     dirty.forEach(function (card) {
       renderCard(card, now, true);
+      if (card.flash) {
+        card.flash = false;
+        card.el.classList.remove("is-flash");
+        flashing.push(card.el);
+      }
     });
     dirty.clear();
+    if (flashing.length) {
+      void root.offsetWidth; // one reflow restarts every card's glow
+      flashing.forEach(function (el) {
+        el.classList.add("is-flash");
+      });
+    }
     renderSummary(now);
   }
 
@@ -223,10 +238,10 @@
     if (device.rssi !== null && device.rssi !== undefined) {
       signal = Math.round(device.rssi) + " dBm";
       if (device.snr !== null && device.snr !== undefined) {
-        signal += " · " + device.snr.toFixed(1) + " dB";
+        signal += '<span class="sc-snr"> · ' + device.snr.toFixed(1) + " dB</span>";
       }
     }
-    card.parts.signalText.textContent = signal;
+    card.parts.signalText.innerHTML = signal;
   }
 
   // Same arithmetic as dashboard/charts.py sparkline_paths (120 × 32 box).
@@ -280,16 +295,8 @@
         changed = true;
       }
     }
-    if (changed) {
-      flash(card.el);
-    }
+    card.flash = card.flash || changed;
     markDirty(card);
-  }
-
-  function flash(el) {
-    el.classList.remove("is-flash");
-    void el.offsetWidth; // restart the animation
-    el.classList.add("is-flash");
   }
 
   function applyDevice(entry) {
@@ -359,12 +366,17 @@
 
   function setLive(state, label) {
     live.state = state;
+    root.setAttribute("data-live", state);
     var pill = document.getElementById("live-status");
     if (!pill) return;
     pill.setAttribute("data-state", state);
     var labelNode = pill.querySelector('[data-role="live-label"]');
     if (state === "signed_out") {
-      labelNode.innerHTML = 'Signed out · <a href="/login/?next=' + encodeURIComponent(location.pathname) + '">sign in</a>';
+      labelNode.textContent = "Signed out · ";
+      var link = document.createElement("a");
+      link.href = config.loginUrl + "?next=" + encodeURIComponent(location.pathname);
+      link.textContent = "sign in";
+      labelNode.appendChild(link);
     } else {
       labelNode.textContent = label;
     }
@@ -718,28 +730,33 @@
     return sensor.unit ? sensor.label + " (" + sensor.unit + ")" : sensor.label;
   }
 
+  // The min/max of a bucket only says something when it holds more than one reading.
+  function bandNote(min, max, count, unit) {
+    if (count < 2) return "";
+    return "<br>min " + formatValue(min) + unit + " · max " + formatValue(max) + unit + " · " + count + " readings";
+  }
+
   function drawSeries(data) {
     var x = data.t.map(farmTime);
     var unit = data.sensor.unit ? " " + data.sensor.unit : "";
+    var notes = data.t.map(function (_, i) {
+      return bandNote(data.min[i], data.max[i], data.count[i], unit);
+    });
     var accent = "#2e7d4f";
     var traces = [
+      { x: x, y: data.max, customdata: notes, name: "max", mode: "lines", line: { width: 0, color: accent }, hoverinfo: "skip" },
       {
-        x: x, y: data.max, name: "max", mode: "lines", line: { width: 0, color: accent },
-        hovertemplate: "max %{y:.2f}" + unit + "<extra></extra>", showlegend: false,
+        x: x, y: data.min, customdata: notes, name: "min", mode: "lines", line: { width: 0, color: accent },
+        fill: "tonexty", fillcolor: "rgba(46,125,79,0.18)", hoverinfo: "skip",
       },
       {
-        x: x, y: data.min, name: "min", mode: "lines", line: { width: 0, color: accent },
-        fill: "tonexty", fillcolor: "rgba(46,125,79,0.16)",
-        hovertemplate: "min %{y:.2f}" + unit + "<extra></extra>", showlegend: false,
-      },
-      {
-        x: x, y: data.avg, name: "mean", mode: "lines", line: { width: 2, color: accent, shape: "linear" },
-        hovertemplate: "<b>%{y:.2f}" + unit + "</b><extra></extra>", showlegend: false,
+        x: x, y: data.avg, customdata: notes, name: "mean", mode: "lines", line: { width: 2, color: accent },
+        hovertemplate: "<b>%{y:,.2~f}" + unit + "</b>%{customdata}<extra></extra>",
       },
     ];
     var end = serverNow();
     var layout = {
-      margin: { l: 56, r: 16, t: 8, b: 44 },
+      margin: { l: 8, r: 12, t: 8, b: 8 },
       paper_bgcolor: "rgba(0,0,0,0)",
       plot_bgcolor: "rgba(0,0,0,0)",
       font: { family: getComputedStyle(document.body).fontFamily, size: 12, color: "#526058" },
@@ -749,6 +766,8 @@
         type: "date",
         range: [farmTime(end - RANGE_MS[chart.range]), farmTime(end)],
         title: { text: "Time (" + data.time_zone + ")", standoff: 8 },
+        automargin: true,
+        hoverformat: "%a %-d %b, %H:%M:%S",
         gridcolor: "#eef0ea", linecolor: "#c9cfc2", showspikes: true, spikecolor: "#c9cfc2", spikethickness: 1,
       },
       yaxis: {
@@ -756,18 +775,18 @@
         gridcolor: "#eef0ea", zeroline: false, automargin: true, fixedrange: false,
       },
       showlegend: false,
+      dragmode: window.matchMedia("(pointer: coarse)").matches ? false : "zoom",
     };
     var plotConfig = {
       displaylogo: false,
       responsive: true,
       displayModeBar: "hover",
-      modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d", "toggleSpikelines", "hoverCompareCartesian", "hoverClosestCartesian"],
+      modeBarButtons: [["zoom2d", "pan2d", "zoomIn2d", "zoomOut2d", "resetScale2d", "toImage"]],
       toImageButtonOptions: { filename: (data.sensor.label + "-" + data.range).replace(/\s+/g, "-").toLowerCase() },
     };
     window.Plotly.react(plotNode, traces, layout, plotConfig).then(function () {
       plotNode.classList.remove("is-loading");
       chart.ready = true;
-      chart.points = x.length;
       if (!plotNode._furrowBound) {
         plotNode._furrowBound = true;
         plotNode.on("plotly_relayout", function (event) {
@@ -810,7 +829,15 @@
     var xs = points.map(function (p) { return farmTime(p[0]); });
     var ys = points.map(function (p) { return p[1]; });
     var Plotly = window.Plotly;
-    Plotly.extendTraces(plotNode, { x: [xs, xs, xs], y: [ys, ys, ys] }, [0, 1, 2], CHART_MAX_POINTS);
+    var notes = points.map(function () {
+      return "";
+    });
+    Plotly.extendTraces(
+      plotNode,
+      { x: [xs, xs, xs], y: [ys, ys, ys], customdata: [notes, notes, notes] },
+      [0, 1, 2],
+      CHART_MAX_POINTS
+    );
     if (!chart.userZoomed) {
       var end = serverNow();
       chart.sliding = true;
