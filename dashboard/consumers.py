@@ -97,6 +97,16 @@ class FarmConsumer(AsyncWebsocketConsumer):
 
     # Channel-layer events from dashboard.live.
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels closes stale database connections before every handler: a hop to the one
+        # thread-sensitive sync thread. A farm.update only forwards text and touches no
+        # database, and with a thousand sockets on one farm those hops, not the sends, held
+        # the fan-out back by seconds (bench/dashboard_latency.py, docs/benchmarks.md).
+        if message["type"] == "farm.update":
+            await self.farm_update(message)
+        else:
+            await super().dispatch(message)
+
     async def farm_update(self, event: dict[str, Any]) -> None:
         await self.send(text_data=event["text"])
 

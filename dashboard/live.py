@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import weakref
 from collections import defaultdict
-from functools import lru_cache
-from typing import Any
+from collections.abc import Awaitable, Callable
+from functools import lru_cache, partial
+from typing import Any, TypeVar
 
 import redis
 from asgiref.sync import async_to_sync
@@ -38,6 +40,14 @@ SEQUENCE_KEY = "furrow:live:seq:{farm_id}"
 # Close codes the browser acts on (see README, "Live protocol").
 CLOSE_SIGNED_OUT = 4401
 CLOSE_FORBIDDEN = 4403
+
+# Channel-layer calls in flight at once per event loop. channels_redis gives each loop a
+# redis-py pool of at most 100 connections, and past that redis-py raises MaxConnectionsError
+# instead of waiting: a batch spanning hundreds of farms, or a thousand browsers reconnecting
+# after a restart, must queue for a slot rather than fail.
+CHANNEL_LAYER_CONCURRENCY = 32
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+T = TypeVar("T")
 
 
 def farm_group(farm_id: int) -> str:
@@ -120,12 +130,23 @@ def user_access_recheck(*, user_id: int) -> None:
     async_to_sync(_group_send_many)([(user_group(user_id), {"type": "access.recheck"})])
 
 
+async def _bounded(call: Callable[[], Awaitable[T]]) -> T:
+    """Make one channel-layer call once the running loop has a free slot (see CHANNEL_LAYER_CONCURRENCY)."""
+    loop = asyncio.get_running_loop()
+    slots = _slots.get(loop)
+    if slots is None:
+        slots = _slots[loop] = asyncio.Semaphore(CHANNEL_LAYER_CONCURRENCY)
+    async with slots:
+        return await call()
+
+
 async def socket_join(channel_name: str, *, farm_id: int, user_id: int) -> None:
     """Also called again on the access timer: channels_redis forgets group members after a day."""
     layer = get_channel_layer()
     assert layer is not None
     await asyncio.gather(
-        layer.group_add(farm_group(farm_id), channel_name), layer.group_add(user_group(user_id), channel_name)
+        _bounded(partial(layer.group_add, farm_group(farm_id), channel_name)),
+        _bounded(partial(layer.group_add, user_group(user_id), channel_name)),
     )
 
 
@@ -133,7 +154,8 @@ async def socket_leave(channel_name: str, *, farm_id: int, user_id: int) -> None
     layer = get_channel_layer()
     assert layer is not None
     await asyncio.gather(
-        layer.group_discard(farm_group(farm_id), channel_name), layer.group_discard(user_group(user_id), channel_name)
+        _bounded(partial(layer.group_discard, farm_group(farm_id), channel_name)),
+        _bounded(partial(layer.group_discard, user_group(user_id), channel_name)),
     )
 
 
@@ -142,7 +164,7 @@ async def _group_send_many(messages: list[tuple[str, dict[str, Any]]]) -> None:
     if layer is None:
         logger.warning("no channel layer configured; %d live message(s) not sent", len(messages))
         return
-    await asyncio.gather(*(layer.group_send(group, message) for group, message in messages))
+    await asyncio.gather(*(_bounded(partial(layer.group_send, group, message)) for group, message in messages))
 
 
 def farm_snapshot(farm_id: int) -> str:

@@ -21,6 +21,7 @@ import psycopg
 import pytest
 import redis
 import yaml
+from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.test import Client
 
@@ -46,6 +47,7 @@ from farm.devstack.config import (
 from farm.devstack.demo import DEMO_DEVICES, DEMO_FIELDS
 from farm.devstack.prepare import FINGERPRINT_NAME, check_commands, collect_static
 from farm.devstack.procfile import (
+    exec_form,
     explain_missing,
     load_procfile,
     manage_commands,
@@ -54,6 +56,7 @@ from farm.devstack.procfile import (
 )
 from farm.devstack.stack import banner, start_services
 from farm.models import Farm, Membership, Role
+from farm.services import farm_create, field_create
 from sensors.models import Device, DeviceKind, Sensor
 
 DEVEUI = re.compile(r"[0-9a-f]{16}")
@@ -221,6 +224,16 @@ def test_furrow_processes_selects_entries_and_refuses_unknown_ones():
         select_processes(processes, ["webb"])
 
 
+def test_simple_commands_replace_their_shell_and_compound_ones_are_left_alone():
+    assert exec_form("daphne -b 127.0.0.1 -p $PORT farm.asgi:application") == (
+        "exec daphne -b 127.0.0.1 -p $PORT farm.asgi:application"
+    )
+    assert exec_form("exec celery -A farm beat") == "exec celery -A farm beat"
+    assert exec_form("python manage.py migrate && python manage.py ingest") == (
+        "python manage.py migrate && python manage.py ingest"
+    )
+
+
 def test_a_missing_program_is_named_with_how_to_start_without_it(tmp_path):
     processes = {"web": "python -c pass", "ingest": "no-such-program-here --flag"}
     missing = missing_programs(processes, os.path.dirname(sys.executable))
@@ -348,8 +361,8 @@ def test_what_a_killed_stack_left_running_is_stopped_at_the_next_start(tmp_path)
     supervisor = _sleeper(tmp_path, ["sh", "-c", "sh -c 'sleep 61; true' & wait"])
     bystander = _sleeper(tmp_path)
     try:
-        while not (apps := psutil.Process(supervisor.pid).children(recursive=True)[1:]):
-            time.sleep(0.01)
+        while not (apps := [p for p in psutil.Process(supervisor.pid).children(recursive=True) if p.name() == "sleep"]):
+            time.sleep(0.01)  # until the reader's child has exec'd sleep
         app = apps[0]
         embedded.record_servers(record, [embedded.Embedded("Sleeper", "x://", 1, server, tmp_path, lambda: True)])
         embedded.record_descendants(record, root=psutil.Process(supervisor.pid))
@@ -525,6 +538,18 @@ def test_seed_demo_without_the_shipped_kinds_says_to_migrate(password_file):
     with pytest.raises(CommandError, match=r"water-level are missing; run `python manage.py migrate`"):
         call_command("seed_demo", password_file=password_file, stdout=StringIO())
     assert not Farm.objects.filter(slug="brookside").exists()
+
+
+@pytest.mark.django_db
+def test_farm_and_field_services_validate_before_saving():
+    farm = farm_create(name="Hill End", time_zone="Europe/Dublin")
+    assert farm.slug == "hill-end"
+    assert field_create(farm=farm, name="Top Field").slug == "top-field"
+    with pytest.raises(ValidationError, match="IANA time zone"):
+        farm_create(name="Nowhere", time_zone="Mars/Olympus")
+    with pytest.raises(ValidationError):
+        field_create(farm=farm, name="Top Field")
+    assert list(Farm.objects.values_list("slug", flat=True)) == ["hill-end"]
 
 
 # --- docker/ ------------------------------------------------------------------------------------

@@ -269,10 +269,10 @@ def test_an_internal_error_decoding_one_message_costs_only_that_message(ingestor
 def test_an_internal_error_storing_a_batch_isolates_the_poison_message(ingestor, probe, monkeypatch):
     real = worker_module.store_batch
 
-    def flaky(*, messages, registry):
+    def flaky(*, messages, **kwargs):
         if any(m.payload == b'{"soil_moisture": 666}' for m in messages):
             raise ValueError("poison")
-        return real(messages=messages, registry=registry)
+        return real(messages=messages, **kwargs)
 
     monkeypatch.setattr(worker_module, "store_batch", flaky)
 

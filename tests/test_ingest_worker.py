@@ -228,16 +228,16 @@ def test_mqtt_5_with_a_shared_subscription_stores_the_messages(db, mosquitto, ma
 def test_an_error_in_the_network_loop_does_not_leave_the_worker_deaf(db, mosquitto, make_worker):
     DeviceFactory(uid="probe-1")
     worker = make_worker()
-    real_loop = worker.client.loop
+    real_read = worker.client.loop_read
     calls = {"n": 0}
 
-    def loop_failing_once(timeout: float = 1.0):
+    def read_failing_once(max_packets: int = 1):
         calls["n"] += 1
         if calls["n"] == 30:
             raise RuntimeError("boom")
-        return real_loop(timeout)
+        return real_read(max_packets)
 
-    worker.client.loop = loop_failing_once
+    worker.client.loop_read = read_failing_once
     messages = [telemetry("probe-1", {"ts": NOW_S - 100 + i, "soil_moisture": i}) for i in range(100)]
 
     assert run_worker(worker, mosquitto.port, messages) == 0

@@ -187,3 +187,4 @@ def test_make_run_serves_the_demo_farm_and_ctrl_c_leaves_nothing_running(tmp_pat
     left = _alive(tree + _naming(var))
     assert left == [], "left running after Ctrl-C:\n" + "\n".join(left)
     assert "furrow: stopped PostgreSQL" in output.text()
+    assert not (var / "devstack.pids").exists(), "a clean stop forgets the pids it recorded"

@@ -8,6 +8,7 @@ failures into one readable message, and call the plain functions in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -77,11 +78,16 @@ def main(argv: list[str] | None = None) -> int:
             return stack.run_tests(os.environ, args.pytest_args)
         return stack.run(os.environ, started=started)
     except (DevstackError, ConfigError) as exc:
-        print(f"furrow: {exc}", file=sys.stderr, flush=True)
+        _complain(str(exc))
         return 1
     except KeyboardInterrupt:
-        print("furrow: interrupted; everything started was stopped", file=sys.stderr, flush=True)
+        _complain("interrupted; everything started was stopped")
         return 130
+
+
+def _complain(message: str) -> None:
+    with contextlib.suppress(OSError, ValueError):  # the terminal may be gone
+        print(f"furrow: {message}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -130,8 +130,13 @@ def app_environment(
     env["DJANGO_SETTINGS_MODULE"] = "farm.settings"
     # Children's output goes through pipes to the supervisor: without this it arrives in bursts.
     env["PYTHONUNBUFFERED"] = "1"
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
+    env["PATH"] = child_path(environ)
     return env
+
+
+def child_path(environ: Mapping[str, str]) -> str:
+    """PATH for the app processes: this virtualenv's programs (daphne, celery, python) first."""
+    return os.pathsep.join([str(Path(sys.executable).parent), environ.get("PATH", os.defpath)])
 
 
 def suite_environment(environ: Mapping[str, str], *, urls: Mapping[str, str]) -> dict[str, str]:
@@ -178,6 +183,7 @@ __all__ = [
     "PortInUse",
     "acquire_var_lock",
     "app_environment",
+    "child_path",
     "ensure_port_free",
     "free_port",
     "missing_urls",

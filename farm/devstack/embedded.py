@@ -38,6 +38,8 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 APP_STOP_TIMEOUT = 5.0
 _PR_SET_PDEATHSIG = 1
+# Loaded here, not in the forked child, where as little as possible should happen before exec.
+_LIBC = ctypes.CDLL(None, use_errno=True) if platform.system() == "Linux" else None
 
 
 def package_dir(name: str) -> Path:
@@ -81,9 +83,8 @@ def _child_setup(death_signal: int) -> Callable[[], None]:
     def setup() -> None:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        if platform.system() == "Linux":
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, death_signal, 0, 0, 0)
+        if _LIBC is not None:
+            _LIBC.prctl(_PR_SET_PDEATHSIG, death_signal, 0, 0, 0)
 
     return setup
 
@@ -386,51 +387,67 @@ def record_servers(path: Path, servers: Iterable[Embedded]) -> None:
     path.write_text(json.dumps([entry for entry in entries if entry]) + "\n")
 
 
-def record_descendants(path: Path, root: psutil.Process | None = None) -> None:
-    """Add the app processes to the record: everything below ``root``'s children that are not servers.
+def app_processes(root: psutil.Process | None = None) -> list[psutil.Process]:
+    """The app processes: everything below ``root``'s children that are not servers.
 
-    ``root``'s other children are honcho's output readers (forks of this
-    process, which end with what they read); their descendants are the apps.
-    Servers' own children (PostgreSQL's backends) are left to their server.
+    ``root``'s (default: this process's) children are the servers and honcho's
+    output readers (forks of this process, which end with what they read);
+    the readers' descendants are the apps. Servers' own children (PostgreSQL's
+    backends) belong to their server.
     """
+    root = root or psutil.Process()
+    apps = []
+    for child in root.children():
+        with suppress(psutil.NoSuchProcess, ProcessLookupError):
+            if os.getsid(child.pid) == os.getsid(root.pid):  # a reader; servers run in sessions of their own
+                apps += child.children(recursive=True)
+    return apps
+
+
+def record_descendants(path: Path, root: psutil.Process | None = None) -> None:
+    """Add the app processes (see ``app_processes``) to the record."""
     try:
         entries = json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         entries = []
-    known = {entry["pid"] for entry in entries}
-    for reader in (root or psutil.Process()).children():
-        if reader.pid in known:
-            continue
+    for proc in app_processes(root):
         with suppress(psutil.NoSuchProcess):
-            for proc in reader.children(recursive=True):
-                name = " ".join(proc.cmdline())[:80]
-                entries.append(_entry(proc.pid, name=name, role="app", stop_signal=signal.SIGTERM))
+            name = " ".join(proc.cmdline())[:80]
+            entries.append(_entry(proc.pid, name=name, role="app", stop_signal=signal.SIGTERM))
     path.write_text(json.dumps([entry for entry in entries if entry]) + "\n")
+
+
+def stop_processes(procs: list[psutil.Process], stop_signal: int, timeout: float) -> None:
+    """Signal every process, give them ``timeout`` seconds together, then kill what is left."""
+    for proc in procs:
+        with suppress(psutil.NoSuchProcess):
+            proc.send_signal(stop_signal)
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for proc in alive:
+        with suppress(psutil.NoSuchProcess):
+            proc.kill()
 
 
 def _still_running(entry: dict[str, object]) -> psutil.Process | None:
     try:
         proc = psutil.Process(int(entry["pid"]))  # type: ignore[call-overload]
         same = abs(proc.create_time() - float(entry["started"])) < 0.01  # type: ignore[arg-type]
+        running = proc.status() != psutil.STATUS_ZOMBIE  # exited, waiting for init to reap it
     except (psutil.NoSuchProcess, KeyError, TypeError, ValueError):
         return None
-    return proc if same else None
+    return proc if same and running else None
 
 
 def _stop_all(entries: list[dict[str, object]], timeout: float) -> list[str]:
-    stopped, procs = [], []
-    for entry in entries:
-        proc = _still_running(entry)
-        if proc is not None:
-            with suppress(psutil.NoSuchProcess):
-                proc.send_signal(int(entry.get("signal", signal.SIGTERM)))  # type: ignore[call-overload]
-                procs.append(proc)
-                stopped.append(str(entry["name"]))
-    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    found = [(entry, proc) for entry in entries if (proc := _still_running(entry)) is not None]
+    for entry, proc in found:
+        with suppress(psutil.NoSuchProcess):
+            proc.send_signal(int(entry.get("signal", signal.SIGTERM)))  # type: ignore[call-overload]
+    _, alive = psutil.wait_procs([proc for _, proc in found], timeout=timeout)
     for proc in alive:
         with suppress(psutil.NoSuchProcess):
             proc.kill()
-    return stopped
+    return [str(entry["name"]) for entry, _ in found]
 
 
 def stop_leftovers(path: Path, report: Callable[[str], None]) -> None:

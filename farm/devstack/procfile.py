@@ -12,6 +12,7 @@ from honcho.environ import parse_procfile
 from farm.devstack.config import DevstackError
 
 _MANAGE_COMMAND = re.compile(r"\bmanage\.py\s+([\w-]+)")
+_SHELL_OPERATORS = re.compile(r"[;&|()`\n]")
 
 
 def load_procfile(path: Path) -> dict[str, str]:
@@ -34,6 +35,18 @@ def select_processes(processes: dict[str, str], wanted: list[str] | None) -> dic
             f"(it has {', '.join(processes)})"
         )
     return {name: processes[name] for name in wanted}
+
+
+def exec_form(command: str) -> str:
+    """Have the shell honcho starts replace itself with a simple command.
+
+    Otherwise ``sh -c`` stays as the parent, dies first on SIGTERM, and the
+    program, orphaned, finishes its shutdown under init. Commands with shell
+    operators are left as they are.
+    """
+    if _SHELL_OPERATORS.search(command) or command.lstrip().startswith("exec "):
+        return command
+    return f"exec {command}"
 
 
 def manage_commands(processes: dict[str, str]) -> dict[str, str]:

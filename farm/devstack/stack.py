@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import signal
 import subprocess
 import sys
@@ -9,12 +10,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from honcho.manager import Manager
-from honcho.printer import Printer
+from honcho.printer import Message, Printer
 
 from farm.devstack import embedded
 from farm.devstack.config import (
@@ -23,6 +24,7 @@ from farm.devstack.config import (
     DevstackError,
     acquire_var_lock,
     app_environment,
+    child_path,
     ensure_port_free,
     free_port,
     missing_urls,
@@ -33,7 +35,7 @@ from farm.devstack.config import (
     var_dir,
     web_port,
 )
-from farm.devstack.procfile import explain_missing, load_procfile, missing_programs, select_processes
+from farm.devstack.procfile import exec_form, explain_missing, load_procfile, missing_programs, select_processes
 
 DEMO_USERNAME = "demo"
 STOPPED_BY_SIGNAL = {130, 143}
@@ -59,8 +61,22 @@ SERVICES = (
 )
 
 
+def emit(text: str) -> None:
+    """Print, unless the terminal is gone (a closed window): shutting down matters more than telling."""
+    with suppress(OSError, ValueError):
+        print(text, flush=True)
+
+
 def say(message: str) -> None:
-    print(f"furrow: {message}", flush=True)
+    emit(f"furrow: {message}")
+
+
+class SturdyPrinter(Printer):
+    """honcho's printer, minus the exception when the terminal has gone away mid-run."""
+
+    def write(self, message: Message) -> None:
+        with suppress(OSError, ValueError):
+            super().write(message)
 
 
 def service_port(spec: ServiceSpec, environ: Mapping[str, str], *, fixed: bool) -> int:
@@ -135,13 +151,16 @@ def supervise(processes: dict[str, str], env: Mapping[str, str], *, port: int, o
     honcho starts each in its own session and, on a signal or when any one
     exits, sends SIGTERM to every process group, then SIGKILL after 5 s.
     """
-    manager = Manager(Printer(sys.stdout, colour=sys.stdout.isatty()))
+    manager = Manager(SturdyPrinter(sys.stdout, colour=sys.stdout.isatty()))
     for name, command in processes.items():
-        manager.add_process(name, command, env=dict(env), cwd=str(BASE_DIR))
+        manager.add_process(name, exec_form(command), env=dict(env), cwd=str(BASE_DIR))
     done = threading.Event()
     threading.Thread(target=_when_listening, args=(port, on_ready, done), daemon=True).start()
     try:
         manager.loop()
+    except BaseException:
+        _stop_apps_without_honcho()
+        raise
     finally:
         done.set()
     # honcho reports 130/143 when we asked it to stop: a clean stop, not a failure.
@@ -149,36 +168,44 @@ def supervise(processes: dict[str, str], env: Mapping[str, str], *, port: int, o
     return 0 if code in STOPPED_BY_SIGNAL else code
 
 
+def _stop_apps_without_honcho() -> None:
+    """If honcho's loop broke off, it can no longer stop the apps: stop them, then its output readers.
+
+    The readers may be blocked on a queue nobody reads any more; they would
+    keep this process from exiting, so they are killed once their apps are gone.
+    """
+    embedded.stop_processes(embedded.app_processes(), signal.SIGTERM, embedded.APP_STOP_TIMEOUT)
+    for reader in multiprocessing.active_children():
+        reader.kill()
+        reader.join(timeout=1)
+
+
 def run(environ: Mapping[str, str], *, started: float) -> int:
     """``make run``: the whole app on embedded services where no URL is set, until Ctrl-C."""
-    var = var_dir(environ)
-    port = web_port(environ)
+    var, port = var_dir(environ), web_port(environ)
     processes = select_processes(load_procfile(BASE_DIR / "Procfile"), process_selection(environ))
+    missing = missing_programs(processes, child_path(environ))
+    if missing:
+        raise DevstackError(explain_missing(missing, processes, what="the program"))
+    record = var / "devstack.pids"
     with acquire_var_lock(var), ExitStack() as stack, shield_on_exit():
-        embedded.stop_leftovers(var / "devstack.pids", say)
+        embedded.stop_leftovers(record, say)
+        # Registered first, so it runs last: a record that survives means we did not stop cleanly.
+        stack.callback(record.unlink, missing_ok=True)
         ensure_port_free(port, "web", f"start on another one with PORT={port + 1} make run")
         servers = start_services(missing_urls(environ), var, environ, stack, fixed_ports=True)
-        embedded.record_servers(var / "devstack.pids", servers.values())
-        env = app_environment(
-            environ,
-            urls={name: server.url for name, server in servers.items()},
-            var=var,
-            secret_key=read_or_create_secret(var / "secret_key", nbytes=50),
-            port=port,
-        )
-        missing = missing_programs(processes, env["PATH"])
-        if missing:
-            raise DevstackError(explain_missing(missing, processes, what="the program"))
-        password_file = var / "demo_password"
-        password = read_or_create_secret(password_file, nbytes=12)
-        run_prepare(env, processes, password_file)
-        url = f"http://{LOCALHOST}:{port}/"
+        embedded.record_servers(record, servers.values())
+        urls = {name: server.url for name, server in servers.items()}
+        secret_key = read_or_create_secret(var / "secret_key", nbytes=50)
+        env = app_environment(environ, urls=urls, var=var, secret_key=secret_key, port=port)
+        password = read_or_create_secret(var / "demo_password", nbytes=12)
+        run_prepare(env, processes, var / "demo_password")
 
         def on_ready() -> None:
-            # Should this process be killed outright, the next start stops what it left.
-            embedded.record_descendants(var / "devstack.pids")
-            text = banner(url=url, password=password, var=var, servers=servers, seconds=time.monotonic() - started)
-            print(text, flush=True)
+            # Recorded first: should this process be killed outright, the next start stops what it left.
+            embedded.record_descendants(record)
+            url, seconds = f"http://{LOCALHOST}:{port}/", time.monotonic() - started
+            emit(banner(url=url, password=password, var=var, servers=servers, seconds=seconds))
 
         return supervise(processes, env, port=port, on_ready=on_ready)
 

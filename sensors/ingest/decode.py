@@ -44,6 +44,8 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _NON_KEY = re.compile(r"[^a-z0-9]+")
 _STATUSES: Final = frozenset({"online", "offline"})
 
+_NO_NOTES: Final[list[str]] = []  # most messages skip nothing: spare them an empty list each
+
 Reading = tuple[int, str, float]
 """(ts in epoch microseconds, metric key, value)."""
 
@@ -82,7 +84,7 @@ class Decoded:
         self.kind = ""
         self.uid = ""
         self.readings: list[Reading] = []
-        self.skipped: list[str] = []
+        self.skipped: list[str] = _NO_NOTES  # shared and never appended to: see _note
         self.status: str | None = None
         self.rssi: float | None = None
         self.snr: float | None = None
@@ -422,6 +424,8 @@ def _json_type(value: Any) -> str:
 
 
 def _note(msg: Decoded, note: str) -> None:
+    if msg.skipped is _NO_NOTES:
+        msg.skipped = []
     if len(msg.skipped) < MAX_SKIPPED_NOTES:
         msg.skipped.append(note)
     elif len(msg.skipped) == MAX_SKIPPED_NOTES:

@@ -19,9 +19,12 @@ backs up into the broker's queue, not into this process.
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import random
+import select
+import socket
 import ssl
 import struct
 import threading
@@ -48,6 +51,7 @@ from sensors.ingest.store import BatchResult, OutcomeSink, dead_letter_rows, hoo
 logger = logging.getLogger("sensors.ingest")
 
 PacketTypes = mqtt.PacketTypes
+READ_BURST = 500  # packets read from a buffer before the loop looks at acks and keepalive again
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,11 +126,64 @@ def broker_address(url: str) -> BrokerAddress:
     )
 
 
+class BufferedSocket:
+    """A TCP socket whose ``recv`` serves paho from a 64 KiB read buffer.
+
+    paho reads a packet with three or more ``recv`` calls (type byte, length bytes,
+    body), each a system call that also hands the GIL to the flush thread and waits to
+    get it back. Buffered, one system call covers hundreds of small packets. ``pending``
+    is the method paho and the worker's loop already use for TLS sockets' own buffers.
+    """
+
+    __slots__ = ("_buffer", "_position", "_sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buffer = b""
+        self._position = 0
+
+    def recv(self, size: int) -> bytes:
+        buffer, start = self._buffer, self._position
+        if start >= len(buffer):
+            buffer = self._sock.recv(65_536)  # BlockingIOError when there is nothing: paho expects that
+            if not buffer:
+                return buffer  # closed by the broker
+            self._buffer, start = buffer, 0
+        self._position = min(start + size, len(buffer))
+        return buffer[start : self._position]
+
+    def pending(self) -> int:
+        return len(self._buffer) - self._position
+
+    def send(self, data: bytes) -> int:
+        return self._sock.send(data)
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def setblocking(self, flag: bool) -> None:
+        self._sock.setblocking(flag)
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class BufferedClient(mqtt.Client):
+    """paho's client reading plain TCP through a ``BufferedSocket`` (TLS and WebSockets buffer already)."""
+
+    def _create_socket(self) -> Any:
+        sock = super()._create_socket()
+        return BufferedSocket(sock) if type(sock) is socket.socket else sock
+
+
 def build_client(config: WorkerConfig) -> mqtt.Client:
     """A paho client with a persistent session and manual acks; not yet connected."""
     address = broker_address(config.url)
     v5 = config.mqtt_version == "5"
-    client = mqtt.Client(
+    client = BufferedClient(
         mqtt.CallbackAPIVersion.VERSION2,
         client_id=config.client_id,
         # MQTT 3.1.1 keeps the session with clean_session=False; MQTT 5 uses clean_start below.
@@ -363,7 +420,7 @@ class HookThread:
         connections.close_all()
 
 
-Pending = tuple[Decoded, mqtt.MQTTMessage, int]  # decoded, as received (mid, qos, time), connection generation
+Pending = tuple[Decoded, int, int]  # decoded, packet id to ack (0: none), connection generation
 
 
 class IngestWorker:
@@ -391,6 +448,7 @@ class IngestWorker:
         self._paused = threading.Event()
         self._net_stop = threading.Event()
         self._next_connect_at = 0.0
+        self._misc_at = 0.0
         self._backoff = Backoff(0.5, 30.0)
         self.client = build_client(config)
         self.client.on_connect = self._on_connect
@@ -419,6 +477,12 @@ class IngestWorker:
         self.hooks = HookThread()
         self.ingestor.after_commit = self.hooks.submit
         self._net_thread.start()
+        thresholds = gc.get_threshold()
+        # About ten container objects per message, all freed by reference counting: the
+        # default threshold (700) would run a cycle collection every ~70 messages, each
+        # older-generation one walking the whole pending queue. Measured: ~40% of CPU.
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 20)
         try:
             while not stop.is_set():
                 if not self._net_thread.is_alive():
@@ -434,12 +498,14 @@ class IngestWorker:
             self._net_stop.set()
             self._net_thread.join(timeout=10)
             self.hooks.stop(timeout=10)
+            gc.set_threshold(*thresholds)
+            gc.unfreeze()
 
     def _take_batch(self, *, wait: bool) -> list[Pending]:
         size, max_age = self.config.batch_size, self.config.batch_ms / 1000
         pending = self._pending
         if wait and len(pending) < size:
-            remaining = max_age - (time.monotonic() - pending[0][1].timestamp) if pending else 0.1
+            remaining = max_age - (time.time() - pending[0][0].received_us / 1e6) if pending else 0.1
             if remaining > 0:
                 self._batch_full.wait(min(remaining, 0.1))
                 self._batch_full.clear()
@@ -450,16 +516,16 @@ class IngestWorker:
         return batch
 
     def _is_old(self, max_age: float) -> bool:
-        return bool(self._pending) and time.monotonic() - self._pending[0][1].timestamp >= max_age
+        return bool(self._pending) and time.time() - self._pending[0][0].received_us / 1e6 >= max_age
 
     def _flush(self, batch: list[Pending]) -> bool:
         """Decode and store one batch, then queue its acks; False if shutdown gave up on it."""
         if self.ingestor.store([d for d, _, _ in batch]) is None:
             return False
         by_generation: dict[int, list[int]] = {}
-        for _, m, generation in batch:
-            if m.qos:
-                by_generation.setdefault(generation, []).append(m.mid)
+        for _, mid, generation in batch:
+            if mid:
+                by_generation.setdefault(generation, []).append(mid)
         self._acks.extend(by_generation.items())
         self._acks_ready.set()
         self._inflight = []
@@ -469,13 +535,12 @@ class IngestWorker:
         now = time.monotonic()
         if self.reporter.due(now):
             self._clock_offset = time.time() - time.monotonic()  # follow wall-clock adjustments
-            self.reporter.report(now=now, pending=len(self._pending) + len(self._inflight), lag_s=self.lag(now))
+            self.reporter.report(now=now, pending=len(self._pending) + len(self._inflight), lag_s=self.lag())
 
-    def lag(self, now: float | None = None) -> float:
+    def lag(self) -> float:
         """Age in seconds of the oldest message received but not yet committed."""
-        now = time.monotonic() if now is None else now
         oldest = self._inflight[0] if self._inflight else (self._pending[0] if self._pending else None)
-        return now - oldest[1].timestamp if oldest else 0.0
+        return max(time.time() - oldest[0].received_us / 1e6, 0.0) if oldest else 0.0
 
     def _drain(self) -> None:
         """On stop: read no more, store what was received, ack it, then let the network thread disconnect."""
@@ -512,7 +577,8 @@ class IngestWorker:
         self.stats.connected = False
 
     def _network_step(self, client: mqtt.Client) -> None:
-        if client.socket() is None:
+        sock = client.socket()
+        if sock is None:
             self._connect(client)
             return
         if self._draining or len(self._pending) + len(self._inflight) >= self.config.max_pending:
@@ -524,9 +590,28 @@ class IngestWorker:
             self._acks_ready.clear()
             return
         self._paused.clear()
-        client.loop(timeout=0.05)
         if self._acks:
             self._send_acks(client)
+        self._read(client, sock)
+        now = time.monotonic()
+        if now - self._misc_at >= 0.5:  # keepalive pings and their timeout
+            self._misc_at = now
+            client.loop_misc()
+
+    def _read(self, client: mqtt.Client, sock: Any) -> None:
+        """paho's external-loop API (loop_read/loop_write/loop_misc) with a select only when idle."""
+        pending = getattr(sock, "pending", None)
+        if pending is not None and pending() > 0:
+            for _ in range(READ_BURST):
+                if client.loop_read() != mqtt.MQTT_ERR_SUCCESS or client.socket() is None or pending() == 0:
+                    break
+            return
+        writers = [sock] if client.want_write() else []
+        readable, writable, _ = select.select([sock], writers, [], 0.05)
+        if readable:
+            client.loop_read()
+        if writable and client.socket() is not None:
+            client.loop_write()
 
     def _connect(self, client: mqtt.Client) -> None:
         wait = self._next_connect_at - time.monotonic()
@@ -598,7 +683,8 @@ class IngestWorker:
             # message.topic would raise on invalid UTF-8; message._topic is the raw bytes.
             decoded = self._decode(message._topic, message.payload, message.retain, received_us)
             pending = self._pending
-            pending.append((decoded, message, self._generation))
+            # Not the MQTTMessage: it carries a lock and a condition; free it now.
+            pending.append((decoded, message.mid if message.qos else 0, self._generation))
             if len(pending) == self.config.batch_size:
                 self._batch_full.set()
             self.stats.received += 1
