@@ -368,9 +368,10 @@ async def measure(args: argparse.Namespace, stack: Stack, seeded: Seeded, dashbo
     sampler = threading.Thread(target=sample_forever, args=(usages.values(), stop), daemon=True)
     sampler.start()
     profilers = profile(args, {"daphne": stack.daphne.pid, "ingest": stack.worker.pid}, dashboards)
-    window_started = time.monotonic()
+    window_started, window_from_ms = time.monotonic(), time.time() * 1000
     await asyncio.to_thread(publisher.join)
-    window_s = time.monotonic() - window_started
+    window_s, window_to_ms = time.monotonic() - window_started, time.time() * 1000
+    cpu = {name: usage.cpu_seconds() for name, usage in usages.items()}
     stop.set()
     for profiler in profilers:
         profiler.wait(timeout=60)
@@ -380,6 +381,7 @@ async def measure(args: argparse.Namespace, stack: Stack, seeded: Seeded, dashbo
         holder.cancel()
     await asyncio.gather(*(ws.close() for ws in sockets))
     latencies = analyse(boards, published_from + args.warmup * 1000)
+    frames = sum(1 for b in boards for _, arrived in b.arrivals if window_from_ms <= arrived <= window_to_ms)
     return {
         "dashboards": dashboards,
         "connect_s": round(connect_s, 2),
@@ -388,9 +390,12 @@ async def measure(args: argparse.Namespace, stack: Stack, seeded: Seeded, dashbo
         "rate_per_s": args.rate,
         "window_s": round(window_s, 1),
         "daphne_rss_idle_mb": round(idle_rss / 2**20, 1),
+        "frames_delivered_per_s": round(frames / window_s),
+        "daphne_cpu_ms_per_1000_frames": round(1000 * 1000 * cpu["daphne"] / max(frames, 1), 1),
+        "load_average": os.getloadavg(),
         **{
             name: {
-                "cpu_pct_of_one_core": round(100 * usage.cpu_seconds() / window_s, 1),
+                "cpu_pct_of_one_core": round(100 * cpu[name] / window_s, 1),
                 "peak_rss_mb": round(usage.peak_rss / 2**20, 1),
             }
             for name, usage in usages.items()

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
+import threading
 import weakref
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -24,8 +26,8 @@ from functools import lru_cache, partial
 from typing import Any, TypeVar
 
 import redis
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.layers import BaseChannelLayer, channel_layers, get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
@@ -48,6 +50,8 @@ CLOSE_FORBIDDEN = 4403
 CHANNEL_LAYER_CONCURRENCY = 32
 _slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 T = TypeVar("T")
+
+SEND_TIMEOUT_S = 10.0
 
 
 def farm_group(farm_id: int) -> str:
@@ -112,7 +116,7 @@ def farm_updates_publish(outcome: BatchOutcome) -> None:
         )
         for farm_id in farm_ids
     ]
-    async_to_sync(_group_send_many)(messages)
+    _send_from_sync(messages)
 
 
 def user_sockets_close(*, user_id: int, code: int, session_key: str | None = None) -> None:
@@ -122,12 +126,12 @@ def user_sockets_close(*, user_id: int, code: int, session_key: str | None = Non
         "code": code,
         "session": None if session_key is None else session_fingerprint(session_key),
     }
-    async_to_sync(_group_send_many)([(user_group(user_id), message)])
+    _send_from_sync([(user_group(user_id), message)])
 
 
 def user_access_recheck(*, user_id: int) -> None:
     """Ask the user's open sockets to re-check their access (membership or staff flag changed)."""
-    async_to_sync(_group_send_many)([(user_group(user_id), {"type": "access.recheck"})])
+    _send_from_sync([(user_group(user_id), {"type": "access.recheck"})])
 
 
 async def _bounded(call: Callable[[], Awaitable[T]]) -> T:
@@ -159,8 +163,56 @@ async def socket_leave(channel_name: str, *, farm_id: int, user_id: int) -> None
     )
 
 
-async def _group_send_many(messages: list[tuple[str, dict[str, Any]]]) -> None:
-    layer = get_channel_layer()
+class _SyncSender:
+    """Sends from sync code (the ingest worker's batch hooks, signal receivers) on one long-lived loop.
+
+    async_to_sync would start a new event loop per call, and channels_redis keeps its connection
+    pool per loop: every ingest batch opened fresh Redis connections, a fifth of the worker's hook
+    time (py-spy, bench/dashboard_latency.py). The loop runs on a daemon thread and has a layer
+    instance of its own, since a channels_redis layer's ``flush()`` closes every loop's connections
+    from the calling loop. One per process: a forked child (Celery prefork) has the parent's loop
+    object but not its thread.
+    """
+
+    _by_pid: dict[int, _SyncSender] = {}
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.config: dict[str, Any] | None = None
+        self.layer: BaseChannelLayer | None = None
+        threading.Thread(target=self.loop.run_forever, name="live-fanout", daemon=True).start()
+
+    @classmethod
+    def current(cls) -> _SyncSender:
+        with cls._lock:
+            sender = cls._by_pid.get(os.getpid())
+            if sender is None:
+                sender = cls._by_pid[os.getpid()] = cls()
+            return sender
+
+    def send(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
+        future = asyncio.run_coroutine_threadsafe(_group_send_many(self.channel_layer(), messages), self.loop)
+        try:
+            future.result(timeout=SEND_TIMEOUT_S)
+        except TimeoutError:
+            future.cancel()
+            raise
+
+    def channel_layer(self) -> BaseChannelLayer | None:
+        config = channel_layers.configs.get(DEFAULT_CHANNEL_LAYER)
+        with self._lock:
+            if config != self.config:  # first use, or the settings changed (tests override them)
+                self.config = config
+                self.layer = None if config is None else channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+            return self.layer
+
+
+def _send_from_sync(messages: list[tuple[str, dict[str, Any]]]) -> None:
+    _SyncSender.current().send(messages)
+
+
+async def _group_send_many(layer: BaseChannelLayer | None, messages: list[tuple[str, dict[str, Any]]]) -> None:
     if layer is None:
         logger.warning("no channel layer configured; %d live message(s) not sent", len(messages))
         return

@@ -9,6 +9,7 @@ tests exercise the queue and inflight limits the project ships with.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import shutil
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 import warnings
@@ -80,6 +82,7 @@ class Broker:
     port: int
     workdir: Path
     process: subprocess.Popen[bytes] | None = None
+    config: str | None = None  # mosquitto.conf text; None: docker/mosquitto.conf adapted
 
     @property
     def url(self) -> str:
@@ -97,7 +100,7 @@ class Broker:
                 entry = pwd.getpwnam("mosquitto")
                 os.chown(data, entry.pw_uid, entry.pw_gid)
         conf = self.workdir / "mosquitto.conf"
-        conf.write_text(broker_config(port=self.port, data_dir=data))
+        conf.write_text(self.config or broker_config(port=self.port, data_dir=data))
         with self.log.open("ab") as log:
             self.process = subprocess.Popen([str(MOSQUITTO), "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
         wait_until(lambda: _port_open(self.port), timeout=10, what="mosquitto to listen")
@@ -147,6 +150,71 @@ def mosquitto() -> Iterator[Broker]:
     yield broker
     broker.stop()
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+def tls_broker_config(workdir: Path, *, plain_port: int, tls_port: int, user: str, password: str) -> str:
+    """A plain anonymous listener for the test's publisher and a TLS listener that wants a password."""
+    if not shutil.which("openssl") or not shutil.which("mosquitto_passwd"):
+        pytest.skip("openssl and mosquitto_passwd are needed for the TLS test")
+    (workdir / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    for command in (
+        "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=furrow-test-ca",
+        "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost",
+        "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 "
+        "-extfile san.ext",
+    ):
+        subprocess.run(command.split(), cwd=workdir, check=True, capture_output=True)
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(workdir / "passwd"), user, password], check=True)
+    for path in workdir.iterdir():
+        path.chmod(0o644)  # read by the mosquitto user
+    return textwrap.dedent(
+        f"""
+        per_listener_settings true
+        listener {plain_port} 127.0.0.1
+        allow_anonymous true
+        listener {tls_port} 127.0.0.1
+        cafile {workdir}/ca.crt
+        certfile {workdir}/server.crt
+        keyfile {workdir}/server.key
+        allow_anonymous false
+        password_file {workdir}/passwd
+        log_dest stdout
+        """
+    )
+
+
+@dataclass
+class AmqttBroker:
+    """The embedded demo broker (amqtt, pure Python) with a TCP and a WebSocket listener."""
+
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    ws_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        config = {
+            "listeners": {
+                "default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"},
+                "ws": {"type": "ws", "bind": f"127.0.0.1:{self.ws_port}"},
+            },
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        }
+        path = self.workdir / "amqtt.yaml"
+        path.write_text(json.dumps(config))  # JSON is YAML
+        with (self.workdir / "amqtt.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "amqtt.scripts.broker_script", "-c", str(path)], stdout=log, stderr=log
+            )
+        wait_until(lambda: _port_open(self.port) and _port_open(self.ws_port), timeout=20, what="amqtt to listen")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
 
 
 # --- publishing -------------------------------------------------------------------------------

@@ -221,6 +221,7 @@ def test_it_normalises_codec_keys_but_not_native_ones():
         ("farm/probe-1/telemetry", '{"x": "1e999"}', "'x' is not a finite number"),
         ("farm/probe-1/telemetry", '{"x": 1, "x": 2}', "key 'x' twice"),
         ("farm/probe-1/telemetry", "x" * (64 * 1024 + 1), "the limit is 65,536 (INGEST_MAX_PAYLOAD)"),
+        ("farm/probe-1/telemetry", "[" * 60_000, "nested too deeply"),
         ("farm/probe-1/telemetry", "42", "must be a JSON object or an array of objects, got a number"),
         ("farm/probe-1/telemetry", "[]", "empty array"),
         ("farm/probe-1/telemetry", {}, "holds no readings"),

@@ -8,21 +8,26 @@ messages has committed.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from django.core.cache import cache
 
-from sensors.ingest.stats import ingest_health
+from sensors.ingest.stats import STATS_KEY, WORKERS_KEY, IngestStats, StatsReporter, ingest_health
 from sensors.ingest.worker import IngestWorker, WorkerConfig
 from sensors.models import DeadLetter, Device, Reading, Sensor, UnknownDevice
+from tests import mqtt_fixtures
 from tests.factories import DeviceFactory
-from tests.mqtt_fixtures import Broker, publish, wait_until
+from tests.mqtt_fixtures import AmqttBroker, Broker, free_port, publish, tls_broker_config, wait_until
 
-pytest_plugins = ["tests.mqtt_fixtures"]  # the mosquitto fixture
+mosquitto = mqtt_fixtures.mosquitto
 
 NOW_S = int(time.time())
 DEV_EUI = "70b3d57ed0051f2a"
@@ -247,6 +252,7 @@ def test_an_error_in_the_network_loop_does_not_leave_the_worker_deaf(db, mosquit
 
 
 def test_the_stats_and_ingest_health_move_as_messages_flow(db, mosquitto, make_worker, caplog):
+    cache.delete(WORKERS_KEY)  # workers killed by other tests are (rightly) reported stale for a minute
     DeviceFactory(uid="probe-1")
     worker = make_worker()
     client_id = worker.config.client_id
@@ -273,3 +279,70 @@ def test_the_stats_and_ingest_health_move_as_messages_flow(db, mosquitto, make_w
     assert summary, "the one-line summary reports the stored readings"
     assert "received 300" in summary[-1]
     assert client_id not in ingest_health()["workers"]  # a cleanly stopped worker withdraws its figures
+
+
+def test_ingest_health_reports_a_worker_that_stopped_reporting(db):
+    cache.delete(WORKERS_KEY)
+    now = time.time()
+    stats = IngestStats(received=10, connected=True)
+    for client_id, age in (("alive", 1), ("gone", 60)):
+        reporter = StatsReporter(client_id=client_id, interval=5, stats=stats)
+        figures = reporter.figures(now=time.monotonic(), pending=0, lag_s=0)
+        figures["updated_at"] = now - age
+        cache.set(STATS_KEY.format(client_id), figures)
+        cache.set(WORKERS_KEY, {**(cache.get(WORKERS_KEY) or {}), client_id: now - age})
+
+    health = ingest_health(now=now)
+
+    assert (health["ok"], health["status"]) == (False, "degraded")
+    assert health["workers"]["gone"]["stale"] is True
+    assert health["workers"]["alive"]["stale"] is False
+    assert health["problems"] == ["gone: no report for 15 s"]
+
+
+def test_ingest_health_is_down_when_no_worker_reports(db):
+    cache.delete(WORKERS_KEY)
+
+    assert ingest_health() == {
+        "ok": False,
+        "status": "down",
+        "problems": ["no ingest worker has reported"],
+        "workers": {},
+    }
+
+
+def test_the_worker_connects_over_tls_with_a_private_ca_and_the_password_in_the_url(db, make_worker):
+    DeviceFactory(uid="probe-t")
+    workdir = Path(tempfile.mkdtemp(prefix="furrow-tls-"))
+    workdir.chmod(0o755)
+    plain, tls = free_port(), free_port()
+    config = tls_broker_config(workdir, plain_port=plain, tls_port=tls, user="ingest", password="p@ss word")
+    broker = Broker(port=plain, workdir=workdir, config=config)
+    broker.start()
+    try:
+        wait_until(lambda: mqtt_fixtures._port_open(tls), timeout=10, what="the TLS listener")
+        url = f"mqtts://ingest:p%40ss%20word@localhost:{tls}"
+        worker = make_worker(url=url, ca_file=str(workdir / "ca.crt"))
+        messages = [telemetry("probe-t", {"ts": NOW_S - 9 + i, "soil_moisture": i}) for i in range(5)]
+
+        assert run_worker(worker, plain, messages) == 0
+    finally:
+        broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    assert values_of("probe-t", "soil_moisture") == [0, 1, 2, 3, 4]
+
+
+def test_the_worker_speaks_mqtt_over_websockets_to_the_embedded_amqtt_broker(db, make_worker, tmp_path):
+    DeviceFactory(uid="probe-w")
+    broker = AmqttBroker(workdir=tmp_path)
+    broker.start()
+    try:
+        worker = make_worker(url=f"ws://127.0.0.1:{broker.ws_port}/mqtt")
+        messages = [telemetry("probe-w", {"ts": NOW_S - 9 + i, "soil_moisture": i}) for i in range(5)]
+
+        assert run_worker(worker, broker.port, messages) == 0
+    finally:
+        broker.stop()
+
+    assert values_of("probe-w", "soil_moisture") == [0, 1, 2, 3, 4]

@@ -2,8 +2,8 @@
 
 Pure functions on bytes: no database, no settings, no clock (the caller passes the
 receive time and the limits). This is the per-message hot path of the worker, so it
-avoids per-message allocations it can and never logs; the bad-input rules are in
-``docs`` form in the README ("Bad input") and summarised here:
+avoids the allocations it can and never logs. The bad-input rules (README, "Bad input"),
+in short:
 
 - the topic must be valid UTF-8 and one of the subscribed shapes; a native uid must
   match ``[A-Za-z0-9_-]{1,64}``;

@@ -1,20 +1,22 @@
 """The MQTT ingest worker: broker → decode → batch → PostgreSQL → ack (DESIGN.md §1, §6).
 
-Two threads:
+Three threads:
 
-- the *network thread* drives paho (``client.loop()``) itself: it reads messages, hands
-  them to the batch, sends the acks for committed batches and reconnects with backoff.
-  Sending acks on the thread that owns the connection matters: an ack is only valid on
-  the connection that delivered the message (packet ids are reused after a reconnect),
-  so acks for an older connection are dropped -- the broker redelivers those messages
-  and the (sensor, ts) primary key makes the second copy harmless;
-- the *flush thread* (the caller of ``run``) decodes and stores a batch when it is full
-  (``batch_size``) or old enough (``batch_ms``), in one transaction, then queues its acks.
+- the *network thread* drives paho through its external-loop API (``loop_read`` /
+  ``loop_write`` / ``loop_misc``): it reads and decodes messages, appends them to the
+  pending queue, sends the acks of committed batches and reconnects with backoff. Acks go
+  out on the thread that owns the connection because an ack is only valid on the
+  connection that delivered the message (packet ids are reused after a reconnect): acks
+  for an older connection are dropped, the broker redelivers those messages, and the
+  (sensor, ts) primary key makes the second copy harmless;
+- the *flush thread* (the caller of ``run``) stores a batch when it is full
+  (``batch_size``) or old enough (``batch_ms``), in one transaction, then queues its acks;
+- the *hooks thread* runs the after-commit batch hooks (live fan-out, alerts).
 
 At-least-once: a message is acknowledged only after the transaction holding its outcome
 committed (``manual_ack=True``), in a persistent session. Memory stays bounded: with
-``max_pending`` messages waiting the network thread stops reading, so a PostgreSQL outage
-backs up into the broker's queue, not into this process.
+``max_pending`` messages received but not committed the network thread stops reading, so
+a PostgreSQL outage backs up into the broker's queue, not into this process.
 """
 
 from __future__ import annotations
@@ -259,8 +261,8 @@ class RawMessage(NamedTuple):
 class Ingestor:
     """Decode and store batches, retrying while PostgreSQL is unavailable. No MQTT here.
 
-    ``ingest`` is what the benchmark and tests call directly; the worker calls ``decode``
-    and ``store`` on what its MQTT client received.
+    ``ingest`` is what the benchmark and tests call directly; the worker calls
+    ``decode_one`` as each message arrives and ``store`` per batch.
     """
 
     def __init__(self, *, config: WorkerConfig, stats: IngestStats | None = None) -> None:
@@ -351,14 +353,24 @@ class Ingestor:
                 setattr(total, name, getattr(total, name) + getattr(result, name))
         return total
 
-    def _dead_letter_failure(self, msg: Decoded, exc: Exception) -> BatchResult:
+    def _dead_letter_failure(self, msg: Decoded, exc: Exception) -> BatchResult | None:
+        """Record a message that could not be stored; None if shutdown came first."""
         reason = f"Internal error while storing this message: {exc!r}"
-        try:
-            dead_letter_rows([(msg, reason)])
-        except Exception:
-            logger.exception("could not even dead-letter a message on %s; it is lost", topics.topic_text(msg.topic))
-            return BatchResult(messages=1)
-        return BatchResult(messages=1, dead_letters=1)
+        backoff = Backoff(0.2, 10.0)
+        while True:
+            try:
+                dead_letter_rows([(msg, reason)])
+                return BatchResult(messages=1, dead_letters=1)
+            except (OperationalError, InterfaceError) as db_exc:
+                if not self._wait_for_database(db_exc, backoff):
+                    return None
+            except Exception:
+                logger.exception(
+                    "could not dead-letter a %d-byte message on %s either; dropping it",
+                    len(msg.payload),
+                    topics.topic_text(msg.topic),
+                )
+                return BatchResult(messages=1)
 
     def _wait_for_database(self, exc: Exception, backoff: Backoff) -> bool:
         """Sleep before the next attempt; False when shutdown's deadline has passed."""
@@ -581,7 +593,8 @@ class IngestWorker:
         if sock is None:
             self._connect(client)
             return
-        if self._draining or len(self._pending) + len(self._inflight) >= self.config.max_pending:
+        room = self.config.max_pending - len(self._pending) - len(self._inflight)
+        if self._draining or room <= 0:
             # Stop reading: the backlog stays on the broker, not in this process.
             self._paused.set()
             self._send_acks(client)
@@ -592,17 +605,20 @@ class IngestWorker:
         self._paused.clear()
         if self._acks:
             self._send_acks(client)
-        self._read(client, sock)
+        self._read(client, sock, min(room, READ_BURST))
         now = time.monotonic()
         if now - self._misc_at >= 0.5:  # keepalive pings and their timeout
             self._misc_at = now
             client.loop_misc()
 
-    def _read(self, client: mqtt.Client, sock: Any) -> None:
-        """paho's external-loop API (loop_read/loop_write/loop_misc) with a select only when idle."""
+    def _read(self, client: mqtt.Client, sock: Any, burst: int) -> None:
+        """paho's external-loop API (loop_read/loop_write/loop_misc), with a select only when idle.
+
+        Each ``loop_read`` handles at most one packet, so ``burst`` bounds the messages taken in.
+        """
         pending = getattr(sock, "pending", None)
         if pending is not None and pending() > 0:
-            for _ in range(READ_BURST):
+            for _ in range(burst):
                 if client.loop_read() != mqtt.MQTT_ERR_SUCCESS or client.socket() is None or pending() == 0:
                     break
             return

@@ -44,6 +44,8 @@ class Command(BaseCommand):
             batch_ms=options["batch_ms"],
             stats_interval=options["stats_interval"],
         )
+        if config.batch_size > config.max_pending:
+            raise CommandError(f"--batch-size may be at most INGEST_MAX_PENDING ({config.max_pending})")
         stop = threading.Event()
         _install_signal_handlers(stop)
         code = IngestWorker(config).run(stop)
