@@ -166,7 +166,9 @@ if INGEST_MQTT_VERSION not in {"3.1.1", "5"}:
 # broker (memory stays bounded while PostgreSQL is down). Match the broker's inflight window.
 INGEST_MAX_PENDING = env_int("INGEST_MAX_PENDING", 20_000, minimum=1, maximum=1_000_000)
 if INGEST_MAX_PENDING < INGEST_BATCH_SIZE:
-    raise ConfigError(f"INGEST_MAX_PENDING ({INGEST_MAX_PENDING}) must be at least INGEST_BATCH_SIZE ({INGEST_BATCH_SIZE})")
+    raise ConfigError(
+        f"INGEST_MAX_PENDING ({INGEST_MAX_PENDING}) must be at least INGEST_BATCH_SIZE ({INGEST_BATCH_SIZE})"
+    )
 
 # --- Security ---------------------------------------------------------------
 
