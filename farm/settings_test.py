@@ -16,3 +16,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Tests don't run collectstatic; serve from the finders instead of var/staticfiles.
 WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True
+# The suite flushes its channel layer between tests: keep that away from the keys of a
+# `make run` sharing the same Redis.
+CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = "furrow-test:asgi"  # noqa: F405
