@@ -6,6 +6,7 @@ value stops start-up with a message naming the variable.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -145,6 +146,12 @@ CELERY_BEAT_SCHEDULE["sensors-offline-sweep"] = {
 
 INGEST_CLIENT_ID = env_str("INGEST_CLIENT_ID", "furrow-ingest-1")
 INGEST_SHARE_GROUP = env_str("INGEST_SHARE_GROUP", "")
+# Part of the topic filter $share/<group>/…: '/', '+', '#' or spaces would change what it means.
+if INGEST_SHARE_GROUP and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", INGEST_SHARE_GROUP):
+    raise ConfigError(
+        f"INGEST_SHARE_GROUP must be 1-64 of A-Z, a-z, 0-9, '-', '_' (it becomes $share/<group>/…), "
+        f"got {INGEST_SHARE_GROUP!r}"
+    )
 INGEST_SOURCES = env_list("INGEST_SOURCES", ["native", "chirpstack", "ttn"])
 _UNKNOWN_SOURCES = set(INGEST_SOURCES) - {"native", "chirpstack", "ttn"}
 if _UNKNOWN_SOURCES:
@@ -169,6 +176,9 @@ if INGEST_MAX_PENDING < INGEST_BATCH_SIZE:
     raise ConfigError(
         f"INGEST_MAX_PENDING ({INGEST_MAX_PENDING}) must be at least INGEST_BATCH_SIZE ({INGEST_BATCH_SIZE})"
     )
+# Payload bytes received but not yet committed; at this many the worker also stops reading
+# (INGEST_MAX_PENDING alone would allow 20,000 × 64 KiB = 1.3 GB of large payloads).
+INGEST_MAX_PENDING_BYTES = env_int("INGEST_MAX_PENDING_BYTES", 64 * 1024 * 1024, minimum=64 * 1024)
 
 # --- Security ---------------------------------------------------------------
 

@@ -323,12 +323,14 @@ class UnknownDeviceAdmin(admin.ModelAdmin):
 
 @admin.register(DeadLetter)
 class DeadLetterAdmin(admin.ModelAdmin):
-    list_display = ["received_at", "source", "topic", "short_reason", "payload_size"]
+    list_display = ["received_at", "last_received_at", "count", "source", "topic", "short_reason", "payload_size"]
     list_filter = ["source"]
     search_fields = ["topic", "reason"]
     date_hierarchy = "received_at"
-    fields = ["received_at", "source", "topic", "reason", "payload_size", "payload_text", "payload_hex"]
-    readonly_fields = ["received_at", "source", "topic", "reason", "payload_size", "payload_text", "payload_hex"]
+    fields = ["received_at", "last_received_at", "count", "source", "topic", "reason", "payload_size",
+              "payload_text", "payload_hex"]  # fmt: skip
+    readonly_fields = ["received_at", "last_received_at", "count", "source", "topic", "reason", "payload_size",
+                       "payload_text", "payload_hex"]  # fmt: skip
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[DeadLetter]:
         return selectors.dead_letter_list()

@@ -253,9 +253,19 @@ class UnknownDevice(models.Model):
 
 
 class DeadLetter(models.Model):
-    """A message the ingest worker rejected, with the reason in plain words."""
+    """A message the ingest worker rejected, with the reason in plain words.
 
-    received_at = models.DateTimeField()
+    One row per distinct message (topic and payload bytes): a redelivery, or the same
+    bad message sent again, adds to ``count`` and moves ``last_received_at``.
+    """
+
+    # sha256 hex of the length-prefixed topic bytes and the whole payload; the ingest
+    # worker upserts on it. NULL (not "", which would collide on the unique constraint)
+    # on rows stored before it existed: their full payload is not kept to hash.
+    fingerprint = models.CharField(max_length=64, null=True, blank=True, editable=False)  # noqa: DJ001
+    received_at = models.DateTimeField("first received")
+    last_received_at = models.DateTimeField("last received")
+    count = models.PositiveBigIntegerField("deliveries", default=1)
     topic = models.CharField(max_length=512)
     payload = models.BinaryField(help_text=f"The raw bytes, up to {DEAD_LETTER_MAX_BYTES}.")
     payload_size = models.PositiveIntegerField()
@@ -264,6 +274,11 @@ class DeadLetter(models.Model):
 
     class Meta:
         ordering = ["-received_at"]
+        constraints = [
+            # The ingest worker's INSERT … ON CONFLICT (fingerprint) dedupe.
+            models.UniqueConstraint(fields=["fingerprint"], name="deadletter_unique_fingerprint"),
+            models.CheckConstraint(condition=models.Q(count__gte=1), name="deadletter_count_positive"),
+        ]
         indexes = [
             # Admin list and retention sweep: newest dead letters first.
             models.Index(fields=["-received_at"], name="deadletter_received_idx"),

@@ -30,9 +30,11 @@ OFFLINE_GRACE_SECONDS = 60
 # One statement decides and writes: the WHERE clause is re-checked on each row
 # it locks, so a device whose fresh report commits meanwhile (the ingest
 # worker setting last_seen) is not marked offline by a stale decision.
+# updated_at is left alone: it records admin edits, and the ingest worker's
+# registry reloads when it changes (status is not registry data).
 _MARK_OFFLINE_SQL = """
     UPDATE sensors_device AS d
-    SET status = %(offline)s, updated_at = %(now)s
+    SET status = %(offline)s
     FROM sensors_devicekind AS k
     WHERE d.kind_id = k.id
       AND d.enabled

@@ -7,6 +7,8 @@ from django.test import Client
 
 from tests.factories import MembershipFactory, UserFactory
 
+pytest_plugins = ["tests.mqtt_fixtures"]  # one session-wide Mosquitto for every module that asks for it
+
 
 @pytest.fixture
 def user(db):

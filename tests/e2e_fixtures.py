@@ -17,6 +17,7 @@ import http.cookiejar
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -266,6 +267,7 @@ def live_stack(mosquitto: Broker) -> Iterator[LiveStack]:
         daphne.stop()
         if worker.alive():
             worker.terminate()
+        shutil.rmtree(workdir, ignore_errors=True)  # a failing test has printed the logs' tails already
 
 
 # --- seeding, run inside the subprocess ----------------------------------------------------------

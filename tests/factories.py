@@ -112,6 +112,7 @@ class DeadLetterFactory(factory.django.DjangoModelFactory):
         model = DeadLetter
 
     received_at = factory.LazyFunction(timezone.now)
+    last_received_at = factory.LazyAttribute(lambda d: d.received_at)
     topic = "farm/probe-1/telemetry"
     payload = b'{"soil_moisture": NaN}'
     payload_size = factory.LazyAttribute(lambda d: len(d.payload))

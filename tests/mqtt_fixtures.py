@@ -137,11 +137,24 @@ def sys_value(port: int, topic: str, timeout: float = 5.0) -> str:
     return got[0]
 
 
+def require_mosquitto(path: Path = MOSQUITTO) -> None:
+    """Skip without Mosquitto -- except in CI (``CI`` set), where a missing broker must fail the run."""
+    if path.exists():
+        return
+    message = f"{path} is not installed: the MQTT tests need a real Mosquitto (apt install mosquitto)"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message}; CI must not skip them", pytrace=False)
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def mosquitto() -> Iterator[Broker]:
-    """A private Mosquitto with the project's broker settings, shared by the session."""
-    if not MOSQUITTO.exists():
-        pytest.skip(f"{MOSQUITTO} is not installed: the ingest tests need a real Mosquitto (apt install mosquitto)")
+    """A private Mosquitto with the project's broker settings: one for the whole test session.
+
+    Registered for every test module through ``pytest_plugins`` in ``tests/conftest.py``;
+    tests keep apart by unique client ids, devices and topics.
+    """
+    require_mosquitto()
     # Not under pytest's tmp_path: its parents are private to us, and mosquitto runs as its own user.
     workdir = Path(tempfile.mkdtemp(prefix="furrow-mosquitto-"))
     workdir.chmod(0o755)
@@ -292,6 +305,9 @@ def _settle(item: tuple[int, mqtt.MQTTMessageInfo], result: PublishResult, lock:
 # --- the worker as a subprocess ------------------------------------------------------------------
 
 
+SUBSCRIBED = "subscribed to "  # logged by the worker once the broker acknowledged its subscriptions
+
+
 @dataclass
 class WorkerProcess:
     """``manage.py ingest`` in its own process, as in production; stderr goes to ``log``."""
@@ -307,12 +323,12 @@ class WorkerProcess:
             )
 
     def wait_subscribed(self, timeout: float = 30) -> None:
-        wait_until(lambda: self.log_text().count("subscribing") > self._subscribed_before, timeout=timeout,
+        """Until the worker logs its SUBACK: from then on the broker queues for its session."""
+        wait_until(lambda: self.log_text().count(SUBSCRIBED) > self._subscribed_before, timeout=timeout,
                    what="the worker to subscribe")  # fmt: skip
-        time.sleep(0.3)  # the SUBACK follows the line
 
     def start_and_wait(self) -> None:
-        self._subscribed_before = self.log_text().count("subscribing")
+        self._subscribed_before = self.log_text().count(SUBSCRIBED)
         self.start()
         self.wait_subscribed()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.test import Client
@@ -516,6 +516,15 @@ def test_a_dead_letter_payload_is_shown_escaped_and_as_hex(admin_client):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;\\x00\\xff" in page
     assert "00000000  3c 73 63 72 69 70 74 3e" in page
     assert "Stored the first 27 of 40 bytes." in page
+
+
+def test_the_dead_letter_list_shows_deliveries_and_last_received(admin_client):
+    first = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+    DeadLetterFactory.create(received_at=first, last_received_at=first + timedelta(hours=3), count=7)
+    page = html_text(admin_client.get(reverse("admin:sensors_deadletter_changelist")))
+    assert '<td class="field-count">7</td>' in page
+    assert "Deliveries" in page and "Last received" in page
+    assert "June 1, 2025, 3 p.m." in page
 
 
 def test_dead_letters_are_read_only(admin_client):

@@ -293,3 +293,49 @@ def test_an_array_with_only_bad_elements_is_rejected_with_every_reason():
     assert msg.reason is not None
     assert "element 0: no 'ts'" in msg.reason
     assert "element 1: ts" in msg.reason
+
+
+# --- review fixes: the key memo, collisions, share groups ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "poison",
+    [{"ts": NOW_S, "values": {"ts": 5, "rain": 1}}, {"ts": NOW_S, "probe": {"ts": 5}, "rain": 1}],
+    ids=["ts-inside-values", "ts-inside-a-nested-object"],
+)
+def test_a_ts_inside_values_or_a_nested_object_does_not_make_ts_a_metric_of_later_flat_messages(poison):
+    decode("farm/probe-1/telemetry", poison)  # memoises "ts" as a metric key
+
+    msg = decode("farm/probe-1/telemetry", {"ts": NOW_S - 60, "soil_moisture": 31.2})
+
+    assert readings(msg) == {"soil_moisture": (NOW_US - 60_000_000, 31.2)}
+
+
+def test_two_codec_keys_that_normalise_to_one_metric_keep_the_first_and_record_the_second():
+    body = {"deviceInfo": {"devEui": DEV_EUI}, "object": {"batteryVoltage": 3.1, "battery_voltage": 3.2, "t": 1}}
+
+    msg = decode(f"application/app/device/{DEV_EUI}/event/up", body)
+
+    assert [(key, value) for _, key, value in msg.readings] == [("battery_voltage", 3.1), ("t", 1.0)]
+    assert msg.skipped == [
+        "'battery_voltage' = 3.2 (a second payload key that becomes 'battery_voltage' once names are normalised; "
+        "kept the first value, 3.1)"
+    ]
+
+
+def test_a_nested_key_that_flattens_onto_a_flat_key_keeps_the_first_in_each_element():
+    msg = decode(
+        "farm/probe-1/telemetry",
+        [{"ts": NOW_S - 60, "a": {"b": 1}, "a_b": 2}, {"ts": NOW_S - 30, "a_b": 3, "a": {"b": 4}}],
+    )
+
+    assert [(ts, key, value) for ts, key, value in msg.readings] == [
+        (NOW_US - 60_000_000, "a_b", 1.0),
+        (NOW_US - 30_000_000, "a_b", 3.0),
+    ]
+    assert [note.split(" (")[0] for note in msg.skipped] == ["element 0: 'a_b' = 2", "element 1: 'a_b' = 4"]
+
+
+def test_subscription_filters_refuse_a_share_group_that_would_change_the_filter():
+    with pytest.raises(ValueError, match="share group"):
+        subscription_filters(["native"], "a/b")

@@ -22,7 +22,6 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests import mqtt_fixtures
 from tests.mqtt_fixtures import (
     ROOT,
     Broker,
@@ -40,8 +39,6 @@ from tests.mqtt_fixtures import (
 )
 
 pytestmark = pytest.mark.slow
-mosquitto = mqtt_fixtures.mosquitto
-e2e_database_url = mqtt_fixtures.e2e_database_url
 
 DEVICES = [f"e2e-{n}" for n in range(20)]
 BASE_S = int(time.time()) - 3 * 86_400  # unique per message: BASE_S + index

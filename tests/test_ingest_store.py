@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import cast
 
+import psycopg
 import pytest
+from django.db import OperationalError, connection
 
 from sensors.hooks import BatchOutcome, register_batch_hook, unregister_batch_hook
 from sensors.ingest import worker as worker_module
 from sensors.ingest.decode import EPOCH, ONE_US
+from sensors.ingest.store import dead_letter_fingerprint
 from sensors.ingest.worker import Ingestor, RawMessage, WorkerConfig
 from sensors.models import DEAD_LETTER_MAX_BYTES, DeadLetter, Device, Reading, Sensor, UnknownDevice
 from tests.factories import DeviceFactory, MetricSpecFactory, SensorFactory
+from tests.mqtt_fixtures import wait_until
 
 NOW_S = int(time.time())
 
@@ -289,7 +294,7 @@ def test_an_internal_error_storing_a_batch_isolates_the_poison_message(ingestor,
     assert (result.messages, result.dead_letters) == (3, 1)
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the shipped device kinds
 def test_a_sensor_deleted_behind_the_cache_does_not_wedge_ingest():
     sensor = cast(Sensor, SensorFactory(device__uid="probe-9", key="soil_moisture"))
     device = sensor.device
@@ -303,3 +308,140 @@ def test_a_sensor_deleted_behind_the_cache_does_not_wedge_ingest():
     assert result is not None
     assert list(Reading.objects.values_list("value", flat=True)) == [2.0]
     assert Device.objects.get(uid="probe-9").sensors.get().needs_review is True
+
+
+# --- review fixes: dead-letter dedupe, lock order, conflicts, updated_at ---------------------------
+
+
+def test_a_redelivered_bad_message_is_one_dead_letter_counting_its_deliveries(ingestor, probe):
+    bad = raw("farm/probe-1/telemetry", b"soil=31")
+
+    ingestor.ingest([bad, bad._replace(received_us=bad.received_us + 1_000_000)])
+    result = ingestor.ingest([bad._replace(received_us=bad.received_us + 5_000_000)])
+
+    letter = DeadLetter.objects.get()
+    assert (letter.count, letter.received_at, letter.last_received_at) == (3, moment(NOW_S), moment(NOW_S + 5))
+    assert letter.fingerprint == dead_letter_fingerprint(b"farm/probe-1/telemetry", b"soil=31")
+    assert result.dead_letters == 1  # deliveries, as the stats count messages
+
+
+def test_a_redelivered_part_good_message_keeps_one_skipped_note(ingestor, probe):
+    message = raw("farm/probe-1/telemetry", {"ts": NOW_S - 5, "soil_moisture": 3, "note": "dry"})
+
+    ingestor.ingest([message])
+    ingestor.ingest([message])
+
+    assert Reading.objects.count() == 1
+    assert list(DeadLetter.objects.values_list("count", "reason")) == [
+        (2, "Stored 1 reading(s); skipped: 'note' (text 'dry')")
+    ]
+
+
+def test_the_same_payload_on_two_topics_is_two_dead_letters(ingestor, probe):
+    ingestor.ingest([raw("farm/probe-1/telemetry", b"soil=31"), raw("farm/probe-2/telemetry", b"soil=31")])
+
+    assert sorted(DeadLetter.objects.values_list("topic", "count")) == [
+        ("farm/probe-1/telemetry", 1),
+        ("farm/probe-2/telemetry", 1),
+    ]
+
+
+def test_storing_readings_leaves_the_devices_updated_at_alone(ingestor, probe):
+    # updated_at is in the registry's fingerprint: touching it would reload the registry every batch.
+    before = Device.objects.get(pk=probe.pk).updated_at
+
+    ingestor.ingest([raw("farm/probe-1/telemetry", {"soil_moisture": 3}), raw("farm/probe-1/status", b"offline")])
+
+    assert Device.objects.get(pk=probe.pk).updated_at == before
+
+
+def _deadlock(cause_sqlstate: str) -> OperationalError:
+    error = OperationalError("deadlock detected")
+    error.__cause__ = type("PgError", (Exception,), {"sqlstate": cause_sqlstate})()
+    return error
+
+
+@pytest.mark.parametrize("sqlstate", ["40P01", "40001"])
+def test_a_deadlock_or_serialization_failure_is_retried_at_once_not_waited_out_as_an_outage(
+    ingestor, probe, monkeypatch, caplog, sqlstate
+):
+    real = worker_module.store_batch
+    calls: list[int] = []
+
+    def conflicting_once(**kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise _deadlock(sqlstate)
+        return real(**kwargs)
+
+    monkeypatch.setattr(worker_module, "store_batch", conflicting_once)
+
+    ingestor.ingest([raw("farm/probe-1/telemetry", {"ts": NOW_S - 1, "soil_moisture": 2})])
+
+    assert Reading.objects.get().value == 2.0
+    assert (len(calls), ingestor.stats.db_conflicts, ingestor.stats.db_errors) == (2, 1, 0)
+    assert ingestor.stats.database_ok is True
+    assert "PostgreSQL unavailable" not in caplog.text
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the shipped device kinds
+def test_two_writers_creating_the_same_sensors_queue_instead_of_deadlocking():
+    # Another worker of the share group holds the new sensor of the lower device id and next
+    # wants the higher one. Taking the keys in message order (higher id first) deadlocks.
+    low, high = cast(Device, DeviceFactory(uid="low-1")), cast(Device, DeviceFactory(uid="high-1"))
+    assert low.pk < high.pk
+    ingestor = Ingestor(config=WorkerConfig.from_settings(client_id="test-store"))
+    url = connection.settings_dict
+    other = psycopg.connect(
+        host=url["HOST"], port=url["PORT"] or 5432, user=url["USER"], dbname=url["NAME"], password=url["PASSWORD"]
+    )
+    insert = (
+        "INSERT INTO sensors_sensor (device_id, key, label, unit, needs_review, created_at) "
+        "VALUES (%s, 'leaf_wetness', 'Leaf wetness', '', true, now()) ON CONFLICT DO NOTHING"
+    )
+    errors: list[BaseException] = []
+    try:
+        other.execute(insert, [low.pk])
+        worker = threading.Thread(
+            target=lambda: ingestor.ingest(
+                [raw(f"farm/{uid}/telemetry", {"ts": NOW_S - 1, "leaf_wetness": 5}) for uid in ("high-1", "low-1")]
+            )
+        )
+        worker.start()
+        wait_until(lambda: _waiting_on_a_lock(other), timeout=10, what="the ingest to wait for the other writer")
+        try:
+            other.execute(insert, [high.pk])
+            other.commit()
+        except psycopg.Error as exc:
+            errors.append(exc)
+            other.rollback()
+        worker.join(timeout=30)
+    finally:
+        other.close()
+
+    assert errors == []
+    assert (ingestor.stats.db_errors, ingestor.stats.db_conflicts) == (0, 0)
+    assert Reading.objects.count() == 2
+
+
+def _waiting_on_a_lock(conn: psycopg.Connection) -> bool:
+    with psycopg.connect(conninfo=conn.info.dsn, autocommit=True) as probe:
+        row = probe.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchone()
+    return bool(row and row[0])
+
+
+def test_the_hook_outcome_names_each_devices_own_farm(ingestor, db, django_capture_on_commit_callbacks):
+    farm = cast(Device, DeviceFactory(uid="first-1")).farm
+    DeviceFactory(uid="second-1", farm=farm)  # two devices, one farm: a device id and a farm id must differ
+    seen: list[BatchOutcome] = []
+    register_batch_hook(seen.append)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            ingestor.ingest([raw(f"farm/{uid}/telemetry", {"soil_moisture": 1}) for uid in ("first-1", "second-1")])
+    finally:
+        unregister_batch_hook(seen.append)
+
+    expected = set(Device.objects.values_list("farm_id", "id"))
+    assert {(d.farm_id, d.device_id) for d in seen[0].devices} == expected

@@ -27,7 +27,6 @@ from tests import mqtt_fixtures
 from tests.factories import DeviceFactory
 from tests.mqtt_fixtures import AmqttBroker, Broker, free_port, publish, tls_broker_config, wait_until
 
-mosquitto = mqtt_fixtures.mosquitto
 
 NOW_S = int(time.time())
 DEV_EUI = "70b3d57ed0051f2a"

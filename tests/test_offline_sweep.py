@@ -11,6 +11,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from dashboard import live
+from sensors.ingest.registry import Registry
 from sensors.models import DeviceStatus
 from sensors.status import OFFLINE_AFTER_INTERVALS, OFFLINE_GRACE_SECONDS, devices_mark_offline
 from sensors.tasks import sweep_offline_devices
@@ -105,3 +106,19 @@ def test_beat_runs_the_sweep_every_minute(settings):
     entry = settings.CELERY_BEAT_SCHEDULE["sensors-offline-sweep"]
     assert entry["task"] == sweep_offline_devices.name
     assert entry["schedule"] == 60.0
+
+
+@time_machine.travel(NOW, tick=False)
+def test_the_sweep_leaves_updated_at_alone_so_the_ingest_registry_does_not_reload(django_capture_on_commit_callbacks):
+    overdue = device(seconds_ago=LIMIT + 1)
+    updated_at = overdue.updated_at
+    registry = Registry(check_interval=0)
+    registry.refresh()
+
+    with time_machine.travel(NOW + timedelta(minutes=5), tick=False):
+        with django_capture_on_commit_callbacks(execute=False):
+            assert len(devices_mark_offline()) == 1
+
+    overdue.refresh_from_db()
+    assert (overdue.status, overdue.updated_at) == (DeviceStatus.OFFLINE, updated_at)
+    assert registry.refresh() is False  # status is not registry data: no reload

@@ -69,7 +69,7 @@ from sensors.simulator.physics import (
 from sensors.simulator.registry import synthetic_devices_register
 from sensors.simulator.runner import _State, _wills, is_dropped
 from tests.factories import DeviceFactory, DeviceKindFactory, FarmFactory, MetricSpecFactory
-from tests.mqtt_fixtures import mosquitto, wait_until  # noqa: F401  (fixture)
+from tests.mqtt_fixtures import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 JULY = datetime(2025, 7, 1, tzinfo=UTC).timestamp()
@@ -483,13 +483,13 @@ class Collector:
 
 
 @pytest.fixture
-def collector(mosquitto) -> Iterator[Collector]:  # noqa: F811
+def collector(mosquitto) -> Iterator[Collector]:
     sub = Collector(mosquitto.port)
     yield sub
     sub.close()
 
 
-def test_every_acked_message_reaches_a_subscriber_exactly_once(mosquitto, collector: Collector) -> None:  # noqa: F811
+def test_every_acked_message_reaches_a_subscriber_exactly_once(mosquitto, collector: Collector) -> None:
     site = site_for(farm_slug="e2e-farm", time_zone="Australia/Sydney", latitude=-33.9)
     devices = synthetic_devices(
         30, keys=catalogue_keys(3), site=site, farm_slug="e2e-farm", shape="mixed", seed=910_001, allow_seconds=False
@@ -510,7 +510,7 @@ def test_every_acked_message_reaches_a_subscriber_exactly_once(mosquitto, collec
     assert set(summary.malformed) == set(MALFORMED_KINDS)
 
 
-def test_acked_readings_are_exactly_what_subscribers_can_read(mosquitto, collector: Collector) -> None:  # noqa: F811
+def test_acked_readings_are_exactly_what_subscribers_can_read(mosquitto, collector: Collector) -> None:
     site = site_for(farm_slug="exact", time_zone="UTC")
     devices = synthetic_devices(
         12, keys=catalogue_keys(10), site=site, farm_slug="exact", shape="mixed", seed=910_002, allow_seconds=False
@@ -527,7 +527,7 @@ def test_acked_readings_are_exactly_what_subscribers_can_read(mosquitto, collect
 
 
 def test_a_device_that_drops_off_says_offline_and_comes_back_with_its_buffer(
-    mosquitto,  # noqa: F811
+    mosquitto,
     collector: Collector,
 ) -> None:
     device = _device("sim-dropout-1", keys=("soil_moisture",), shape="native", seed=910_003)
@@ -557,7 +557,7 @@ def test_dropouts_are_a_pure_function_of_seed_and_time() -> None:
     assert not any(is_dropped(device, JULY + k, 1.0, 0.0) for k in range(400))
 
 
-def test_the_broker_publishes_the_last_will_when_the_simulator_dies(mosquitto, collector: Collector) -> None:  # noqa: F811
+def test_the_broker_publishes_the_last_will_when_the_simulator_dies(mosquitto, collector: Collector) -> None:
     publisher = Publisher(mosquitto.url, clients=2, wills=[status_message("sim-will-1", online=False), None])
     publisher.connect()
     publisher.drop()
@@ -565,14 +565,14 @@ def test_the_broker_publishes_the_last_will_when_the_simulator_dies(mosquitto, c
                timeout=5, what="the Last Will")  # fmt: skip
 
 
-def test_qos_0_counts_messages_written_to_the_socket(mosquitto, collector: Collector) -> None:  # noqa: F811
+def test_qos_0_counts_messages_written_to_the_socket(mosquitto, collector: Collector) -> None:
     devices = [_device("sim-qos0-1", keys=("rain",), shape="native", allow_seconds=False)]
     summary = run_simulation(SimConfig(url=mosquitto.url, devices=devices, rate=math.inf, max_messages=50, qos=0))
     assert summary.total_acked == summary.total_published == 50
     assert any("QoS 0" in line for line in summary.lines())
 
 
-def test_a_stop_request_ends_a_flat_out_run_with_nothing_left_unacked(mosquitto) -> None:  # noqa: F811
+def test_a_stop_request_ends_a_flat_out_run_with_nothing_left_unacked(mosquitto) -> None:
     stop = threading.Event()
     devices = synthetic_devices(5, keys=("soil_moisture",), site=Site(seed=1), farm_slug="f", shape="native", seed=4)
     threading.Timer(0.3, stop.set).start()
@@ -594,7 +594,7 @@ def test_an_unreachable_broker_is_a_clear_error() -> None:
 
 
 @pytest.mark.django_db
-def test_the_command_plays_the_enabled_devices_of_one_farm(mosquitto, collector: Collector) -> None:  # noqa: F811
+def test_the_command_plays_the_enabled_devices_of_one_farm(mosquitto, collector: Collector) -> None:
     farm = FarmFactory(time_zone="Pacific/Auckland")
     kind = DeviceKindFactory(expected_interval=600)
     MetricSpecFactory(kind=kind, key="soil_moisture")
@@ -640,7 +640,7 @@ def test_synthetic_devices_can_be_registered_with_their_sensors() -> None:
     assert set(Sensor.objects.filter(device__in=registered).values_list("key", flat=True)) == set(catalogue_keys(10))
 
 
-def test_sigterm_stops_the_command_cleanly_with_a_summary(mosquitto) -> None:  # noqa: F811
+def test_sigterm_stops_the_command_cleanly_with_a_summary(mosquitto) -> None:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "farm.settings_test", "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, str(ROOT / "manage.py"), "simulate", "--synthetic", "20", "--seed", "910005",
                "--rate", "300", "--url", mosquitto.url, "--report", "0"]  # fmt: skip
@@ -656,7 +656,7 @@ def test_sigterm_stops_the_command_cleanly_with_a_summary(mosquitto) -> None:  #
     assert b"unacked 0" in out
 
 
-def test_backfill_republishes_the_same_history_on_the_interval_grid(mosquitto) -> None:  # noqa: F811
+def test_backfill_republishes_the_same_history_on_the_interval_grid(mosquitto) -> None:
     native = _device("sim-backfill-1", keys=("soil_moisture",), interval=600, shape="native")
     lorawan = _device("a84041000181b0f1", keys=("air_temperature",), interval=600)
 

@@ -14,7 +14,9 @@ in short:
   nested objects flattened with ``_`` (up to three levels); null, text and lists are
   skipped and recorded;
 - native metric keys must match ``METRIC_KEY_PATTERN``; LoRaWAN codec keys are
-  normalised first (``batteryVoltage`` → ``battery_voltage``);
+  normalised first (``batteryVoltage`` → ``battery_voltage``); when two keys of one
+  object become the same metric key (normalised or flattened), the first is kept and
+  the second skipped and recorded;
 - ``ts``: epoch seconds, epoch milliseconds (|ts| ≥ 1e11) or ISO-8601 (no offset means
   UTC); missing means the receive time, except in an array where each element needs
   its own; more than ``max_future`` ahead of or ``retention`` behind the receive time
@@ -201,9 +203,7 @@ def _native(msg: Decoded, doc: Any, limits: Limits) -> None:
         _native_array(msg, doc, limits)
     else:
         raise Rejected(f"Telemetry must be a JSON object or an array of objects, got {_json_type(doc)}.")
-    if not msg.readings:
-        detail = f" Skipped: {'; '.join(msg.skipped)}." if msg.skipped else ""
-        raise Rejected(f"The message holds no readings.{detail}")
+    _require_readings(msg, "The message holds no readings.")
 
 
 def _native_object(msg: Decoded, obj: dict[str, Any], ts: int, where: str) -> None:
@@ -212,11 +212,11 @@ def _native_object(msg: Decoded, obj: dict[str, Any], ts: int, where: str) -> No
         for key in obj:
             if key not in ("ts", "values"):
                 _note(msg, f"{where}{key!r} beside 'values' ignored")
-        _metrics(msg, values, ts, "", 0, where, True)
+        _metrics(msg, values, ts, where, True)
     elif "values" in obj:
         raise _Skip(f"'values' must be an object, got {_json_type(values)}")
     else:
-        _metrics(msg, obj, ts, "", 0, where, True, "ts")
+        _metrics(msg, obj, ts, where, True, "ts")
 
 
 def _native_array(msg: Decoded, items: list[Any], limits: Limits) -> None:
@@ -312,16 +312,36 @@ def _decoded_values(msg: Decoded, values: Any, ts: int, field: str, hint: str) -
         raise Rejected(f"The uplink has no decoded values ({field} is missing: configure {hint}).")
     if not isinstance(values, dict):
         raise Rejected(f"{field} must be an object, got {_json_type(values)}.")
-    _metrics(msg, values, ts, "", 0, "", False)
+    _metrics(msg, values, ts, "", False)
+    _require_readings(msg, "The uplink holds no numeric values.")
+
+
+def _require_readings(msg: Decoded, rejection: str) -> None:
+    """Reject a message that kept no reading, saying what was skipped."""
     if not msg.readings:
         detail = f" Skipped: {'; '.join(msg.skipped)}." if msg.skipped else ""
-        raise Rejected(f"The uplink holds no numeric values.{detail}")
+        raise Rejected(f"{rejection}{detail}")
 
 
 # --- values, keys and timestamps --------------------------------------------------------
 
 
-def _metrics(
+def _metrics(msg: Decoded, obj: dict[str, Any], ts: int, where: str, native: bool, reserved: str = "") -> None:
+    """Append the readings of one object (a message or an element of an array).
+
+    Two payload keys may end as one metric key -- a codec's ``batteryVoltage`` beside
+    ``battery_voltage``, or ``{"a": {"b": 1}, "a_b": 2}`` -- and both readings would have
+    the same (sensor, ts): the first is kept and the second recorded as skipped. A flat
+    native object cannot collide (its keys are used as they are and JSON duplicate keys
+    are rejected), nor can codec keys that normalising left as they were, so the common
+    case skips the check.
+    """
+    start = len(msg.readings)
+    if _flatten(msg, obj, ts, "", 0, where, native, reserved):
+        _drop_collisions(msg, start, where)
+
+
+def _flatten(
     msg: Decoded,
     obj: dict[str, Any],
     ts: int,
@@ -330,18 +350,23 @@ def _metrics(
     where: str,
     native: bool,
     reserved: str = "",
-) -> None:
-    """Append the readings of one object; flatten nested objects with ``_``.
+) -> bool:
+    """Append the readings of one object, flattening nested objects with ``_``.
 
-    The hot loop of the worker: type checks by identity and memoised keys.
+    True when two keys may have become one: it nested, or a codec key was renamed.
+
+    The hot loop of the worker: type checks by identity and memoised keys. The reserved
+    key (``ts`` of a flat object) is checked before the memo: the memo is process-wide,
+    and "ts" inside ``values`` or a nested object is a metric there.
     """
     append = msg.readings.append
     keys = _NATIVE_KEYS if native else _CODEC_KEYS
+    may_collide = False
     for raw_key, value in obj.items():
+        if raw_key == reserved:
+            continue
         key = keys.get(raw_key, _UNSEEN)
         if key is _UNSEEN:
-            if raw_key == reserved:
-                continue
             key = _key(raw_key, native)
         if prefix and key is not None:
             key = prefix + key if len(prefix) + len(key) <= MAX_KEY_LENGTH else None
@@ -356,15 +381,42 @@ def _metrics(
         elif tp is str and _NUMERIC.fullmatch(value):
             value = _int_value(float(value), raw_key)
         elif tp is dict and key is not None and depth < MAX_NESTING:
-            _metrics(msg, value, ts, key + "_", depth + 1, where, native)
+            _flatten(msg, value, ts, key + "_", depth + 1, where, native)
+            may_collide = True
             continue
         else:
             _note(msg, f"{where}{raw_key!r} ({_skip_kind(value, depth)})")
             continue
         if key is None:
-            _note(msg, f"{where}{raw_key!r} (not a valid metric key: a-z, 0-9 and '_', starting with a letter)")
+            _note(msg, f"{where}{raw_key!r} ({_INVALID_KEY})")
         else:
             append((ts, key, value))
+            if not native and key != raw_key:
+                may_collide = True
+    return may_collide
+
+
+_INVALID_KEY: Final = "not a valid metric key: a-z, 0-9 and '_', starting with a letter"
+
+
+def _drop_collisions(msg: Decoded, start: int, where: str) -> None:
+    """Keep the first reading of each metric key appended since ``start``; note the others."""
+    added = msg.readings[start:]
+    first: dict[str, float] = {}
+    kept: list[Reading] = []
+    for reading in added:
+        _, key, value = reading
+        if key in first:
+            _note(
+                msg,
+                f"{where}{key!r} = {value:g} (a second payload key that becomes {key!r} once names are "
+                f"normalised; kept the first value, {first[key]:g})",
+            )
+        else:
+            first[key] = value
+            kept.append(reading)
+    if len(kept) != len(added):
+        msg.readings[start:] = kept
 
 
 _UNSEEN: Final[Any] = object()

@@ -43,6 +43,8 @@ class IngestStats:
     internal_errors: int = 0
     connects: int = 0
     acks_skipped: int = 0  # acks for messages of a previous connection (the broker redelivers them)
+    db_conflicts: int = 0  # deadlocks / serialization failures with another writer, retried at once
+    hooks_dropped: int = 0  # committed batches whose live update was dropped: the hooks were behind
     connected: bool = False
     database_ok: bool = True
     started_at: float = field(default_factory=time.time)

@@ -12,9 +12,10 @@ per device), unknown devices and dead letters. Downstream hooks run after the co
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Final
 
@@ -74,7 +75,7 @@ UPDATE sensors_device AS d SET
 FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::boolean[], %s::float8[], %s::float8[], %s::float8[])
     AS u(id, last_seen, status, if_unknown, battery, rssi, snr)
 WHERE d.id = u.id
-RETURNING d.id, d.farm_id, d.status, d.last_seen, d.battery, d.rssi, d.snr
+RETURNING d.farm_id, d.id, d.status, d.last_seen, d.battery, d.rssi, d.snr  -- DeviceChange order
 """
 _UNKNOWN_SQL = """
 INSERT INTO sensors_unknowndevice AS k (uid, source, topic, first_seen, last_seen, message_count, last_payload)
@@ -86,10 +87,24 @@ ON CONFLICT (uid) DO UPDATE SET
     message_count = k.message_count + EXCLUDED.message_count,
     last_payload = EXCLUDED.last_payload
 """
+# Deduplicated on the message's fingerprint: a redelivered (or identical repeated) bad
+# message counts again on its row instead of adding one. The latest reason wins (a
+# device disabled then enabled changes why its message is here).
 _DEAD_LETTERS_SQL = """
-INSERT INTO sensors_deadletter (received_at, topic, payload, payload_size, reason, source)
-SELECT * FROM unnest(%s::timestamptz[], %s::text[], %s::bytea[], %s::integer[], %s::text[], %s::text[])
+INSERT INTO sensors_deadletter AS d
+    (fingerprint, received_at, last_received_at, count, topic, payload, payload_size, reason, source)
+SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[], %s::bigint[], %s::text[], %s::bytea[],
+                     %s::integer[], %s::text[], %s::text[])
+ON CONFLICT (fingerprint) DO UPDATE SET
+    count = d.count + EXCLUDED.count,
+    last_received_at = GREATEST(d.last_received_at, EXCLUDED.last_received_at),
+    reason = EXCLUDED.reason,
+    source = EXCLUDED.source
 """
+# Workers of one share group write the same devices. Each locks its batch's devices in id
+# order before it updates them or their sensors, so two workers queue instead of
+# deadlocking (an UPDATE … FROM unnest locks in whatever order its join plan reads).
+_LOCK_DEVICES_SQL = "SELECT id FROM sensors_device WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE"
 
 
 @dataclass(slots=True)
@@ -134,6 +149,9 @@ class BatchResult:
     dead_letters: int = 0
     unknown: int = 0
     new_sensors: int = 0
+
+    def __add__(self, other: BatchResult) -> BatchResult:
+        return BatchResult(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
 
 
 def plan_batch(messages: Sequence[Decoded], registry: Registry) -> BatchPlan:
@@ -233,11 +251,12 @@ def store_batch(
     result = BatchResult(messages=len(messages), statuses=plan.statuses, unknown=plan.unknown_messages)
     with transaction.atomic():
         created = _create_sensors(plan, registry)
-        rows = _write_readings(plan.groups, created)
+        result.readings, result.inserted, latest = _write_readings(plan.groups, created)
+        _lock_devices(plan.devices)
+        _update_sensors_last(latest)
         changes = _update_devices(plan.devices)
         _upsert_unknown(plan.unknown)
         _insert_dead_letters(plan.dead)
-        result.readings, result.inserted = rows
         result.dead_letters, result.new_sensors = len(plan.dead), len(created)
         groups = plan.groups
         transaction.on_commit(lambda: after_commit(lambda: _outcome(groups, created, changes)))
@@ -259,32 +278,37 @@ def _create_sensors(plan: BatchPlan, registry: Registry) -> dict[tuple[int, str]
     if not wanted:
         return {}
     now = datetime.now(tz=EPOCH.tzinfo)
-    columns: list[list[Any]] = [[] for _ in range(8)]
-    for (device_id, key), entry in wanted.items():
-        spec = registry.specs.get(entry.kind_id, {}).get(key)
+    rows: list[tuple[Any, ...]] = []
+    for device_id, key in sorted(wanted):  # sorted: two workers insert the same keys in one order
+        spec = registry.specs.get(wanted[device_id, key].kind_id, {}).get(key)
         label = spec.label if spec else key.replace("_", " ").capitalize()
-        row = (device_id, key, label, spec.unit if spec else "", spec and spec.min_value, spec and spec.max_value)
-        for column, value in zip(columns, (*row, spec is None, now), strict=True):
-            column.append(value)
+        unit, low, high = (spec.unit, spec.min_value, spec.max_value) if spec else ("", None, None)
+        rows.append((device_id, key, label, unit, low, high, spec is None, now))
     with connection.cursor() as cursor:
-        cursor.execute(_CREATE_SENSORS_SQL, columns)
+        cursor.execute(_CREATE_SENSORS_SQL, _columns(rows))
         cursor.execute(_SENSOR_IDS_SQL, [[d for d, _ in wanted], [k for _, k in wanted]])
         return {(device_id, key): sensor_id for sensor_id, device_id, key in cursor.fetchall()}
 
 
 def _write_readings(
     groups: list[tuple[DeviceEntry, list[tuple[int, str, float]]]], created: dict[tuple[int, str], int]
-) -> tuple[int, int]:
-    """Store the readings; (readings written, rows actually inserted)."""
+) -> tuple[int, int, dict[int, tuple[int, float]]]:
+    """Store the readings; (readings written, rows actually inserted, each sensor's latest (ts, value))."""
     data, latest = _copy_data(groups, created)
     if not latest:
-        return 0, 0
+        return 0, 0, latest
     count = (len(data) - len(_COPY_HEADER) - len(_COPY_TRAILER)) // _COPY_ROW_SIZE
     with connection.cursor() as cursor:
         inserted = _copy_readings(cursor, data, count)
-        ids = sorted(latest)
+    return count, inserted, latest
+
+
+def _update_sensors_last(latest: dict[int, tuple[int, float]]) -> None:
+    if not latest:
+        return
+    ids = sorted(latest)
+    with connection.cursor() as cursor:
         cursor.execute(_SENSOR_LAST_SQL, [ids, [_moment(latest[i][0]) for i in ids], [latest[i][1] for i in ids]])
-    return count, inserted
 
 
 def _copy_data(
@@ -350,52 +374,93 @@ def _outcome(
 # --- devices, unknown devices, dead letters --------------------------------------------------
 
 
+def _lock_devices(updates: dict[int, DeviceUpdate]) -> None:
+    if updates:
+        with connection.cursor() as cursor:
+            cursor.execute(_LOCK_DEVICES_SQL, [sorted(updates)])
+
+
 def _update_devices(updates: dict[int, DeviceUpdate]) -> list[DeviceChange]:
     if not updates:
         return []
-    columns: list[list[Any]] = [[] for _ in range(7)]
+    rows: list[tuple[Any, ...]] = []
     for device_id in sorted(updates):
         update = updates[device_id]
         seen = None if update.last_seen_us is None else _moment(update.last_seen_us)
         link = [update.link[k][1] if k in update.link else None for k in LINK_KEYS]
-        for column, value in zip(columns, (device_id, seen, update.status, update.if_unknown, *link), strict=True):
-            column.append(value)
+        rows.append((device_id, seen, update.status, update.if_unknown, *link))
     with connection.cursor() as cursor:
-        cursor.execute(_DEVICES_SQL, columns)
+        cursor.execute(_DEVICES_SQL, _columns(rows))
         return [DeviceChange(*row) for row in cursor.fetchall()]
 
 
 def _upsert_unknown(unknown: dict[str, UnknownUpdate]) -> None:
     if not unknown:
         return
-    columns: list[list[Any]] = [[] for _ in range(7)]
+    rows: list[tuple[Any, ...]] = []
     for uid in sorted(unknown):
         r = unknown[uid]
-        row = (uid, r.source, r.topic, _moment(r.first_us), _moment(r.last_us), r.count, r.payload)
-        for column, value in zip(columns, row, strict=True):
-            column.append(value)
+        rows.append((uid, r.source, r.topic, _moment(r.first_us), _moment(r.last_us), r.count, r.payload))
     with connection.cursor() as cursor:
-        cursor.execute(_UNKNOWN_SQL, columns)
+        cursor.execute(_UNKNOWN_SQL, _columns(rows))
+
+
+@dataclass(slots=True)
+class _DeadLetterRow:
+    """One dead-letter row of a batch: the first delivery of a message, counted once per delivery."""
+
+    msg: Decoded
+    reason: str
+    first_us: int
+    last_us: int
+    count: int = 1
 
 
 def _insert_dead_letters(dead: list[tuple[Decoded, str]]) -> None:
     if not dead:
         return
-    columns: list[list[Any]] = [[] for _ in range(6)]
-    for msg, reason in dead:
-        payload = msg.payload
-        row = (
-            _moment(msg.received_us),
-            _topic(msg),
-            bytes(payload[:DEAD_LETTER_MAX_BYTES]),
-            len(payload),
-            _clip(reason, REASON_MAX),
-            msg.source,
+    by_fingerprint: dict[str, _DeadLetterRow] = {}
+    for msg, reason in dead:  # one row per distinct message: ON CONFLICT cannot touch a row twice
+        fingerprint = dead_letter_fingerprint(msg.topic, msg.payload)
+        row = by_fingerprint.get(fingerprint)
+        if row is None:
+            by_fingerprint[fingerprint] = _DeadLetterRow(msg, reason, msg.received_us, msg.received_us)
+            continue
+        row.count += 1
+        row.first_us, row.last_us = min(row.first_us, msg.received_us), max(row.last_us, msg.received_us)
+        row.reason = reason
+    rows: list[tuple[Any, ...]] = []
+    for fingerprint in sorted(by_fingerprint):  # sorted: concurrent upserts lock rows in one order
+        r = by_fingerprint[fingerprint]
+        payload = r.msg.payload
+        rows.append(
+            (
+                fingerprint,
+                _moment(r.first_us),
+                _moment(r.last_us),
+                r.count,
+                _topic(r.msg),
+                bytes(payload[:DEAD_LETTER_MAX_BYTES]),
+                len(payload),
+                _clip(r.reason, REASON_MAX),
+                r.msg.source,
+            )
         )
-        for column, value in zip(columns, row, strict=True):
-            column.append(value)
     with connection.cursor() as cursor:
-        cursor.execute(_DEAD_LETTERS_SQL, columns)
+        cursor.execute(_DEAD_LETTERS_SQL, _columns(rows))
+
+
+def dead_letter_fingerprint(topic: bytes, payload: bytes) -> str:
+    """The dedupe key of a dead letter: sha256 of the length-prefixed topic and the whole payload."""
+    digest = hashlib.sha256(len(topic).to_bytes(4, "big"))
+    digest.update(topic)
+    digest.update(payload)
+    return digest.hexdigest()
+
+
+def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows as columns: the array parameters of an ``unnest(%s, %s, …)`` statement."""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def dead_letter_rows(dead: list[tuple[Decoded, str]]) -> int:

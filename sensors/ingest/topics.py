@@ -8,6 +8,7 @@ LoRaWAN devices (whose uid is the DevEUI, taken from the payload).
 from __future__ import annotations
 
 import functools
+import re
 from typing import Final, NamedTuple
 
 from sensors.models import UID_PATTERN, normalize_uid
@@ -19,6 +20,8 @@ TTN: Final = "ttn"
 TELEMETRY: Final = "telemetry"
 STATUS: Final = "status"
 UPLINK: Final = "uplink"
+
+SHARE_GROUP_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")  # INGEST_SHARE_GROUP, as in farm/settings.py
 
 FILTERS: Final[dict[str, tuple[str, ...]]] = {
     NATIVE: ("farm/+/telemetry", "farm/+/status"),
@@ -46,6 +49,8 @@ class TopicError(ValueError):
 
 def subscription_filters(sources: list[str], share_group: str = "") -> list[str]:
     """The topic filters for the enabled sources, through ``$share/<group>/`` when set."""
+    if share_group and not SHARE_GROUP_PATTERN.fullmatch(share_group):
+        raise ValueError(f"A share group is 1-64 of A-Z, a-z, 0-9, '-', '_'; got {share_group!r}")
     prefix = f"$share/{share_group}/" if share_group else ""
     return [prefix + f for source in sources for f in FILTERS[source]]
 

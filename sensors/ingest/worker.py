@@ -21,6 +21,7 @@ a PostgreSQL outage backs up into the broker's queue, not into this process.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import queue
@@ -34,7 +35,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
@@ -52,6 +53,8 @@ from sensors.ingest.store import BatchResult, OutcomeSink, dead_letter_rows, hoo
 
 logger = logging.getLogger("sensors.ingest")
 
+T = TypeVar("T")
+
 PacketTypes = mqtt.PacketTypes
 READ_BURST = 500  # packets read from a buffer before the loop looks at acks and keepalive again
 
@@ -67,6 +70,7 @@ class WorkerConfig:
     batch_size: int = 5000
     batch_ms: int = 200
     max_pending: int = 20_000
+    max_pending_bytes: int = 64 * 1024 * 1024
     max_payload: int = 64 * 1024
     max_future_seconds: int = 300
     retention_days: int = 400
@@ -87,6 +91,7 @@ class WorkerConfig:
             batch_size=settings.INGEST_BATCH_SIZE,
             batch_ms=settings.INGEST_BATCH_MS,
             max_pending=settings.INGEST_MAX_PENDING,
+            max_pending_bytes=settings.INGEST_MAX_PENDING_BYTES,
             max_payload=settings.INGEST_MAX_PAYLOAD,
             max_future_seconds=settings.INGEST_MAX_FUTURE_SECONDS,
             retention_days=settings.INGEST_RETENTION_DAYS,
@@ -271,6 +276,9 @@ class Ingestor:
         self.stats = stats or IngestStats()
         self.registry = Registry()
         self.give_up_at: float | None = None  # set at shutdown: stop retrying a dead database then
+        # The worker's stop event: once set, a database outage is not waited out -- the
+        # messages in hand stay unacknowledged, so the broker redelivers them.
+        self.stop_requested: threading.Event | None = None
         self.while_waiting: Callable[[], None] | None = None  # called while waiting for the database
         self.after_commit: OutcomeSink = hooks_run_now
         self._db_down_since: float | None = None
@@ -308,18 +316,10 @@ class Ingestor:
         return result
 
     def _store_retrying(self, decoded: list[Decoded], *, isolate_on_error: bool) -> BatchResult | None:
-        backoff = Backoff(0.2, 10.0)
         integrity_errors = 0
         while True:
             try:
-                if not connection.in_atomic_block:  # (a caller's own transaction, as in tests, is left alone)
-                    close_old_connections()  # survive a PostgreSQL restart without a process restart
-                self.registry.refresh()
-                result = store_batch(messages=decoded, registry=self.registry, after_commit=self.after_commit)
-            except (OperationalError, InterfaceError) as exc:
-                if not self._wait_for_database(exc, backoff):
-                    return None
-                continue
+                return self._with_db_retry(lambda: self._store_batch(decoded))
             except IntegrityError:
                 # Most likely a sensor or device deleted since the registry was loaded.
                 integrity_errors += 1
@@ -335,6 +335,32 @@ class Ingestor:
                 self.stats.internal_errors += 1
                 logger.exception("storing a batch of %d failed; storing its messages one by one", len(decoded))
                 return self._store_one_by_one(decoded)
+
+    def _store_batch(self, decoded: list[Decoded]) -> BatchResult:
+        self.registry.refresh()
+        return store_batch(messages=decoded, registry=self.registry, after_commit=self.after_commit)
+
+    def _with_db_retry(self, attempt: Callable[[], T]) -> T | None:
+        """``attempt()`` until PostgreSQL takes it; None if shutdown came first while it was unavailable.
+
+        A deadlock or serialization failure is another worker's transaction in the way,
+        not an outage: retried at once (after a few ms of jitter, so the two don't meet again).
+        """
+        backoff = Backoff(0.2, 10.0)
+        while True:
+            try:
+                if not connection.in_atomic_block:  # (a caller's own transaction, as in tests, is left alone)
+                    close_old_connections()  # survive a PostgreSQL restart without a process restart
+                result = attempt()
+            except (OperationalError, InterfaceError) as exc:
+                if _is_transaction_conflict(exc):
+                    self.stats.db_conflicts += 1
+                    logger.info("transaction conflict with another writer (%s); retrying", _sqlstate(exc))
+                    time.sleep(random.uniform(0, 0.02))  # noqa: S311 - jitter, not cryptography
+                    continue
+                if not self._wait_for_database(exc, backoff):
+                    return None
+                continue
             self._database_back()
             return result
 
@@ -349,31 +375,26 @@ class Ingestor:
                 result = self._dead_letter_failure(msg, exc)
             if result is None:
                 return None
-            for name in ("messages", "readings", "inserted", "statuses", "dead_letters", "unknown", "new_sensors"):
-                setattr(total, name, getattr(total, name) + getattr(result, name))
+            total += result
         return total
 
     def _dead_letter_failure(self, msg: Decoded, exc: Exception) -> BatchResult | None:
         """Record a message that could not be stored; None if shutdown came first."""
         reason = f"Internal error while storing this message: {exc!r}"
-        backoff = Backoff(0.2, 10.0)
-        while True:
-            try:
-                dead_letter_rows([(msg, reason)])
-                return BatchResult(messages=1, dead_letters=1)
-            except (OperationalError, InterfaceError) as db_exc:
-                if not self._wait_for_database(db_exc, backoff):
-                    return None
-            except Exception:
-                logger.exception(
-                    "could not dead-letter a %d-byte message on %s either; dropping it",
-                    len(msg.payload),
-                    topics.topic_text(msg.topic),
-                )
-                return BatchResult(messages=1)
+        try:
+            if self._with_db_retry(lambda: dead_letter_rows([(msg, reason)])) is None:
+                return None
+        except Exception:
+            logger.exception(
+                "could not dead-letter a %d-byte message on %s either; dropping it",
+                len(msg.payload),
+                topics.topic_text(msg.topic),
+            )
+            return BatchResult(messages=1)
+        return BatchResult(messages=1, dead_letters=1)
 
     def _wait_for_database(self, exc: Exception, backoff: Backoff) -> bool:
-        """Sleep before the next attempt; False when shutdown's deadline has passed."""
+        """Sleep before the next attempt; False when shutdown was requested or its deadline passed."""
         self.stats.db_errors += 1
         now = time.monotonic()
         delay = backoff.next()
@@ -386,18 +407,39 @@ class Ingestor:
                 "PostgreSQL still unavailable after %.0f s; next attempt in %.1f s", now - self._db_down_since, delay
             )
         while time.monotonic() < now + delay:
-            if self.give_up_at is not None and time.monotonic() >= self.give_up_at:
+            if self._giving_up():
                 return False
             if self.while_waiting:
                 self.while_waiting()  # the worker keeps reporting: a growing lag shows the stall
             time.sleep(0.05)
-        return not (self.give_up_at is not None and time.monotonic() >= self.give_up_at)
+        return not self._giving_up()
+
+    def _giving_up(self) -> bool:
+        if self.stop_requested is not None and self.stop_requested.is_set():
+            logger.warning(
+                "shutdown requested while PostgreSQL is unavailable: not waiting for it; the messages in hand "
+                "stay unacknowledged and the broker redelivers them to this client id"
+            )
+            return True
+        return self.give_up_at is not None and time.monotonic() >= self.give_up_at
 
     def _database_back(self) -> None:
         self.stats.database_ok = True
         if self._db_down_since is not None:
             logger.warning("PostgreSQL is back after %.1f s", time.monotonic() - self._db_down_since)
             self._db_down_since = None
+
+
+_CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    cause = exc.__cause__ or exc
+    return getattr(cause, "sqlstate", None)
+
+
+def _is_transaction_conflict(exc: BaseException) -> bool:
+    return _sqlstate(exc) in _CONFLICT_SQLSTATES
 
 
 class HookThread:
@@ -409,17 +451,41 @@ class HookThread:
     still queued when the process dies are lost, like any channel-layer message (DESIGN.md §6).
     """
 
-    def __init__(self, *, backlog: int = 4) -> None:
+    def __init__(self, *, backlog: int = 4, stats: IngestStats | None = None, warn_interval: float = 60.0) -> None:
         self._queue: queue.Queue[Callable[[], BatchOutcome] | None] = queue.Queue(maxsize=backlog)
+        self.stats = stats or IngestStats()
+        self.warn_interval = warn_interval
+        self._warned_at = float("-inf")
         self._thread = threading.Thread(target=self._run, name="batch-hooks", daemon=True)
         self._thread.start()
 
     def submit(self, make_outcome: Callable[[], BatchOutcome]) -> None:
-        self._queue.put(make_outcome)
+        """Queue a committed batch's outcome; drop it if the hooks are that far behind.
+
+        Called in ``on_commit`` before the batch's acks are queued: it must never wait.
+        A dropped outcome is a live update the browsers miss; their per-farm sequence
+        check sees the gap and refetches (DESIGN.md §6). The data is committed either way.
+        """
+        try:
+            self._queue.put_nowait(make_outcome)
+        except queue.Full:
+            self.stats.hooks_dropped += 1
+            now = time.monotonic()
+            if now - self._warned_at >= self.warn_interval:
+                self._warned_at = now
+                logger.warning(
+                    "the batch hooks are behind; dropped a batch's live update (%d so far): browsers refetch",
+                    self.stats.hooks_dropped,
+                )
 
     def stop(self, timeout: float) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout)
+        """Let queued outcomes run, waiting at most ``timeout`` seconds for a stuck hook."""
+        deadline = time.monotonic() + timeout
+        with contextlib.suppress(queue.Full):
+            self._queue.put(None, timeout=timeout)
+        self._thread.join(max(deadline - time.monotonic(), 0.0))
+        if self._thread.is_alive():
+            logger.warning("the batch hooks did not finish within %.0f s; exiting without them", timeout)
 
     def _run(self) -> None:
         while (make_outcome := self._queue.get()) is not None:
@@ -455,7 +521,12 @@ class IngestWorker:
         self._inflight: list[Pending] = []  # taken by the flush thread, not yet committed
         self._acks: deque[tuple[int, list[int]]] = deque()
         self._acks_ready = threading.Event()
-        self._generation = 0
+        # Payload bytes received and released, each written by one thread only (no lock):
+        # received-but-uncommitted bytes are the difference.
+        self._bytes_in = 0
+        self._bytes_out = 0
+        self._generation = 0  # bumped at each new connection; acks only go out on their own
+        self._paused_ping_at = 0.0
         self._draining = False
         self._paused = threading.Event()
         self._net_stop = threading.Event()
@@ -486,8 +557,9 @@ class IngestWorker:
             self.config.batch_size,
             self.config.batch_ms,
         )
-        self.hooks = HookThread()
+        self.hooks = HookThread(stats=self.stats)
         self.ingestor.after_commit = self.hooks.submit
+        self.ingestor.stop_requested = stop
         self._net_thread.start()
         thresholds = gc.get_threshold()
         # About ten container objects per message, all freed by reference counting: the
@@ -533,14 +605,22 @@ class IngestWorker:
     def _flush(self, batch: list[Pending]) -> bool:
         """Decode and store one batch, then queue its acks; False if shutdown gave up on it."""
         if self.ingestor.store([d for d, _, _ in batch]) is None:
+            logger.warning(
+                "shutting down with %d messages not stored (PostgreSQL unavailable); the broker keeps them "
+                "unacknowledged and redelivers them to this client id",
+                len(batch) + len(self._pending),
+            )
             return False
         by_generation: dict[int, list[int]] = {}
-        for _, mid, generation in batch:
+        released = 0
+        for decoded, mid, generation in batch:
+            released += len(decoded.payload)
             if mid:
                 by_generation.setdefault(generation, []).append(mid)
         self._acks.extend(by_generation.items())
         self._acks_ready.set()
         self._inflight = []
+        self._bytes_out += released
         return True
 
     def _maybe_report(self) -> None:
@@ -561,11 +641,6 @@ class IngestWorker:
         self._paused.wait(timeout=2)
         while batch := self._take_batch(wait=False):
             if not self._flush(batch):
-                logger.warning(
-                    "shutting down with %d messages not stored (PostgreSQL unavailable); the broker keeps them "
-                    "unacknowledged and redelivers them to this client id",
-                    len(batch) + len(self._pending),
-                )
                 break
         deadline = time.monotonic() + 5
         while (self._acks or self.client.want_write()) and time.monotonic() < deadline and self._net_thread.is_alive():
@@ -594,13 +669,9 @@ class IngestWorker:
             self._connect(client)
             return
         room = self.config.max_pending - len(self._pending) - len(self._inflight)
-        if self._draining or room <= 0:
+        if self._draining or room <= 0 or self._over_byte_budget():
             # Stop reading: the backlog stays on the broker, not in this process.
-            self._paused.set()
-            self._send_acks(client)
-            client.loop_write()
-            self._acks_ready.wait(0.05)
-            self._acks_ready.clear()
+            self._pause_step(client)
             return
         self._paused.clear()
         if self._acks:
@@ -611,6 +682,31 @@ class IngestWorker:
             self._misc_at = now
             client.loop_misc()
 
+    def _over_byte_budget(self) -> bool:
+        return self._bytes_in - self._bytes_out >= self.config.max_pending_bytes
+
+    def _pause_step(self, client: mqtt.Client) -> None:
+        """Send acks and keep the connection alive without reading a message."""
+        now = time.monotonic()
+        if not self._paused.is_set():
+            self._paused_ping_at = now
+            self._paused.set()
+        self._send_acks(client)
+        if now - self._paused_ping_at >= self.config.keepalive / 2:
+            # The broker drops a client silent for 1.5 keepalives, and the acks of the
+            # batch being stored would then go to a dead socket. paho's loop_misc would
+            # ping but also wants the PINGRESP read in time, and reading is what a pause
+            # must not do: ping directly; the PINGRESPs are read when reading resumes.
+            self._paused_ping_at = now
+            send_pingreq = getattr(client, "_send_pingreq", None)
+            if send_pingreq is not None:
+                send_pingreq()
+            else:
+                client.loop_misc()
+        client.loop_write()
+        self._acks_ready.wait(0.05)
+        self._acks_ready.clear()
+
     def _read(self, client: mqtt.Client, sock: Any, burst: int) -> None:
         """paho's external-loop API (loop_read/loop_write/loop_misc), with a select only when idle.
 
@@ -618,8 +714,11 @@ class IngestWorker:
         """
         pending = getattr(sock, "pending", None)
         if pending is not None and pending() > 0:
+            budget = self.config.max_pending_bytes + self._bytes_out
             for _ in range(burst):
                 if client.loop_read() != mqtt.MQTT_ERR_SUCCESS or client.socket() is None or pending() == 0:
+                    break
+                if self._bytes_in >= budget:
                     break
             return
         writers = [sock] if client.want_write() else []
@@ -640,6 +739,10 @@ class IngestWorker:
             delay = self._backoff.next()
             self._next_connect_at = time.monotonic() + delay
             logger.warning("cannot reach the MQTT broker (%s); retrying in %.1f s", exc, delay)
+            return
+        # A new socket: from now on acks of the earlier connection's messages are dropped,
+        # also before the CONNACK (paho would write them to this socket straight away).
+        self._generation += 1
 
     def _send_acks(self, client: mqtt.Client) -> None:
         while self._acks:
@@ -657,7 +760,6 @@ class IngestWorker:
             self._next_connect_at = time.monotonic() + delay
             logger.error("the MQTT broker refused the connection: %s; retrying in %.1f s", reason, delay)
             return
-        self._generation += 1
         self.stats.connects += 1
         logger.info(
             "connected to the MQTT broker (session %s); subscribing",
@@ -680,6 +782,7 @@ class IngestWorker:
             return
         self._backoff.reset()
         self.stats.connected = True
+        logger.info("subscribed to %s", ", ".join(self.filters))
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         self.stats.connected = False
@@ -698,6 +801,7 @@ class IngestWorker:
             received_us = int((message.timestamp + self._clock_offset) * 1_000_000)
             # message.topic would raise on invalid UTF-8; message._topic is the raw bytes.
             decoded = self._decode(message._topic, message.payload, message.retain, received_us)
+            self._bytes_in += len(decoded.payload)
             pending = self._pending
             # Not the MQTTMessage: it carries a lock and a condition; free it now.
             pending.append((decoded, message.mid if message.qos else 0, self._generation))
