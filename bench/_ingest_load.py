@@ -113,9 +113,11 @@ def publish(
 @dataclass
 class Counted:
     received: int = 0
-    connected_at: float = 0.0  # time.monotonic() of the CONNACK
+    connected_at: float = 0.0  # time.time() of the CONNACK
     first_at: float = 0.0  # of the first message
     last_at: float = 0.0  # of the last message
+    max_gap: float = 0.0  # the longest wait between two messages (a broker busy saving its database shows here)
+    session_present: bool = False
     timed_out: bool = False
 
 
@@ -127,13 +129,18 @@ def _bare_client(client_id: str) -> mqtt.Client:
 def bare_subscribe(host: str, port: int, client_id: str, filters: list[str]) -> None:
     """Create the bare subscriber's persistent session (QoS 1, the worker's topic filters) and leave."""
     client = _bare_client(client_id)
-    done: list[bool] = []
+    granted: list[bool] = []
+
+    def on_subscribe(c: mqtt.Client, u: Any, mid: int, reasons: list[Any], props: Any) -> None:
+        granted.append(not any(reason.is_failure for reason in reasons))
+        c.disconnect()
+
     client.on_connect = lambda c, u, f, r, p: c.subscribe([(t, 1) for t in filters])
-    client.on_subscribe = lambda c, u, mid, r, p: (done.append(True), c.disconnect())
+    client.on_subscribe = on_subscribe
     client.connect(host, port)
     client.loop_forever(timeout=0.1)
-    if not done:
-        raise RuntimeError("the bare subscriber's subscription failed")
+    if granted != [True]:
+        raise RuntimeError("the broker refused the bare subscriber's subscription")
 
 
 def bare_drain(host: str, port: int, client_id: str, expect: int, idle_timeout: float, out: Queue[Any]) -> None:
@@ -146,12 +153,15 @@ def bare_drain(host: str, port: int, client_id: str, expect: int, idle_timeout: 
     client = _bare_client(client_id)
 
     def on_connect(c: mqtt.Client, u: Any, flags: Any, reason: Any, props: Any) -> None:
-        counted.connected_at = time.monotonic()
+        counted.connected_at = time.time()
+        counted.session_present = flags.session_present
 
     def on_message(c: mqtt.Client, u: Any, message: mqtt.MQTTMessage) -> None:
-        now = time.monotonic()
+        now = time.time()
         if not counted.received:
             counted.first_at = now
+        else:
+            counted.max_gap = max(counted.max_gap, now - counted.last_at)
         counted.received += 1
         counted.last_at = now
         if counted.received >= expect:
@@ -162,7 +172,7 @@ def bare_drain(host: str, port: int, client_id: str, expect: int, idle_timeout: 
     client.connect(host, port)
     while client.loop(timeout=0.5) == mqtt.MQTT_ERR_SUCCESS:
         quiet_since = counted.last_at or counted.connected_at or math.inf
-        if time.monotonic() - quiet_since > idle_timeout:
+        if time.time() - quiet_since > idle_timeout:
             counted.timed_out = True
             client.disconnect()
     out.put(counted)

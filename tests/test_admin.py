@@ -523,8 +523,9 @@ def test_the_dead_letter_list_shows_deliveries_and_last_received(admin_client):
     DeadLetterFactory.create(received_at=first, last_received_at=first + timedelta(hours=3), count=7)
     page = html_text(admin_client.get(reverse("admin:sensors_deadletter_changelist")))
     assert '<td class="field-count">7</td>' in page
-    assert "Deliveries" in page and "Last received" in page
-    assert "June 1, 2025, 3 p.m." in page
+    assert "Deliveries" in page
+    assert "Last received" in page
+    assert '<td class="field-last_received_at nowrap">1 Jun 2025, 3 p.m.</td>' in page
 
 
 def test_dead_letters_are_read_only(admin_client):

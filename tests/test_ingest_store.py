@@ -294,7 +294,7 @@ def test_an_internal_error_storing_a_batch_isolates_the_poison_message(ingestor,
     assert (result.messages, result.dead_letters) == (3, 1)
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the shipped device kinds
+@pytest.mark.django_db(transaction=True)
 def test_a_sensor_deleted_behind_the_cache_does_not_wedge_ingest():
     sensor = cast(Sensor, SensorFactory(device__uid="probe-9", key="soil_moisture"))
     device = sensor.device
@@ -384,7 +384,7 @@ def test_a_deadlock_or_serialization_failure_is_retried_at_once_not_waited_out_a
     assert "PostgreSQL unavailable" not in caplog.text
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the shipped device kinds
+@pytest.mark.django_db(transaction=True)
 def test_two_writers_creating_the_same_sensors_queue_instead_of_deadlocking():
     # Another worker of the share group holds the new sensor of the lower device id and next
     # wants the higher one. Taking the keys in message order (higher id first) deadlocks.

@@ -20,13 +20,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from django.core.cache import cache
 
+from sensors.hooks import BatchOutcome, register_batch_hook, unregister_batch_hook
 from sensors.ingest.stats import STATS_KEY, WORKERS_KEY, IngestStats, StatsReporter, ingest_health
-from sensors.ingest.worker import IngestWorker, WorkerConfig
+from sensors.ingest.worker import HookThread, IngestWorker, WorkerConfig
 from sensors.models import DeadLetter, Device, Reading, Sensor, UnknownDevice
 from tests import mqtt_fixtures
 from tests.factories import DeviceFactory
 from tests.mqtt_fixtures import AmqttBroker, Broker, free_port, publish, tls_broker_config, wait_until
-
 
 NOW_S = int(time.time())
 DEV_EUI = "70b3d57ed0051f2a"
@@ -345,3 +345,146 @@ def test_the_worker_speaks_mqtt_over_websockets_to_the_embedded_amqtt_broker(db,
         broker.stop()
 
     assert values_of("probe-w", "soil_moisture") == [0, 1, 2, 3, 4]
+
+
+# --- review fixes: pause keepalive, byte budget, hooks, ack generations ---------------------------
+
+
+def hold_first_store(worker: IngestWorker) -> threading.Event:
+    """Make the worker's first store wait (as on a slow or stalled database) until the event is set."""
+    release = threading.Event()
+    real = worker.ingestor.store
+
+    def store(decoded):
+        release.wait(timeout=60)
+        return real(decoded)
+
+    worker.ingestor.store = store  # type: ignore[method-assign]
+    return release
+
+
+def test_a_paused_worker_keeps_its_connection_alive(db, mosquitto, make_worker):
+    DeviceFactory(uid="probe-k")
+    worker = make_worker(keepalive=1, batch_size=5, max_pending=10)
+    release = hold_first_store(worker)
+    messages = [telemetry("probe-k", {"ts": NOW_S - 100 + i, "soil_moisture": i}) for i in range(30)]
+
+    def pause_for_keepalives() -> None:
+        wait_until(worker._paused.is_set, timeout=10, what="the worker to stop reading")
+        time.sleep(6)  # the broker drops a client silent for 1.5 keepalives (1.5 s; it checks every few s)
+        release.set()
+
+    holder = threading.Thread(target=pause_for_keepalives)
+    holder.start()
+    assert run_worker(worker, mosquitto.port, messages) == 0
+    holder.join()
+
+    assert values_of("probe-k", "soil_moisture") == list(range(30))
+    assert worker.stats.connects == 1, "the broker did not drop the paused worker"
+    # Had it dropped the worker, the acks sent after the pause went to a dead socket and the
+    # broker still holds those messages for the worker's session.
+    assert session_backlog(mosquitto.port, worker.config.client_id, "farm/probe-k/telemetry") == []
+
+
+def session_backlog(port: int, client_id: str, topic: str) -> list[bytes]:
+    """What the broker still holds for a persistent session: resume it, then wait for a marker message."""
+    got: list[bytes] = []
+    marker = f"marker-{uuid.uuid4().hex}".encode()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+    client.on_message = lambda c, u, m: got.append(m.payload)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        wait_until(client.is_connected, timeout=10, what="the session to resume")
+        publish(port, [(topic, marker)])  # queued behind whatever the session still holds
+        wait_until(lambda: marker in got, timeout=10, what="the marker")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return got[: got.index(marker)]
+
+
+def test_the_byte_budget_stops_reading_before_the_message_count_does(db, mosquitto, make_worker):
+    DeviceFactory(uid="probe-b")
+    worker = make_worker(batch_size=5, max_pending=1000, max_pending_bytes=2_000)
+    release = hold_first_store(worker)
+    messages = [telemetry("probe-b", {"ts": NOW_S - 100 + i, "soil_moisture": i, "pad": "x" * 60}) for i in range(60)]
+    held: list[int] = []
+
+    def measure_then_release() -> None:
+        wait_until(worker._paused.is_set, timeout=10, what="the worker to stop reading")
+        held.append(len(worker._pending) + len(worker._inflight))
+        release.set()
+
+    holder = threading.Thread(target=measure_then_release)
+    holder.start()
+    assert run_worker(worker, mosquitto.port, messages) == 0
+    holder.join()
+
+    size = len(messages[0][1])
+    assert held[0] <= 2_000 // size + 1, "at most the byte budget (plus the message crossing it) in memory"
+    assert values_of("probe-b", "soil_moisture") == list(range(60))
+
+
+def test_a_hook_thread_that_is_behind_drops_outcomes_instead_of_blocking_ingest(caplog):
+    stuck = threading.Event()
+
+    def hook(outcome: BatchOutcome) -> None:
+        stuck.wait(10)
+
+    def submit_ten() -> None:
+        for _ in range(10):
+            hooks.submit(BatchOutcome)
+
+    register_batch_hook(hook)
+    stats = IngestStats()
+    hooks = HookThread(backlog=2, stats=stats)
+    try:
+        submitter = threading.Thread(target=submit_ten, daemon=True)
+        submitter.start()
+        submitter.join(timeout=5)
+        assert not submitter.is_alive(), "submit never waits for the hooks"
+        assert 7 <= stats.hooks_dropped <= 8  # one running, two queued
+        assert [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()] == [
+            "the batch hooks are behind; dropped a batch's live update (1 so far): browsers refetch"
+        ]  # warned once per interval
+    finally:
+        stuck.set()
+        hooks.stop(timeout=5)
+        unregister_batch_hook(hook)
+
+
+def test_stopping_the_hook_thread_gives_up_on_a_stuck_hook_after_its_timeout():
+    entered, stuck = threading.Event(), threading.Event()
+
+    def hook(outcome: BatchOutcome) -> None:
+        entered.set()
+        stuck.wait(30)
+
+    register_batch_hook(hook)
+    hooks = HookThread(backlog=1)
+    try:
+        hooks.submit(BatchOutcome)
+        entered.wait(5)
+        hooks.submit(BatchOutcome)  # the queue is full behind the stuck hook
+        started = time.monotonic()
+        hooks.stop(timeout=0.5)
+        assert time.monotonic() - started < 5
+    finally:
+        stuck.set()
+        unregister_batch_hook(hook)
+
+
+def test_acks_of_the_previous_connection_are_dropped_as_soon_as_it_reconnects(mosquitto, make_worker):
+    worker = make_worker()
+    worker._connect(worker.client)  # the first connection's socket
+    first = worker._generation
+    worker._acks.append((first, [1, 2, 3]))  # a batch committed for messages of that connection
+    worker.client.socket().close()  # the connection is lost ...
+
+    worker._connect(worker.client)  # ... and paho opens a new socket; the CONNACK is not read yet
+
+    worker._send_acks(worker.client)
+    assert worker._generation == first + 1
+    assert worker.stats.acks_skipped == 3
+    worker.client.disconnect()

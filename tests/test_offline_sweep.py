@@ -115,9 +115,8 @@ def test_the_sweep_leaves_updated_at_alone_so_the_ingest_registry_does_not_reloa
     registry = Registry(check_interval=0)
     registry.refresh()
 
-    with time_machine.travel(NOW + timedelta(minutes=5), tick=False):
-        with django_capture_on_commit_callbacks(execute=False):
-            assert len(devices_mark_offline()) == 1
+    with time_machine.travel(NOW + timedelta(minutes=5), tick=False), django_capture_on_commit_callbacks(execute=False):
+        assert len(devices_mark_offline()) == 1
 
     overdue.refresh_from_db()
     assert (overdue.status, overdue.updated_at) == (DeviceStatus.OFFLINE, updated_at)
