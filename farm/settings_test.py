@@ -18,7 +18,7 @@ WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True
 # The suite flushes its channel layer between tests: keep that away from the keys of a
 # `make run` sharing the same Redis.
-CHANNEL_LAYERS = {  # noqa: F405
+CHANNEL_LAYERS = {
     "default": {
         **CHANNEL_LAYERS["default"],  # noqa: F405
         "CONFIG": {**CHANNEL_LAYERS["default"]["CONFIG"], "prefix": "furrow-test:asgi"},  # type: ignore[dict-item]  # noqa: F405
