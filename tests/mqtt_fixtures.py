@@ -119,7 +119,7 @@ class Broker:
         return int(sys_value(self.port, "$SYS/broker/publish/messages/dropped"))
 
 
-def sys_value(port: int, topic: str, timeout: float = 5.0) -> str:
+def sys_value(port: int, topic: str, timeout: float = 30.0) -> str:
     got: list[str] = []
     done = threading.Event()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
