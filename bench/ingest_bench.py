@@ -5,12 +5,12 @@
 
 Everything runs on this machine, each part as in production: a private Mosquitto with
 ``docker/mosquitto.conf`` (as the test suite adapts it: port, persistence directory,
-``sys_interval 1``; plus ``max_queued_messages`` raised by ``--max-queued``, see step 2; the
-system broker keeps Debian's limits), the machine's PostgreSQL with a database of our own
-(``<DATABASE_URL name>_ingest_bench``: dropped, created and migrated at the start, dropped at the
-end), ``manage.py ingest`` as a subprocess with the production settings module and its
-after-commit hooks (the live fan-out into ``REDIS_URL``), and the simulator
-(``sensors.simulator``) as the load generator, in processes of their own. Steps:
+``sys_interval 1``, anonymous without the password file and ACL; plus ``max_queued_messages``
+raised by ``--max-queued``, see step 2; the system broker keeps Debian's limits), the machine's
+PostgreSQL with a database of our own (``<DATABASE_URL name>_ingest_bench``: dropped, created and
+migrated at the start, dropped at the end), ``manage.py ingest`` as a subprocess with the
+production settings module and its after-commit hooks (the live fan-out into ``REDIS_URL``), and
+the simulator (``sensors.simulator``) as the load generator, in processes of their own. Steps:
 
 1. Three sets of 1,000 synthetic native devices are registered in one farm: 1-metric, 10-metric,
    and 1-metric for the latency step. The worker starts once to create its persistent session
@@ -272,6 +272,7 @@ class Stack:
     monitor: BrokerMonitor | None = None
     worker: WorkerProcess | None = None
     worker_rss: dict[str, int] = field(default_factory=dict)  # phase -> peak bytes
+    broker_rss: int = 0  # peak bytes while the backlogs drained
     runs: int = 0
 
     @property
@@ -405,6 +406,7 @@ def bare_rate(stack: Stack, expect: int) -> Drain:
     watch = Watch({"bare subscriber": [psutil.Process(child.pid)], "mosquitto": mosquitto})
     counted: Counted = out.get()
     cpu = watch.stop()
+    stack.broker_rss = max(stack.broker_rss, watch.peak_rss.get("mosquitto", 0))
     child.join()
     if counted.timed_out or counted.received != expect or not counted.session_present:
         raise RuntimeError(f"the bare subscriber received {counted.received} of {expect} messages")
@@ -452,6 +454,7 @@ def worker_rate(stack: Stack, expect: int, phase: str, *, keep_running: bool = F
     assert watch is not None
     cpu = watch.stop()
     stack.worker_rss[phase] = watch.peak_rss.get("worker", 0)
+    stack.broker_rss = max(stack.broker_rss, watch.peak_rss.get("mosquitto", 0))
     if profiler:
         profiler.wait(timeout=stack.args.drain_timeout)
     if not keep_running:
@@ -695,7 +698,9 @@ def verdict(ok: bool) -> str:
 
 
 def drain_text(drain: Drain) -> str:
-    return f"{drain.rate:,.0f} msg/s over {drain.seconds:.1f} s"
+    return f"{drain.rate:,.0f} msg/s over {drain.seconds:.1f} s" + (
+        " (too short: raise the backlog)" if drain.short else ""
+    )
 
 
 def ratio_row(label: str, ratio: float) -> tuple[str, ...]:
@@ -756,7 +761,8 @@ def details(results: dict[str, Any]) -> str:
           f"measured after the warm-up; p90 {lat['p90_ms']:.0f} ms, max {lat['max_ms']:.0f} ms, mean "
           f"{lat['mean_ms']:.0f} ms; {lat['polls']} polls (median {lat['poll_ms_p50']} ms, max "
           f"{lat['poll_ms_max']} ms); not seen within the look-back: {lat['unseen']}", file=out)  # fmt: skip
-    print(f"- worker peak RSS by step (MB): {results['worker_peak_rss_mb']}; exit code on SIGTERM: "
+    print(f"- worker peak RSS by step (MB): {results['worker_peak_rss_mb']}; broker peak RSS while draining: "
+          f"{results['broker_peak_rss_mb']} MB; worker exit code on SIGTERM: "
           f"{results['worker_exit']}", file=out)  # fmt: skip
     for name, check in results["exactly_once"].items():
         print(f"- exactly once, {name}: {check}", file=out)
@@ -843,6 +849,7 @@ def run(args: argparse.Namespace, stack: Stack, ids: dict[str, dict[str, int]]) 
     assert stack.worker is not None
     results["worker_exit"] = stack.worker.terminate(timeout=60)
     results["worker_peak_rss_mb"] = {k: round(v / 2**20, 1) for k, v in stack.worker_rss.items()}
+    results["broker_peak_rss_mb"] = round(stack.broker_rss / 2**20, 1)
     assert stack.monitor is not None
     results["broker_dropped"] = stack.monitor.value("publish")
     figures = [results["1-metric"]["worker"].figures, results["latency"]["figures"]]  # one worker did 10-metric too
@@ -857,22 +864,39 @@ def run(args: argparse.Namespace, stack: Stack, ids: dict[str, dict[str, int]]) 
 
 
 def clean_up(stack: Stack | None, database_url: str, farm_id: int | None, keep: bool) -> None:
+    """Stop the worker and the broker, forget the live sequence, drop the database; each step whatever the rest did."""
+    steps: list[Callable[[], None]] = []
     if stack is not None:
-        if stack.worker and stack.worker.alive():
-            stack.worker.terminate(timeout=60)
-        if stack.monitor:
-            stack.monitor.close()
-        stack.broker.stop()
+        steps += [lambda: stop_worker_anyhow(stack), stack.monitor.close if stack.monitor else lambda: None,
+                  stack.broker.stop]  # fmt: skip
     if farm_id is not None:
-        with contextlib.suppress(Exception):
-            from dashboard.live import SEQUENCE_KEY, _redis
-
-            _redis().delete(SEQUENCE_KEY.format(farm_id=farm_id))
+        steps.append(lambda: forget_sequence(farm_id))
     if not keep:
-        from django.db import connections
+        steps.append(lambda: drop_database(database_url))  # WITH (FORCE): our own connections go too
+    for step in steps:
+        try:
+            step()
+        except Exception as exc:  # report and go on: the next step still has to run
+            log(f"clean-up step failed: {exc!r}")
 
-        connections.close_all()
-        drop_database(database_url)
+
+def stop_worker_anyhow(stack: Stack) -> None:
+    worker = stack.worker
+    if worker is None or not worker.alive():
+        return
+    try:
+        worker.terminate(timeout=60)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+
+
+def forget_sequence(farm_id: int) -> None:
+    """The bench farm's live sequence number in Redis (its id is reused by the next run's fresh database)."""
+    import redis
+
+    from dashboard.live import SEQUENCE_KEY
+
+    redis.Redis.from_url(os.environ["REDIS_URL"]).delete(SEQUENCE_KEY.format(farm_id=farm_id))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
