@@ -158,15 +158,24 @@ def mosquitto() -> Iterator[Broker]:
     Registered for every test module through ``pytest_plugins`` in ``tests/conftest.py``;
     tests keep apart by unique client ids, devices and topics.
     """
+    with private_broker() as broker:
+        yield broker
+
+
+@contextlib.contextmanager
+def private_broker() -> Iterator[Broker]:
+    """Start a Mosquitto of our own with docker/mosquitto.conf adapted; stop and remove it after."""
     require_mosquitto()
     # Not under pytest's tmp_path: its parents are private to us, and mosquitto runs as its own user.
     workdir = Path(tempfile.mkdtemp(prefix="furrow-mosquitto-"))
     workdir.chmod(0o755)
     broker = Broker(port=free_port(), workdir=workdir)
     broker.start()
-    yield broker
-    broker.stop()
-    shutil.rmtree(workdir, ignore_errors=True)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def tls_broker_config(workdir: Path, *, plain_port: int, tls_port: int, user: str, password: str) -> str:

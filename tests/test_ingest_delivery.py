@@ -31,6 +31,7 @@ from tests.mqtt_fixtures import (
     e2e_devices,
     free_port,
     migrate,
+    private_broker,
     publish,
     reset_e2e,
     start_private_postgres,
@@ -40,6 +41,14 @@ from tests.mqtt_fixtures import (
 )
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def mosquitto() -> Iterator[Broker]:
+    """A broker of this module's own: these tests kill, restart and count drops on it, so
+    nothing the rest of the session left on the shared broker may blur the figures."""
+    with private_broker() as broker:
+        yield broker
 
 DEVICES = [f"e2e-{n}" for n in range(20)]
 BASE_S = int(time.time()) - 3 * 86_400  # unique per message: BASE_S + index
