@@ -50,6 +50,7 @@ def mosquitto() -> Iterator[Broker]:
     with private_broker() as broker:
         yield broker
 
+
 DEVICES = [f"e2e-{n}" for n in range(20)]
 BASE_S = int(time.time()) - 3 * 86_400  # unique per message: BASE_S + index
 
