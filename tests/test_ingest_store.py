@@ -425,7 +425,8 @@ def test_two_writers_creating_the_same_sensors_queue_instead_of_deadlocking():
 
 
 def _waiting_on_a_lock(conn: psycopg.Connection) -> bool:
-    with psycopg.connect(conninfo=conn.info.dsn, autocommit=True) as probe:
+    # info.dsn leaves the password out; an embedded PostgreSQL wants it.
+    with psycopg.connect(conninfo=conn.info.dsn, password=conn.info.password, autocommit=True) as probe:
         row = probe.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
         ).fetchone()
