@@ -55,7 +55,6 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -63,11 +62,11 @@ if str(ROOT) not in sys.path:
 
 import paho.mqtt.client as mqtt  # noqa: E402
 import psutil  # noqa: E402
-import psycopg  # noqa: E402
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 
 from tests.e2e_fixtures import Daphne, http_login, service_env, ws_headers  # noqa: E402
-from tests.mqtt_fixtures import MOSQUITTO, Broker, WorkerProcess, free_port, migrate, with_database  # noqa: E402
+from tests.mqtt_fixtures import MOSQUITTO, Broker, WorkerProcess, free_port  # noqa: E402
+from tests.mqtt_fixtures import fresh_database as mqtt_fresh_database  # noqa: E402
 
 SEQ = re.compile(r'"seq":(\d+)')
 PROBES = 3  # dashboards that keep every update's text
@@ -79,13 +78,7 @@ BENCH_PASSWORD = "bench-password-not-secret"  # a throwaway user in a throwaway 
 
 def fresh_database(base_url: str) -> str:
     """Drop, create and migrate ``<name>_bench``."""
-    name = urlsplit(base_url).path.lstrip("/") + "_bench"
-    with psycopg.connect(with_database(base_url, "postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = with_database(base_url, name)
-    migrate(url)
-    return url
+    return mqtt_fresh_database(base_url, "_bench")
 
 
 @dataclass

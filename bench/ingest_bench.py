@@ -87,7 +87,8 @@ import psycopg  # noqa: E402
 from _ingest_load import Counted, DeviceSet, Published, bare_drain, bare_subscribe, publish  # noqa: E402
 
 from tests import mqtt_fixtures  # noqa: E402
-from tests.mqtt_fixtures import MOSQUITTO, Broker, WorkerProcess, free_port, migrate, with_database  # noqa: E402
+from tests.mqtt_fixtures import MOSQUITTO, Broker, WorkerProcess, free_port, with_database  # noqa: E402
+from tests.mqtt_fixtures import fresh_database as mqtt_fresh_database  # noqa: E402
 
 WORKER_ID = "furrow-ingest-bench"
 BARE_ID = "furrow-bench-bare"
@@ -111,13 +112,7 @@ def log(message: str) -> None:
 
 def fresh_database(base_url: str) -> str:
     """Drop, create and migrate ``<name>_ingest_bench``."""
-    name = urlsplit(base_url).path.lstrip("/") + "_ingest_bench"
-    with psycopg.connect(with_database(base_url, "postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = with_database(base_url, name)
-    migrate(url)
-    return url
+    return mqtt_fresh_database(base_url, "_ingest_bench")
 
 
 def drop_database(url: str) -> None:

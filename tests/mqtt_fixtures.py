@@ -398,6 +398,17 @@ def migrate(database_url: str) -> None:
     )
 
 
+def fresh_database(base_url: str, suffix: str) -> str:
+    """Drop, create and migrate ``<name of base_url><suffix>`` (the benchmarks' own); returns its URL."""
+    name = urlsplit(base_url).path.lstrip("/") + suffix
+    with psycopg.connect(with_database(base_url, "postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = with_database(base_url, name)
+    migrate(url)
+    return url
+
+
 @pytest.fixture(scope="session")
 def e2e_database_url() -> str:
     """A migrated, non-test database (``<DATABASE_URL name>_e2e``) for worker subprocesses."""
