@@ -22,7 +22,7 @@ the simulator (``sensors.simulator``) as the load generator, in processes of the
    msg/s here, below the worker's ceiling: a live stream would measure the generator, a backlog
    measures the consumer. A 60 s drain of 1-metric messages needs more than the shipped
    ``max_queued_messages`` (1,000,000) once the worker passes ~16k msg/s, hence ``--max-queued``
-   (2,000,000; a capacity limit only: the broker's per-message work is the same).
+   (3,500,000; a capacity limit only: the broker's per-message work is the same).
 3. **(a)** the bare subscriber (plain paho, QoS 1, acked as ``on_message`` returns, counts and
    nothing else) resumes its session and drains the backlog. **(b)** then ``manage.py ingest``
    starts and drains the same messages. Both rates = messages / (last message or commit − the
@@ -38,7 +38,11 @@ the simulator (``sensors.simulator``) as the load generator, in processes of the
    seen (one writer with serial batches: transaction ids rise batch by batch); a row's commit
    time is the start of the first poll that saw it, so a latency is over-counted by at most one
    poll interval (+1 ms of ``ts`` rounding).
-6. **(d)** the worker's RSS is sampled with psutil every 0.1 s for its whole life.
+6. **(d)** the worker's memory is sampled with psutil every 0.1 s while each step runs. It has two
+   processes (the MQTT client's and the store process, ``INGEST_STORE_PROCESS``), started separately,
+   so what they share is file-backed: the interpreter's and the libraries' pages. Two figures: the
+   worker's RSS plus the store process's USS (resident memory, shared pages counted once: the
+   target's figure), and the plain sum of their RSS (shared pages counted twice).
 7. **(e)** every message the broker acknowledged to a generator is compared with the table: per
    (device, ts), the number of stored readings must equal the message's metric count. Missing,
    partial, duplicated and unexpected (stored but never acked) messages are counted; the primary
@@ -155,6 +159,9 @@ class Watch:
 
     processes: dict[str, list[psutil.Process]]
     peak_rss: dict[str, int] = field(default_factory=dict)
+    # Per name: the first process's RSS plus the others' USS, i.e. resident memory with the
+    # pages the processes share (their libraries) counted once.
+    peak_once: dict[str, int] = field(default_factory=dict)
     _cpu0: dict[str, float] = field(default_factory=dict)
     _started: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -180,6 +187,9 @@ class Watch:
                 with contextlib.suppress(psutil.Error):
                     rss = sum(p.memory_info().rss for p in processes)
                     self.peak_rss[name] = max(self.peak_rss.get(name, 0), rss)
+                    if len(processes) > 1:
+                        once = processes[0].memory_info().rss + sum(p.memory_full_info().uss for p in processes[1:])
+                        self.peak_once[name] = max(self.peak_once.get(name, 0), once)
 
     def stop(self) -> dict[str, float]:
         """CPU use since the start, in % of one core."""
@@ -267,6 +277,8 @@ class Stack:
     monitor: BrokerMonitor | None = None
     worker: WorkerProcess | None = None
     worker_rss: dict[str, int] = field(default_factory=dict)  # phase -> peak bytes
+    store_rss: dict[str, int] = field(default_factory=dict)  # phase -> peak bytes of the store process alone
+    worker_once: dict[str, int] = field(default_factory=dict)  # phase -> peak bytes, shared pages counted once
     broker_rss: int = 0  # peak bytes while the backlogs drained
     runs: int = 0
 
@@ -449,6 +461,8 @@ def worker_rate(stack: Stack, expect: int, phase: str, *, keep_running: bool = F
     assert watch is not None
     cpu = watch.stop()
     stack.worker_rss[phase] = watch.peak_rss.get("worker", 0)
+    stack.store_rss[phase] = watch.peak_rss.get("of which store process", 0)
+    stack.worker_once[phase] = watch.peak_once.get("worker", 0)
     stack.broker_rss = max(stack.broker_rss, watch.peak_rss.get("mosquitto", 0))
     if profiler:
         profiler.wait(timeout=stack.args.drain_timeout)
@@ -470,9 +484,16 @@ def connected_at(worker: WorkerProcess) -> float:
     raise RuntimeError(f"the worker did not resume its session; see {worker.log}")
 
 
+def worker_family(pid: int) -> list[psutil.Process]:
+    """The worker and its store process (``INGEST_STORE_PROCESS``): its CPU and memory count as the worker's."""
+    parent = psutil.Process(pid)
+    return [parent, *parent.children(recursive=True)]
+
+
 def worker_processes(stack: Stack, worker: WorkerProcess) -> dict[str, list[psutil.Process]]:
     mosquitto = [psutil.Process(stack.broker.process.pid)] if stack.broker.process else []
-    return {"worker": [psutil.Process(worker.pid)], "mosquitto": mosquitto,
+    family = worker_family(worker.pid)
+    return {"worker": family, "of which store process": family[1:], "mosquitto": mosquitto,
             "postgres (worker's backends)": backend_processes(stack.database_url)}  # fmt: skip
 
 
@@ -564,7 +585,8 @@ def latency_phase(stack: Stack, sensor_of: dict[str, int]) -> dict[str, Any]:
     seconds = args.latency_warmup + args.latency_seconds
     log(f"latency: {args.latency_rate:g} msg/s for {seconds:g} s ({args.latency_warmup:g} s warm-up)")
     assert stack.worker is not None
-    watch = Watch({"worker": [psutil.Process(stack.worker.pid)]})
+    family = worker_family(stack.worker.pid)
+    watch = Watch({"worker": family, "of which store process": family[1:]})
     load = publish_load(stack, "latency", messages=None, rate=args.latency_rate, seconds=seconds, processes=1,
                         clients=2)  # fmt: skip
     wanted = {(sensor_of[uid], ts) for uid, stamps in load.acked_ts.items() for ts in stamps}
@@ -575,6 +597,8 @@ def latency_phase(stack: Stack, sensor_of: dict[str, int]) -> dict[str, Any]:
     poller.join()
     watch.stop()
     stack.worker_rss["latency"] = watch.peak_rss.get("worker", 0)
+    stack.store_rss["latency"] = watch.peak_rss.get("of which store process", 0)
+    stack.worker_once["latency"] = watch.peak_once.get("worker", 0)
     measured_from = (load.started + args.latency_warmup) * 1_000_000
     latencies, unseen = [], 0
     for key in wanted:
@@ -707,6 +731,7 @@ def table(results: dict[str, Any]) -> str:
     one, ten, lat = results["1-metric"], results["10-metric"], results["latency"]
     readings = ten["worker"].rate * SETS["10-metric"].metrics
     rss = max(results["worker_peak_rss_mb"].values())
+    once = max(results["worker_peak_resident_once_mb"].values())
     checks = results["exactly_once"].values()
     lost = sum(c["missing"] + c["partial"] for c in checks)
     extra = sum(c["duplicated"] + c["unexpected"] + c["acked_twice"] for c in checks)
@@ -717,14 +742,18 @@ def table(results: dict[str, Any]) -> str:
         ratio_row("(b) ÷ (a), 1 metric", one["ratio"]),
         ("(a) bare paho subscriber, 10-metric backlog", drain_text(ten["bare"]), "", "", ""),
         ("(b) worker, 10-metric backlog", drain_text(ten["worker"]), "", "", ""),
-        ratio_row("(b) ÷ (a), 10 metrics", ten["ratio"]),
+        # For information: with 10-metric messages the target is readings/s (0.8 of a bare
+        # subscriber's messages/s would be ~8× the 100,000 readings/s asked for).
+        ("(b) ÷ (a), 10 metrics", f"{ten['ratio']:.2f}", "(target in readings/s)", "", ""),
         ("(b) readings/s, 10 metrics", f"{readings:,.0f}", f"≥ {TARGETS['readings_per_s_10']:,}",
          f"{readings / TARGETS['readings_per_s_10']:.2f}", verdict(readings >= TARGETS["readings_per_s_10"])),
         (f"(c) publish → commit at {lat['load'].rate:,.0f} msg/s, p50", f"{lat['p50_ms']:.0f} ms", "", "", ""),
         ("(c) publish → commit, p99", f"{lat['p99_ms']:.0f} ms", f"< {TARGETS['p99_ms']:.0f} ms",
          f"{lat['p99_ms'] / TARGETS['p99_ms']:.2f}", verdict(lat["p99_ms"] < TARGETS["p99_ms"])),
-        ("(d) worker peak RSS", f"{rss:.0f} MB", f"< {TARGETS['rss_mb']:.0f} MB", f"{rss / TARGETS['rss_mb']:.2f}",
-         verdict(rss < TARGETS["rss_mb"])),
+        ("(d) worker peak resident memory, both processes, shared pages once", f"{once:.0f} MB",
+         f"< {TARGETS['rss_mb']:.0f} MB", f"{once / TARGETS['rss_mb']:.2f}", verdict(once < TARGETS["rss_mb"])),
+        ("(d) worker peak RSS, sum of both processes' RSS", f"{rss:.0f} MB", f"< {TARGETS['rss_mb']:.0f} MB",
+         f"{rss / TARGETS['rss_mb']:.2f}", verdict(rss < TARGETS["rss_mb"])),
         ("(e) acked messages lost / stored twice or unacked", f"{lost} / {extra} of {acked:,}", "0 / 0", "",
          verdict(not lost and not extra and not results["worker_anomalies"] and results["broker_dropped"] == 0)),
     ]  # fmt: skip
@@ -756,7 +785,9 @@ def details(results: dict[str, Any]) -> str:
           f"measured after the warm-up; p90 {lat['p90_ms']:.0f} ms, max {lat['max_ms']:.0f} ms, mean "
           f"{lat['mean_ms']:.0f} ms; {lat['polls']} polls (median {lat['poll_ms_p50']} ms, max "
           f"{lat['poll_ms_max']} ms); not seen within the look-back: {lat['unseen']}", file=out)  # fmt: skip
-    print(f"- worker peak RSS by step (MB): {results['worker_peak_rss_mb']}; broker peak RSS while draining: "
+    print(f"- worker peak RSS by step (MB, both processes): {results['worker_peak_rss_mb']}, of which the store "
+          f"process: {results['store_process_peak_rss_mb']}; shared pages counted once: "
+          f"{results['worker_peak_resident_once_mb']}; broker peak RSS while draining: "
           f"{results['broker_peak_rss_mb']} MB; worker exit code on SIGTERM: "
           f"{results['worker_exit']}", file=out)  # fmt: skip
     for name, check in results["exactly_once"].items():
@@ -791,8 +822,8 @@ def queue_limit() -> int:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n", 1)[0])
-    parser.add_argument("--backlog-1", type=int, default=1_500_000, help="1-metric messages queued for (a) and (b)")
-    parser.add_argument("--backlog-10", type=int, default=360_000, help="10-metric messages queued for (a) and (b)")
+    parser.add_argument("--backlog-1", type=int, default=3_000_000, help="1-metric messages queued for (a) and (b)")
+    parser.add_argument("--backlog-10", type=int, default=900_000, help="10-metric messages queued for (a) and (b)")
     parser.add_argument("--publishers", type=int, default=2, help="generator processes filling a backlog")
     parser.add_argument("--window", type=int, default=1000, help="unacknowledged messages per generator client")
     parser.add_argument("--min-seconds", type=float, default=60.0, help="a worker drain shorter than this is flagged")
@@ -805,7 +836,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max-queued",
         type=int,
-        default=2_000_000,
+        default=3_500_000,
         help="max_queued_messages of the bench's broker (0: docker/mosquitto.conf's 1,000,000, too few messages "
         "for a 60 s backlog of 1-metric messages once the worker passes ~16k msg/s)",
     )
@@ -844,6 +875,8 @@ def run(args: argparse.Namespace, stack: Stack, ids: dict[str, dict[str, int]]) 
     assert stack.worker is not None
     results["worker_exit"] = stack.worker.terminate(timeout=60)
     results["worker_peak_rss_mb"] = {k: round(v / 2**20, 1) for k, v in stack.worker_rss.items()}
+    results["store_process_peak_rss_mb"] = {k: round(v / 2**20, 1) for k, v in stack.store_rss.items()}
+    results["worker_peak_resident_once_mb"] = {k: round(v / 2**20, 1) for k, v in stack.worker_once.items()}
     results["broker_peak_rss_mb"] = round(stack.broker_rss / 2**20, 1)
     assert stack.monitor is not None
     results["broker_dropped"] = stack.monitor.value("publish")

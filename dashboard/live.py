@@ -31,7 +31,7 @@ from channels.layers import BaseChannelLayer, channel_layers, get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
-from sensors.hooks import BatchOutcome, DeviceChange, StoredReading
+from sensors.hooks import BatchOutcome, DeviceChange, ReadingGroup
 
 from . import payloads, selectors
 
@@ -93,13 +93,13 @@ def farm_updates_publish(outcome: BatchOutcome) -> None:
     after the batch committed, which is what lets a snapshot read the number
     first and the database second (see ``consumers``).
     """
-    readings: dict[int, list[StoredReading]] = defaultdict(list)
+    readings: dict[int, list[ReadingGroup]] = defaultdict(list)
     devices: dict[int, list[DeviceChange]] = defaultdict(list)
-    for reading in outcome.readings:
-        readings[reading.farm_id].append(reading)
+    for group in outcome.groups:  # per message, not per reading
+        readings[group[0].farm_id].append(group)
     for change in outcome.devices:
         devices[change.farm_id].append(change)
-    farm_ids = sorted(outcome.farm_ids())
+    farm_ids = sorted(readings.keys() | devices.keys())
     if not farm_ids:
         return
     seqs = farm_sequences_next(farm_ids)

@@ -7,6 +7,7 @@ value stops start-up with a message naming the variable.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -44,7 +45,6 @@ USE_I18N = True
 LANGUAGE_CODE = "en-gb"
 
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -58,6 +58,11 @@ INSTALLED_APPS = [
     "sensors",
     "dashboard",
 ]
+# daphne's app only swaps `runserver` for an ASGI one, and it installs Twisted's reactor in
+# every process that loads Django: ~35 MB in each ingest, store and Celery process. The web
+# server is the `daphne` command (make run, docker/); the app is loaded for runserver only.
+if sys.argv[1:2] == ["runserver"]:
+    INSTALLED_APPS.insert(0, "daphne")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -179,6 +184,9 @@ if INGEST_MAX_PENDING < INGEST_BATCH_SIZE:
 # Payload bytes received but not yet committed; at this many the worker also stops reading
 # (INGEST_MAX_PENDING alone would allow 20,000 × 64 KiB = 1.3 GB of large payloads).
 INGEST_MAX_PENDING_BYTES = env_int("INGEST_MAX_PENDING_BYTES", 64 * 1024 * 1024, minimum=64 * 1024)
+# Decode and store in a child process, so that the MQTT client's process spends its core on
+# receiving (see sensors/ingest/storeproc.py). Off: one process, for a machine with one core.
+INGEST_STORE_PROCESS = env_bool("INGEST_STORE_PROCESS", True)
 
 # --- Security ---------------------------------------------------------------
 

@@ -57,7 +57,7 @@ def batch_for(sensor: Sensor, *values: float, ts: datetime) -> BatchOutcome:
         for i, value in enumerate(values)
     ]
     change = DeviceChange(device.farm_id, device.pk, DeviceStatus.ONLINE, readings[-1].ts, 80.0, -97.0, 7.5)
-    return BatchOutcome(readings=readings, devices=[change])
+    return BatchOutcome.of_readings(readings, devices=[change])
 
 
 def session_cookie(user) -> str:

@@ -28,6 +28,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import paho.mqtt.client as mqtt
+import psutil
 import psycopg
 import pytest
 
@@ -356,10 +357,26 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def family(self) -> list[psutil.Process]:
+        """The worker and its store process (``INGEST_STORE_PROCESS``)."""
+        parent = psutil.Process(self.pid)
+        return [parent, *parent.children(recursive=True)]
+
+    def signal_all(self, signum: int) -> None:
+        """Signal both of the worker's processes (SIGSTOP/SIGCONT freeze and thaw the whole pipeline)."""
+        for process in self.family():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.send_signal(signum)
+
     def kill(self) -> None:
+        """kill -9 of the whole worker: nothing it holds commits afterwards."""
         assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
+        family = self.family()
+        for process in family:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
         self.process.wait(timeout=10)
+        psutil.wait_procs(family[1:], timeout=10)
 
     def terminate(self, timeout: float = 30) -> int:
         assert self.process is not None

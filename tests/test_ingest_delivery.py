@@ -135,15 +135,15 @@ def test_kill_9_with_20000_messages_in_flight_then_restart_stores_each_acknowled
     # Batches of 1,000: the first commit is seen while nearly all of the 30,000 are in flight.
     worker = make_process(e2e, INGEST_BATCH_SIZE="1000")
     worker.start_and_wait()
-    worker.process.send_signal(signal.SIGSTOP)  # freeze it so that the stream piles up in flight
+    worker.signal_all(signal.SIGSTOP)  # freeze it (both processes) so that the stream piles up in flight
     first = publish(mosquitto.port, messages(0, 30_000), clients=4)
     assert len(first.acked) == 30_000
     later, later_result = background_publish(mosquitto.port, messages(30_000, 10_000), clients=2)
-    worker.process.send_signal(signal.SIGCONT)
+    worker.signal_all(signal.SIGCONT)
 
     wait_until(lambda: count_readings(e2e) >= 1, timeout=60, interval=0.01, what="the first batch to commit")
-    worker.process.send_signal(signal.SIGSTOP)  # frozen: what it has not committed stays in flight
-    worker.kill()
+    worker.signal_all(signal.SIGSTOP)  # frozen: what it has not committed stays in flight
+    worker.kill()  # both processes
     stored_at_kill = count_readings(e2e)
     assert len(first.acked) - stored_at_kill >= 20_000, "at least 20,000 acknowledged messages were in flight"
 

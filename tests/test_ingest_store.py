@@ -247,7 +247,7 @@ def test_hooks_get_the_batch_after_it_commits(ingestor, probe, django_capture_on
         unregister_batch_hook(seen.append)
 
     (outcome,) = seen
-    (reading,) = outcome.readings
+    (reading,) = outcome.stored_readings()
     sensor = probe.sensors.get()
     assert (reading.farm_id, reading.device_id, reading.sensor_id) == (probe.farm_id, probe.id, sensor.id)
     assert (reading.ts, reading.value) == (moment(NOW_S - 5), 4.0)

@@ -1,8 +1,9 @@
 """The worker end to end through a real Mosquitto into PostgreSQL, in this process.
 
 The worker's flush loop runs in the test's thread (so it uses the test's database
-transaction); a driver thread publishes and stops the worker once the expected number of
-messages has committed.
+transaction; hence ``store_process=False``: a store process could not see that transaction,
+tests/test_ingest_storeproc.py covers it); a driver thread publishes and stops the worker once
+the expected number of messages has committed.
 """
 
 from __future__ import annotations
@@ -47,7 +48,14 @@ def make_worker(mosquitto: Broker):
     def make(**overrides) -> IngestWorker:
         client_id = f"test-worker-{uuid.uuid4().hex[:8]}"
         created.append(client_id)
-        options = {"url": mosquitto.url, "client_id": client_id, "batch_ms": 50, "stats_interval": 0.2, **overrides}
+        options = {
+            "url": mosquitto.url,
+            "client_id": client_id,
+            "batch_ms": 50,
+            "stats_interval": 0.2,
+            "store_process": False,
+            **overrides,
+        }
         worker = IngestWorker(WorkerConfig.from_settings(**options))
         worker.ingestor.registry.check_interval = 0
         return worker

@@ -27,7 +27,7 @@ FARMS = 300  # three times redis-py's default pool size
 def many_farms_batch(farm_ids: list[int], now: datetime) -> BatchOutcome:
     readings = [StoredReading(farm_id, farm_id, farm_id, now, float(n)) for n, farm_id in enumerate(farm_ids)]
     devices = [DeviceChange(farm_ids[0], farm_ids[0], "online", now)]
-    return BatchOutcome(readings=readings, devices=devices)
+    return BatchOutcome.of_readings(readings, devices=devices)
 
 
 async def test_a_batch_spanning_hundreds_of_farms_reaches_every_farm_group(clean_channel_layer):

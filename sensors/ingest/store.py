@@ -4,10 +4,12 @@ Every message ends in exactly one of: stored readings (plus a dead-letter note f
 skipped part), a device status change, a dead letter, or an unknown-device record.
 
 Shape of one batch: resolve uids against the cached registry (no query per message),
-create sensors for first-seen metric keys, binary-COPY the readings into a temp table and
-``INSERT … ON CONFLICT DO NOTHING`` them (a redelivered message is harmless), then one
-statement each for sensors' last values, devices (last seen, status, link health, once
-per device), unknown devices and dead letters. Downstream hooks run after the commit.
+create sensors for first-seen metric keys, lock the batch's devices, update (and so
+lock) every sensor the batch writes readings for -- the batch's integrity check, as
+readings have no foreign key (migration 0006) -- then binary-COPY the readings (a
+redelivered message is harmless), then one statement each for devices (last seen,
+status, link health, once per device), unknown devices and dead letters. Downstream
+hooks run after the commit.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any, Final
 
 from django.db import IntegrityError, connection, transaction
 
-from sensors.hooks import BatchOutcome, DeviceChange, StoredReading, run_batch_hooks
+from sensors.hooks import BatchOutcome, DeviceChange, DeviceSensors, ReadingGroup, run_batch_hooks
 from sensors.ingest import topics
 from sensors.ingest.decode import EPOCH, ONE_US, Decoded
 from sensors.ingest.registry import DeviceEntry, Registry
@@ -33,7 +35,6 @@ _COPY_HEADER: Final = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
 _COPY_TRAILER: Final = b"\xff\xff"
 _COPY_ROW_STRUCT = struct.Struct(">hiqiqid")  # 3 fields: int8 sensor_id, timestamptz ts, float8 value
 _COPY_ROW = _COPY_ROW_STRUCT.pack
-_COPY_ROW_SIZE = _COPY_ROW_STRUCT.size
 LINK_KEYS: Final = ("battery", "rssi", "snr")
 TOPIC_MAX: Final = 512
 REASON_MAX: Final = 4000
@@ -50,10 +51,15 @@ ON CONFLICT DO NOTHING
 """
 _COPY_READINGS_SQL = "COPY sensors_reading (sensor_id, ts, value) FROM STDIN (FORMAT BINARY)"
 _COPY_TEMP_SQL = "COPY furrow_ingest_rows (sensor_id, ts, value) FROM STDIN (FORMAT BINARY)"
+# Every sensor of the batch is updated (and so locked), even one whose last value is
+# newer: the rows returned are the integrity check of the batch's readings.
 _SENSOR_LAST_SQL = """
-UPDATE sensors_sensor AS s SET last_value = u.value, last_ts = u.ts
+UPDATE sensors_sensor AS s SET
+    last_value = CASE WHEN s.last_ts IS NULL OR s.last_ts <= u.ts THEN u.value ELSE s.last_value END,
+    last_ts = CASE WHEN s.last_ts IS NULL OR s.last_ts <= u.ts THEN u.ts ELSE s.last_ts END
 FROM unnest(%s::bigint[], %s::timestamptz[], %s::float8[]) AS u(id, ts, value)
-WHERE s.id = u.id AND (s.last_ts IS NULL OR s.last_ts <= u.ts)
+WHERE s.id = u.id
+RETURNING s.id
 """
 _CREATE_SENSORS_SQL = """
 INSERT INTO sensors_sensor (device_id, key, label, unit, min_value, max_value, needs_review, created_at)
@@ -251,9 +257,9 @@ def store_batch(
     result = BatchResult(messages=len(messages), statuses=plan.statuses, unknown=plan.unknown_messages)
     with transaction.atomic():
         created = _create_sensors(plan, registry)
-        result.readings, result.inserted, latest = _write_readings(plan.groups, created)
         _lock_devices(plan.devices)
-        _update_sensors_last(latest)
+        _update_sensors_last(plan.groups, created)
+        result.readings, result.inserted = _write_readings(plan.groups, created)
         changes = _update_devices(plan.devices)
         _upsert_unknown(plan.unknown)
         _insert_dead_letters(plan.dead)
@@ -292,45 +298,70 @@ def _create_sensors(plan: BatchPlan, registry: Registry) -> dict[tuple[int, str]
 
 def _write_readings(
     groups: list[tuple[DeviceEntry, list[tuple[int, str, float]]]], created: dict[tuple[int, str], int]
-) -> tuple[int, int, dict[int, tuple[int, float]]]:
-    """Store the readings; (readings written, rows actually inserted, each sensor's latest (ts, value))."""
-    data, latest = _copy_data(groups, created)
-    if not latest:
-        return 0, 0, latest
-    count = (len(data) - len(_COPY_HEADER) - len(_COPY_TRAILER)) // _COPY_ROW_SIZE
+) -> tuple[int, int]:
+    """Store the readings; (readings written, rows actually inserted)."""
+    data, count = _copy_data(groups, created)
+    if not count:
+        return 0, 0
     with connection.cursor() as cursor:
         inserted = _copy_readings(cursor, data, count)
-    return count, inserted, latest
+    return count, inserted
 
 
-def _update_sensors_last(latest: dict[int, tuple[int, float]]) -> None:
-    if not latest:
-        return
-    ids = sorted(latest)
-    with connection.cursor() as cursor:
-        cursor.execute(_SENSOR_LAST_SQL, [ids, [_moment(latest[i][0]) for i in ids], [latest[i][1] for i in ids]])
-
-
-def _copy_data(
+def _update_sensors_last(
     groups: list[tuple[DeviceEntry, list[tuple[int, str, float]]]], created: dict[tuple[int, str], int]
-) -> tuple[bytes, dict[int, tuple[int, float]]]:
-    """The readings as one binary COPY stream, and each sensor's latest (ts, value)."""
-    chunks = [_COPY_HEADER]
-    append, pack = chunks.append, _COPY_ROW
+) -> None:
+    """Set each sensor's last value, locking every sensor the batch has readings for.
+
+    This is the batch's integrity check, in place of a per-row foreign key (~155–200 ms
+    per 50,000 readings at COMMIT): it runs before the COPY and its row locks last until
+    the commit. A concurrent DELETE of one of these sensors either committed before
+    this UPDATE (the row is gone: IntegrityError, the batch rolls back and the worker
+    retries with a fresh registry), or waits on our row lock until we commit; then its
+    AFTER DELETE trigger (migration 0006) runs its DELETE of readings with a fresh
+    snapshot (READ COMMITTED, one per statement in PL/pgSQL) and removes our committed
+    readings too. Either way no reading outlives its sensor.
+    """
     latest: dict[int, tuple[int, float]] = {}
     for entry, readings in groups:
         sensors = entry.sensors
         for ts, key, value in readings:
             sensor_id = sensors.get(key) or created[(entry.id, key)]
-            append(pack(3, 8, sensor_id, 8, ts - _PG_EPOCH_US, 8, value))
             seen = latest.get(sensor_id)
             if seen is None or ts >= seen[0]:
                 latest[sensor_id] = (ts, value)
-    chunks.append(_COPY_TRAILER)
-    return b"".join(chunks), latest
+    if not latest:
+        return
+    ids = sorted(latest)
+    with connection.cursor() as cursor:
+        cursor.execute(_SENSOR_LAST_SQL, [ids, [_moment(latest[i][0]) for i in ids], [latest[i][1] for i in ids]])
+        if cursor.rowcount == len(ids):
+            return
+        missing = sorted(set(ids) - {row[0] for row in cursor.fetchall()})
+    raise IntegrityError(f"readings for sensor(s) {', '.join(map(str, missing))} that no longer exist")
 
 
-def _copy_readings(cursor: Any, data: bytes, count: int) -> int:
+def _copy_data(
+    groups: list[tuple[DeviceEntry, list[tuple[int, str, float]]]], created: dict[tuple[int, str], int]
+) -> tuple[bytearray, int]:
+    """The readings as one binary COPY stream, and how many rows it holds.
+
+    Built in one growing buffer: a list of 50,000 row objects to join would hold twice
+    the memory at the peak.
+    """
+    data = bytearray(_COPY_HEADER)
+    count, pack = 0, _COPY_ROW
+    for entry, readings in groups:
+        sensors = entry.sensors
+        for ts, key, value in readings:
+            sensor_id = sensors.get(key) or created[(entry.id, key)]
+            data += pack(3, 8, sensor_id, 8, ts - _PG_EPOCH_US, 8, value)
+        count += len(readings)
+    data += _COPY_TRAILER
+    return data, count
+
+
+def _copy_readings(cursor: Any, data: bytearray, count: int) -> int:
     """COPY straight into the table; if a reading is already there, only the new ones.
 
     Straight COPY is about twice as fast as COPY into a temp table plus
@@ -357,18 +388,27 @@ def _outcome(
     created: dict[tuple[int, str], int],
     changes: list[DeviceChange],
 ) -> BatchOutcome:
-    """The readings for downstream hooks, built after the commit (one datetime per distinct ts)."""
-    stored: list[StoredReading] = []
-    moments: dict[int, datetime] = {}
-    for entry, readings in groups:
-        sensors, farm_id, device_id = entry.sensors, entry.farm_id, entry.id
-        for ts, key, value in readings:
-            moment = moments.get(ts)
-            if moment is None:
-                moment = moments[ts] = EPOCH + ts * ONE_US
-            sensor_id = sensors.get(key) or created[(device_id, key)]
-            stored.append(StoredReading(farm_id, device_id, sensor_id, moment, value))
-    return BatchOutcome(readings=stored, devices=changes)
+    """The batch for downstream hooks, built after the commit: nothing per reading.
+
+    The groups go as they are. A device that got new sensors in this batch goes with a
+    sensor map of its own: the registry learns them only after this may have run.
+    """
+    if not created:
+        return BatchOutcome(groups=groups, devices=changes)
+    new: dict[int, dict[str, int]] = {}
+    for (device_id, key), sensor_id in created.items():
+        new.setdefault(device_id, {})[key] = sensor_id
+    refs: dict[int, DeviceSensors] = {}
+    out: list[ReadingGroup] = []
+    for entry, rows in groups:
+        if entry.id not in new:
+            out.append((entry, rows))
+            continue
+        ref = refs.get(entry.id)
+        if ref is None:
+            ref = refs[entry.id] = DeviceSensors(entry.id, entry.farm_id, {**entry.sensors, **new[entry.id]})
+        out.append((ref, rows))
+    return BatchOutcome(groups=out, devices=changes)
 
 
 # --- devices, unknown devices, dead letters --------------------------------------------------

@@ -34,7 +34,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import unquote, urlsplit
 
@@ -50,6 +50,7 @@ from sensors.ingest.decode import Decoded, Limits, decode_message
 from sensors.ingest.registry import Registry
 from sensors.ingest.stats import IngestStats, StatsReporter
 from sensors.ingest.store import BatchResult, OutcomeSink, dead_letter_rows, hooks_run_now, store_batch
+from sensors.ingest.storeproc import PIPELINE_DEPTH, StoreProcess, StoreProcessDied, merge_child_stats
 
 logger = logging.getLogger("sensors.ingest")
 
@@ -78,6 +79,7 @@ class WorkerConfig:
     ca_file: str = ""
     keepalive: int = 60
     shutdown_timeout: float = 15.0
+    store_process: bool = False  # decode and store in a child process (storeproc); settings turn it on
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> WorkerConfig:
@@ -97,6 +99,7 @@ class WorkerConfig:
             retention_days=settings.INGEST_RETENTION_DAYS,
             stats_interval=settings.INGEST_STATS_INTERVAL,
             ca_file=settings.MQTT_CA_FILE,
+            store_process=settings.INGEST_STORE_PROCESS,
         )
         return replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -495,14 +498,28 @@ class HookThread:
                 logger.exception("building a batch outcome for the hooks failed")
             finally:
                 close_old_connections()  # hooks that query get a healthy connection next time
+            # Let go of the batch now, not when the next one arrives (a 10-metric batch is ~6 MB).
+            make_outcome = None
         connections.close_all()
 
 
-Pending = tuple[Decoded, int, int]  # decoded, packet id to ack (0: none), connection generation
+# A message in hand: what it is (decoded here, or raw for the store process), the packet
+# id to ack (0: none), the connection generation that delivered it, when it was received
+# (µs since the epoch) and its payload's size.
+Pending = tuple[Any, int, int, int, int]
+
+
+def _raw(topic: bytes, payload: bytes, retained: bool, received_us: int) -> tuple[bytes, bytes, bool, int]:
+    return (topic, payload, retained, received_us)
 
 
 class IngestWorker:
-    """Subscribe, batch, store, ack; ``run`` until ``stop`` is set, then drain and disconnect."""
+    """Subscribe, batch, store, ack; ``run`` until ``stop`` is set, then drain and disconnect.
+
+    With ``config.store_process`` (the default in settings) batches are decoded and stored
+    by a child process (``storeproc``), up to ``PIPELINE_DEPTH`` at once, and acknowledged
+    as its reports arrive; otherwise in this process, one batch at a time.
+    """
 
     def __init__(self, config: WorkerConfig, *, stats: IngestStats | None = None) -> None:
         self.config = config
@@ -511,14 +528,22 @@ class IngestWorker:
         self.reporter = StatsReporter(client_id=config.client_id, interval=config.stats_interval, stats=self.stats)
         self.ingestor.while_waiting = self._maybe_report
         self.hooks: HookThread | None = None
+        self.store: StoreProcess | None = None
         self.filters = topics.subscription_filters(list(config.sources), config.share_group)
         # deque.append/popleft are atomic: the network thread appends, the flush thread pops.
         self._pending: deque[Pending] = deque()
         self._batch_full = threading.Event()
-        self._decode = self.ingestor.decode_one
+        self._decode: Callable[[bytes, bytes, bool, int], Any] = (
+            _raw if config.store_process else self.ingestor.decode_one
+        )
         # paho stamps messages with the monotonic clock; wall time = monotonic + offset.
         self._clock_offset = time.time() - time.monotonic()
-        self._inflight: list[Pending] = []  # taken by the flush thread, not yet committed
+        # Batches taken from _pending and not yet committed, by batch id, oldest first.
+        self._inflight: dict[int, list[Pending]] = {}
+        self._inflight_count = 0
+        self._inflight_lock = threading.Lock()
+        self._batch_ids = 0
+        self._slots = threading.Semaphore(PIPELINE_DEPTH)
         self._acks: deque[tuple[int, list[int]]] = deque()
         self._acks_ready = threading.Event()
         # Payload bytes received and released, each written by one thread only (no lock):
@@ -528,6 +553,7 @@ class IngestWorker:
         self._generation = 0  # bumped at each new connection; acks only go out on their own
         self._paused_ping_at = 0.0
         self._draining = False
+        self._gave_up = False
         self._paused = threading.Event()
         self._net_stop = threading.Event()
         self._next_connect_at = 0.0
@@ -543,10 +569,10 @@ class IngestWorker:
     # --- flush thread ------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> int:
-        """Run until ``stop`` is set; 0 after a clean drain, 1 if the network thread died."""
+        """Run until ``stop`` is set; 0 after a clean drain, 1 if the network thread or the store process died."""
         address = broker_address(self.config.url)
         logger.info(
-            "ingest %s: %s:%d (%s%s, MQTT %s), filters %s, batch %d / %d ms",
+            "ingest %s: %s:%d (%s%s, MQTT %s), filters %s, batch %d / %d ms, %s",
             self.config.client_id,
             address.host,
             address.port,
@@ -556,10 +582,18 @@ class IngestWorker:
             ", ".join(self.filters),
             self.config.batch_size,
             self.config.batch_ms,
+            "stored by a child process" if self.config.store_process else "stored in this process",
         )
-        self.hooks = HookThread(stats=self.stats)
-        self.ingestor.after_commit = self.hooks.submit
-        self.ingestor.stop_requested = stop
+        if self.config.store_process:
+            try:
+                self.store = self._start_store_process()
+            except StoreProcessDied:
+                logger.critical("the ingest store process could not start", exc_info=True)
+                return 1
+        else:
+            self.hooks = HookThread(stats=self.stats)
+            self.ingestor.after_commit = self.hooks.submit
+            self.ingestor.stop_requested = stop
         self._net_thread.start()
         thresholds = gc.get_threshold()
         # About ten container objects per message, all freed by reference counting: the
@@ -572,80 +606,152 @@ class IngestWorker:
                 if not self._net_thread.is_alive():
                     logger.critical("the MQTT network thread died; exiting so that a supervisor restarts us")
                     return 1
-                batch = self._take_batch(wait=True)
-                if batch:
-                    self._flush(batch)
+                if self.store is not None and not self.store.alive():
+                    logger.critical("the ingest store process died; exiting so that a supervisor restarts us")
+                    return 1
+                taken = self._take_batch(wait=True)
+                if taken is not None:
+                    if not self._dispatch(taken, stop):
+                        return 1
+                    taken = None  # the batch's messages are in flight now: hold nothing more here
                 self._maybe_report()
             self._drain()
             return 0
         finally:
             self._net_stop.set()
             self._net_thread.join(timeout=10)
-            self.hooks.stop(timeout=10)
+            if self.hooks is not None:
+                self.hooks.stop(timeout=10)
+            if self.store is not None:
+                self.store.stop(timeout=self.config.shutdown_timeout)
             gc.set_threshold(*thresholds)
             gc.unfreeze()
 
-    def _take_batch(self, *, wait: bool) -> list[Pending]:
+    def _start_store_process(self) -> StoreProcess:
+        store = StoreProcess(
+            config={f.name: getattr(self.config, f.name) for f in fields(self.config)},
+            database_name=connection.settings_dict.get("NAME"),
+            on_result=self._complete,
+            on_stats=lambda delta: merge_child_stats(self.stats, delta),
+        )
+        store.start()
+        return store
+
+    def _take_batch(self, *, wait: bool) -> tuple[int, list[Pending]] | None:
+        """The next batch, registered as in flight, when one is full or old enough (or any, without ``wait``)."""
         size, max_age = self.config.batch_size, self.config.batch_ms / 1000
         pending = self._pending
         if wait and len(pending) < size:
-            remaining = max_age - (time.time() - pending[0][0].received_us / 1e6) if pending else 0.1
+            remaining = max_age - (time.time() - pending[0][3] / 1e6) if pending else 0.1
             if remaining > 0:
                 self._batch_full.wait(min(remaining, 0.1))
                 self._batch_full.clear()
             if len(pending) < size and not self._is_old(max_age):
-                return []
+                return None
+        if not pending:
+            return None
         popleft = pending.popleft
-        self._inflight = batch = [popleft() for _ in range(min(size, len(pending)))]
-        return batch
+        batch = [popleft() for _ in range(min(size, len(pending)))]
+        with self._inflight_lock:
+            self._batch_ids += 1
+            self._inflight[self._batch_ids] = batch
+            self._inflight_count += len(batch)
+        return self._batch_ids, batch
 
     def _is_old(self, max_age: float) -> bool:
-        return bool(self._pending) and time.time() - self._pending[0][0].received_us / 1e6 >= max_age
+        return bool(self._pending) and time.time() - self._pending[0][3] / 1e6 >= max_age
 
-    def _flush(self, batch: list[Pending]) -> bool:
-        """Decode and store one batch, then queue its acks; False if shutdown gave up on it."""
-        if self.ingestor.store([d for d, _, _ in batch]) is None:
+    def _dispatch(self, taken: tuple[int, list[Pending]], stop: threading.Event) -> bool:
+        """Store a batch here, or hand it to the store process; False if that process died."""
+        batch_id, batch = taken
+        if self.store is None:
+            result = self.ingestor.store([item for item, _, _, _, _ in batch])
+            self._complete(batch_id, result, None)
+            return True
+        # At most PIPELINE_DEPTH batches in the child: the next one waits for a report here.
+        while not self._slots.acquire(timeout=0.1):
+            if not self.store.alive():
+                return False
+            if stop.is_set():
+                self.store.stopping()  # shutting down: don't wait out a database outage
+            self._maybe_report()
+        items = [item for item, _, _, _, _ in batch]
+        with self._inflight_lock:
+            # What the acks need; the payloads are the store process's now.
+            self._inflight[batch_id] = [(None, mid, gen, received, size) for _, mid, gen, received, size in batch]
+        try:
+            self.store.submit(batch_id, items)
+        except StoreProcessDied:
+            return False
+        return True
+
+    def _complete(self, batch_id: int, result: BatchResult | None, child_stats: dict[str, Any] | None) -> None:
+        """A batch's outcome committed (or, with None, shutdown gave up on it): queue its acks.
+
+        Runs on the flush thread (stored here) or the store process's report thread.
+        """
+        if child_stats is not None:
+            merge_child_stats(self.stats, child_stats)
+        with self._inflight_lock:
+            batch = self._inflight.pop(batch_id)
+            self._inflight_count -= len(batch)
+        if self.store is not None:
+            self._slots.release()
+        released = 0
+        for _, _, _, _, size in batch:
+            released += size
+        self._bytes_out += released
+        if result is None:
+            self._gave_up = True
             logger.warning(
                 "shutting down with %d messages not stored (PostgreSQL unavailable); the broker keeps them "
                 "unacknowledged and redelivers them to this client id",
                 len(batch) + len(self._pending),
             )
-            return False
+            return
         by_generation: dict[int, list[int]] = {}
-        released = 0
-        for decoded, mid, generation in batch:
-            released += len(decoded.payload)
+        for _, mid, generation, _, _ in batch:
             if mid:
                 by_generation.setdefault(generation, []).append(mid)
         self._acks.extend(by_generation.items())
         self._acks_ready.set()
-        self._inflight = []
-        self._bytes_out += released
-        return True
 
     def _maybe_report(self) -> None:
         now = time.monotonic()
         if self.reporter.due(now):
             self._clock_offset = time.time() - time.monotonic()  # follow wall-clock adjustments
-            self.reporter.report(now=now, pending=len(self._pending) + len(self._inflight), lag_s=self.lag())
+            self.reporter.report(now=now, pending=len(self._pending) + self._inflight_count, lag_s=self.lag())
 
     def lag(self) -> float:
         """Age in seconds of the oldest message received but not yet committed."""
-        oldest = self._inflight[0] if self._inflight else (self._pending[0] if self._pending else None)
-        return max(time.time() - oldest[0].received_us / 1e6, 0.0) if oldest else 0.0
+        with self._inflight_lock:
+            oldest = next(iter(self._inflight.values()))[0] if self._inflight else None
+        if oldest is None and self._pending:
+            with contextlib.suppress(IndexError):  # the flush thread may take it meanwhile
+                oldest = self._pending[0]
+        return max(time.time() - oldest[3] / 1e6, 0.0) if oldest else 0.0
 
     def _drain(self) -> None:
         """On stop: read no more, store what was received, ack it, then let the network thread disconnect."""
         self.ingestor.give_up_at = time.monotonic() + self.config.shutdown_timeout
+        deadline = time.monotonic() + self.config.shutdown_timeout
+        if self.store is not None:
+            self.store.stopping()
         self._draining = True
         self._paused.wait(timeout=2)
-        while batch := self._take_batch(wait=False):
-            if not self._flush(batch):
+        while taken := self._take_batch(wait=False):
+            if not self._dispatch(taken, threading.Event()):
                 break
-        deadline = time.monotonic() + 5
-        while (self._acks or self.client.want_write()) and time.monotonic() < deadline and self._net_thread.is_alive():
+            if self._gave_up:
+                break  # a database outage at shutdown: the rest stays unacknowledged too
+        while self._inflight and time.monotonic() < deadline and self.store is not None and self.store.alive():
             time.sleep(0.01)
-        self.reporter.report(now=time.monotonic(), pending=len(self._pending), lag_s=self.lag())
+        ack_deadline = time.monotonic() + 5
+        while self._acks or self.client.want_write():
+            if time.monotonic() >= ack_deadline or not self._net_thread.is_alive():
+                break
+            time.sleep(0.01)
+        self.reporter.report(now=time.monotonic(), pending=len(self._pending) + self._inflight_count, lag_s=self.lag())
         self.reporter.retire()
 
     # --- network thread ----------------------------------------------------------------
@@ -668,7 +774,7 @@ class IngestWorker:
         if sock is None:
             self._connect(client)
             return
-        room = self.config.max_pending - len(self._pending) - len(self._inflight)
+        room = self.config.max_pending - len(self._pending) - self._inflight_count
         if self._draining or room <= 0 or self._over_byte_budget():
             # Stop reading: the backlog stays on the broker, not in this process.
             self._pause_step(client)
@@ -793,18 +899,20 @@ class IngestWorker:
         logger.warning("disconnected from the MQTT broker (%s); reconnecting in %.1f s", reason, delay)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        # Called by paho for every message. Decoding here, on the thread that is busy anyway,
-        # leaves the flush thread mostly waiting on PostgreSQL, so the two threads don't take
-        # turns on the GIL. decode_one never raises; an exception escaping here would kill
-        # paho's loop while it still looks connected.
+        # Called by paho for every message. Without a store process it decodes here, on the
+        # thread that is busy anyway, leaving the flush thread mostly waiting on PostgreSQL;
+        # with one it only keeps the raw bytes. Never raises: an exception escaping here would
+        # kill paho's loop while it still looks connected.
         try:
             received_us = int((message.timestamp + self._clock_offset) * 1_000_000)
+            payload = message.payload
             # message.topic would raise on invalid UTF-8; message._topic is the raw bytes.
-            decoded = self._decode(message._topic, message.payload, message.retain, received_us)
-            self._bytes_in += len(decoded.payload)
+            item = self._decode(message._topic, payload, message.retain, received_us)
+            size = len(payload)
+            self._bytes_in += size
             pending = self._pending
             # Not the MQTTMessage: it carries a lock and a condition; free it now.
-            pending.append((decoded, message.mid if message.qos else 0, self._generation))
+            pending.append((item, message.mid if message.qos else 0, self._generation, received_us, size))
             if len(pending) == self.config.batch_size:
                 self._batch_full.set()
             self.stats.received += 1
