@@ -9,11 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from farm.models import Farm
 from sensors.models import Device, DeviceStatus, Sensor
 
 from . import charts, selectors
+
+if TYPE_CHECKING:
+    from sensors.selectors import SensorWithLatest
 
 # A reading older than 1.5 intervals means at least one report is overdue: a
 # device on a 5-minute schedule turns stale after 7½ minutes, not at 5:01.
@@ -84,7 +88,7 @@ def farm_summary(devices: list[Device]) -> FarmSummary:
     )
 
 
-def sensor_card(sensor: Sensor, *, spark: list[tuple[int, float]], now: datetime, spark_end_ms: int) -> Card:
+def sensor_card(sensor: SensorWithLatest, *, spark: list[tuple[int, float]], now: datetime, spark_end_ms: int) -> Card:
     device = sensor.device
     state = card_state(
         device_status=device.status,

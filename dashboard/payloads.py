@@ -11,10 +11,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from json.encoder import encode_basestring_ascii
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sensors.hooks import DeviceChange, ReadingGroup, Row
-from sensors.models import Device, Sensor
+from sensors.models import Device
+
+if TYPE_CHECKING:
+    from sensors.selectors import SensorWithLatest
 
 # Bounds on one update: a device flushing hours of buffered readings must not
 # turn into a megabyte frame for every open dashboard. The latest point of
@@ -124,7 +127,7 @@ def update_text(
 
 
 def snapshot_text(
-    *, farm_id: int, seq: int, sensors: Iterable[Sensor], devices: Iterable[Device], now: datetime
+    *, farm_id: int, seq: int, sensors: Iterable[SensorWithLatest], devices: Iterable[Device], now: datetime
 ) -> str:
     return dumps(
         {

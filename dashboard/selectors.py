@@ -7,7 +7,7 @@ number of queries whatever the number of devices and sensors.
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from django.conf import settings
 from django.contrib import auth
@@ -17,6 +17,10 @@ from django.http import Http404
 from farm.models import Farm, Field
 from farm.selectors import AnyUser, farms_visible_to
 from sensors.models import Device, Sensor
+from sensors.selectors import with_latest
+
+if TYPE_CHECKING:
+    from sensors.selectors import SensorWithLatest
 
 SocketAccess = Literal["ok", "signed_out", "forbidden"]
 
@@ -64,9 +68,9 @@ class _SessionHolder:
         self.session = session
 
 
-def dashboard_sensors(farm_id: int) -> QuerySet[Sensor]:
-    """Every sensor of the farm's enabled devices, in page order (field, device, sensor)."""
-    return (
+def dashboard_sensors(farm_id: int) -> QuerySet[SensorWithLatest]:
+    """Every sensor of the farm's enabled devices with its newest reading, in page order (field, device, sensor)."""
+    return with_latest(
         Sensor.objects.filter(device__farm_id=farm_id, device__enabled=True)
         .select_related("device", "device__field", "device__kind")
         .order_by("device__field__name", "device__name", "device_id", "id")
@@ -101,10 +105,8 @@ def sensor_for_farm(farm: Farm, sensor_id: int) -> Sensor:
     return sensor
 
 
-def farm_latest_values(farm_id: int) -> QuerySet[Sensor]:
-    """Each sensor's latest value as the ingest worker keeps it on the sensor row."""
-    return (
-        Sensor.objects.filter(device__farm_id=farm_id, device__enabled=True)
-        .only("id", "device_id", "last_value", "last_ts")
-        .order_by("id")
+def farm_latest_values(farm_id: int) -> QuerySet[SensorWithLatest]:
+    """Each sensor's newest reading (value and time), read from the readings in one statement."""
+    return with_latest(
+        Sensor.objects.filter(device__farm_id=farm_id, device__enabled=True).only("id", "device_id").order_by("id")
     )

@@ -7,7 +7,7 @@ helpers in ``sensors.display``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.conf import settings
@@ -27,6 +27,9 @@ from farm.models import Farm, Field
 from sensors import selectors, services
 from sensors.display import device_mqtt_help, payload_hex_dump, payload_text_preview
 from sensors.models import DeadLetter, Device, DeviceKind, DeviceStatus, MetricSpec, Sensor, UnknownDevice
+
+if TYPE_CHECKING:
+    from sensors.selectors import SensorWithLatest
 
 STATUS_COLOURS = {
     DeviceStatus.ONLINE: ("#1b5e20", "#c8e6c9"),
@@ -112,8 +115,11 @@ class SensorInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SensorWithLatest]:
+        return selectors.with_latest(super().get_queryset(request))
+
     @admin.display(description="last reading")
-    def latest(self, sensor: Sensor) -> str:
+    def latest(self, sensor: SensorWithLatest) -> str:
         if sensor.last_value is None or sensor.last_ts is None:
             return "none yet"
         return f"{sensor.last_value:g} {sensor.unit} · {naturaltime(sensor.last_ts)}".replace("  ", " ")
@@ -218,7 +224,7 @@ class SensorAdmin(admin.ModelAdmin):
     readonly_fields = ["device", "key", "last_value", "last_reading_at", "recent_readings"]
     actions = ["mark_reviewed"]
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Sensor]:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SensorWithLatest]:
         return selectors.sensor_list()
 
     def get_fields(self, request: HttpRequest, obj: Sensor | None = None) -> Any:
@@ -227,8 +233,13 @@ class SensorAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    # Both read the annotations of ``get_queryset`` (the newest reading), and sort on them.
+    @admin.display(description="last value", ordering="last_value")
+    def last_value(self, sensor: SensorWithLatest) -> float | None:
+        return sensor.last_value
+
     @admin.display(description="last reading at", ordering="last_ts")
-    def last_reading_at(self, sensor: Sensor) -> Any:
+    def last_reading_at(self, sensor: SensorWithLatest) -> Any:
         return sensor.last_ts
 
     @admin.display(description="latest readings")

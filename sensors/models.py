@@ -189,8 +189,6 @@ class Sensor(models.Model):
     needs_review = models.BooleanField(
         default=False, help_text="Created by the ingest worker for a metric the device's kind does not list."
     )
-    last_value = models.FloatField(null=True, blank=True)
-    last_ts = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

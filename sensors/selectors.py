@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, TypedDict
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, OuterRef, QuerySet, Subquery
 
 from sensors.models import DeadLetter, Device, DeviceKind, Reading, Sensor, UnknownDevice
+
+
+class LatestReading(TypedDict):
+    last_value: float | None
+    last_ts: datetime | None
+
+
+if TYPE_CHECKING:  # django_stubs_ext comes with the dev requirements only
+    from typing import TypeAlias
+
+    from django_stubs_ext import WithAnnotations
+
+    SensorWithLatest: TypeAlias = WithAnnotations[Sensor, LatestReading]
 
 
 def device_list() -> QuerySet[Device]:
@@ -26,8 +41,20 @@ def kinds_with_metrics() -> list[DeviceKind]:
     return list(DeviceKind.objects.prefetch_related("metrics"))
 
 
-def sensor_list() -> QuerySet[Sensor]:
-    return Sensor.objects.select_related("device__farm", "device__kind")
+def sensor_list() -> QuerySet[SensorWithLatest]:
+    return with_latest(Sensor.objects.select_related("device__farm", "device__kind"))
+
+
+def with_latest(sensors: QuerySet[Sensor]) -> QuerySet[SensorWithLatest]:
+    """``sensors``, each with ``last_value`` and ``last_ts`` of its newest reading (``None`` without one).
+
+    Read from the readings rather than kept on the sensor row, so an ingest batch
+    writes nothing to its sensors. Each is one backward probe of the readings'
+    primary key (sensor_id, ts) per sensor; the statement sees one snapshot, so
+    the two always belong to the same reading.
+    """
+    newest = Reading.objects.filter(sensor=OuterRef("pk")).order_by("-ts")
+    return sensors.annotate(last_value=Subquery(newest.values("value")[:1]), last_ts=Subquery(newest.values("ts")[:1]))
 
 
 def sensor_readings_latest(*, sensor_id: int, limit: int = 50) -> QuerySet[Reading]:

@@ -347,7 +347,8 @@ def test_the_device_page_never_shows_the_broker_password(admin_client, settings)
 
 def test_the_device_page_lists_its_sensors_with_last_values(admin_client):
     device = DeviceFactory.create()
-    SensorFactory.create(device=device, key="soil_moisture", last_value=27.5, last_ts=timezone.now(), needs_review=True)
+    sensor = SensorFactory.create(device=device, key="soil_moisture", needs_review=True)
+    Reading.objects.bulk_create([Reading(sensor=sensor, ts=timezone.now(), value=27.5)])
     page = html_text(admin_client.get(reverse("admin:sensors_device_change", args=[device.pk])))
     assert "soil_moisture" in page
     assert "27.5" in page
@@ -369,6 +370,23 @@ def test_mark_reviewed_action_clears_the_flag(admin_client):
     action(admin_client, reverse("admin:sensors_sensor_changelist"), "mark_reviewed", [flagged])
     flagged.refresh_from_db()
     assert not flagged.needs_review
+
+
+def test_the_sensor_list_sorts_by_last_reading_time_and_shows_the_newest_value(admin_client):
+    now = timezone.now().replace(microsecond=0)
+    hour_ago, minute_ago, half_hour_ago = SensorFactory.create_batch(3)
+    Reading.objects.bulk_create(
+        [
+            Reading(sensor=hour_ago, ts=now - timedelta(hours=1), value=1.5),
+            Reading(sensor=minute_ago, ts=now - timedelta(hours=3), value=99.0),
+            Reading(sensor=minute_ago, ts=now - timedelta(minutes=1), value=2.5),
+            Reading(sensor=half_hour_ago, ts=now - timedelta(minutes=30), value=3.5),
+        ]
+    )
+    # Column 6 of list_display is "last reading at"; "-" sorts newest first.
+    response = admin_client.get(reverse("admin:sensors_sensor_changelist") + "?o=-6")
+    assert list(response.context["cl"].result_list) == [minute_ago, half_hour_ago, hour_ago]
+    assert '<td class="field-last_value">2.5</td>' in html_text(response)
 
 
 def test_the_sensor_page_shows_its_latest_readings_newest_first(admin_client):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -26,6 +27,7 @@ from tests.dashboard_fixtures import (  # noqa: F401 - _clean_channel_layer is a
     farm_with_sensors,
     logged_in_client,
     member_of,
+    readings_insert,
     session_cookie,
 )
 from tests.factories import UserFactory
@@ -57,6 +59,19 @@ async def test_a_manager_gets_a_snapshot_of_the_farm(farm_a):
     assert isinstance(snapshot["seq"], int)
     assert {s["sensor"] for s in snapshot["sensors"]} == {s.pk for s in farm_a.sensors}
     assert {d["id"] for d in snapshot["devices"]} == {d.pk for d in farm_a.devices}
+    await comm.disconnect()
+
+
+async def test_the_snapshot_carries_each_sensors_newest_reading(farm_a):
+    with_readings, without = farm_a.sensors
+    now = timezone.now().replace(microsecond=0)
+    await sync_to_async(readings_insert)(with_readings, [(now - timedelta(minutes=1), 21.5), (now, 22.5)])
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    comm, snapshot = await connect_as(membership.user, farm_a.farm.pk)
+    assert {s["sensor"]: (s["value"], s["ts"]) for s in snapshot["sensors"]} == {
+        with_readings.pk: (22.5, int(now.timestamp() * 1000)),
+        without.pk: (None, None),
+    }
     await comm.disconnect()
 
 

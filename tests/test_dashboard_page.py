@@ -39,9 +39,9 @@ def card_states(html: str) -> dict[int, str]:
 
 
 def set_latest(sensor, value, seconds_ago):
-    sensor.last_value = value
-    sensor.last_ts = None if seconds_ago is None else NOW - timedelta(seconds=seconds_ago)
-    sensor.save()
+    """Give ``sensor`` its newest reading: an older one first, so the card must pick the newest."""
+    ts = NOW - timedelta(seconds=seconds_ago)
+    readings_insert(sensor, [(ts - timedelta(hours=1), 55.0), (ts, value)])
 
 
 @time_machine.travel(NOW, tick=False)
@@ -54,7 +54,6 @@ def test_each_card_shows_its_state():
     offline.device.status = DeviceStatus.OFFLINE
     offline.device.save()
     set_latest(out_of_range, 140.0, 60)
-    set_latest(empty, None, None)
     html = client_for(member_of(setup.farm).user).get(page_url(setup.farm)).content.decode()
     assert card_states(html) == {
         fresh.pk: "fresh",

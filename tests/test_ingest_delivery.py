@@ -132,13 +132,15 @@ def background_publish(
 def test_kill_9_with_20000_messages_in_flight_then_restart_stores_each_acknowledged_message_once(
     mosquitto, e2e, make_process
 ):
-    # Batches of 1,000: the first commit is seen while nearly all of the 30,000 are in flight.
+    # Batches of 1,000: the first commit is seen while most of the 50,000 are in flight (the
+    # store process commits a dozen more batches before the freeze lands: 50,000 keeps the
+    # in-flight count well above 20,000).
     worker = make_process(e2e, INGEST_BATCH_SIZE="1000")
     worker.start_and_wait()
     worker.signal_all(signal.SIGSTOP)  # freeze it (both processes) so that the stream piles up in flight
-    first = publish(mosquitto.port, messages(0, 30_000), clients=4)
-    assert len(first.acked) == 30_000
-    later, later_result = background_publish(mosquitto.port, messages(30_000, 10_000), clients=2)
+    first = publish(mosquitto.port, messages(0, 50_000), clients=4)
+    assert len(first.acked) == 50_000
+    later, later_result = background_publish(mosquitto.port, messages(50_000, 10_000), clients=2)
     worker.signal_all(signal.SIGCONT)
 
     wait_until(lambda: count_readings(e2e) >= 1, timeout=60, interval=0.01, what="the first batch to commit")
@@ -151,8 +153,8 @@ def test_kill_9_with_20000_messages_in_flight_then_restart_stores_each_acknowled
     restarted.start_and_wait()
     later.join()
     assert later_result.error is None
-    acked = first.acked | shifted(later_result.acked, 30_000)
-    assert len(acked) == 40_000
+    acked = first.acked | shifted(later_result.acked, 50_000)
+    assert len(acked) == 60_000
     wait_until(lambda: count_readings(e2e) >= len(acked), timeout=90, interval=0.2, what="every message stored")
     assert restarted.terminate() == 0
 

@@ -20,6 +20,7 @@ from django.utils import timezone
 from sensors.ingest import worker as worker_module
 from sensors.ingest.worker import Ingestor, WorkerConfig
 from sensors.models import Reading, Sensor
+from sensors.selectors import with_latest
 from tests.factories import DeviceFactory, SensorFactory
 from tests.mqtt_fixtures import wait_until
 from tests.test_ingest_store import NOW_S, moment, raw
@@ -121,15 +122,15 @@ def test_a_batch_for_a_sensor_deleted_behind_the_cache_stores_no_orphan_reading(
     assert list(Reading.objects.values_list("sensor_id", "value")) == [(renewed.pk, 2.0)]
 
 
-def test_a_batch_updates_the_last_value_only_from_a_newer_reading(db):
+def test_the_latest_value_is_the_newest_reading_even_when_an_older_one_arrives_later(db):
     sensor = cast(Sensor, SensorFactory(device__uid="probe-1", key="soil_moisture"))
     ingestor = _ingestor()
 
     ingestor.ingest([raw("farm/probe-1/telemetry", {"ts": NOW_S - 1, "soil_moisture": 2})])
     ingestor.ingest([raw("farm/probe-1/telemetry", {"ts": NOW_S - 9, "soil_moisture": 1})])
 
-    sensor.refresh_from_db()
-    assert (sensor.last_value, sensor.last_ts) == (2.0, moment(NOW_S - 1))
+    latest = with_latest(Sensor.objects.filter(pk=sensor.pk)).get()
+    assert (latest.last_value, latest.last_ts) == (2.0, moment(NOW_S - 1))
     assert Reading.objects.count() == 2
 
 
