@@ -345,8 +345,10 @@ async def measure(args: argparse.Namespace, stack: Stack, seeded: Seeded, dashbo
     connect_s = time.monotonic() - connect_started
     await asyncio.sleep(2)
     idle_rss = daphne.memory_info().rss
-    usages = {"daphne": Usage(daphne), "ingest": Usage(psutil.Process(stack.worker.pid)),
-              "dashboards (bench)": Usage(psutil.Process())}  # fmt: skip
+    worker = psutil.Process(stack.worker.pid)
+    usages = {"daphne": Usage(daphne), "ingest": Usage(worker), "dashboards (bench)": Usage(psutil.Process())}
+    for child in worker.children():  # the worker's store process (INGEST_STORE_PROCESS), where the hooks run
+        usages["ingest store process"] = Usage(child)
     receive, send = multiprocessing.get_context("spawn").Pipe(duplex=False)
     publisher = multiprocessing.get_context("spawn").Process(
         target=publish_paced,
