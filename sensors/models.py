@@ -218,7 +218,9 @@ class Reading(models.Model):
     store). Instead the ingest store, the only writer, locks every sensor of a
     batch and fails the batch if one is gone, and an AFTER DELETE trigger on
     sensors deletes their readings in one statement, so deleting a sensor, its
-    device or its farm never loads readings into Python (migration 0006).
+    device or its farm never loads readings into Python (migration 0006). The
+    trigger needs READ COMMITTED (Django's default) and refuses otherwise; a
+    TRUNCATE of sensors alone would bypass it (truncate readings with it).
     """
 
     pk = models.CompositePrimaryKey("sensor_id", "ts")

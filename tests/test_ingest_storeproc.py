@@ -132,6 +132,32 @@ def test_a_killed_store_process_stops_the_worker_and_its_messages_are_redelivere
     assert Device.objects.get(pk=device.pk).status == "online"
 
 
+def test_a_stuck_store_process_does_not_hold_up_shutdown_and_its_messages_are_redelivered(mosquitto, client_ids):
+    device = cast(Device, DeviceFactory(uid="proc-3"))
+    client_id = f"test-proc-{uuid.uuid4().hex[:8]}"
+    client_ids.append(client_id)
+
+    running = Running(make_worker(mosquitto, client_id, batch_size=100, shutdown_timeout=2.0))
+    store = running.worker.store
+    assert store is not None
+    assert store.pid is not None
+    publish(mosquitto.port, [telemetry("proc-3", n) for n in range(100)])
+    wait_until(lambda: running.worker.stats.messages >= 100, timeout=30, what="a first batch stored")
+    os.kill(store.pid, signal.SIGSTOP)  # stuck (as behind a lock that is never released)
+    publish(mosquitto.port, [telemetry("proc-3", n) for n in range(100, 1000)])
+    wait_until(lambda: running.worker.stats.received >= 1000, timeout=30, what="the rest received")
+
+    assert running.stop() == 0  # SIGTERM's path: gives up on the stuck batches after shutdown_timeout
+    assert not running.thread.is_alive()
+    assert Reading.objects.filter(sensor__device=device).count() < 1000
+
+    restarted = Running(make_worker(mosquitto, client_id))
+    wait_until(
+        lambda: Reading.objects.filter(sensor__device=device).count() == 1000, timeout=60, what="all 1,000 stored"
+    )
+    assert restarted.stop() == 0
+
+
 def test_the_store_process_exits_when_the_worker_is_gone():
     results: list[object] = []
     store = StoreProcess(

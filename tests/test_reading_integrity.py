@@ -171,6 +171,23 @@ def _in_thread(target: Callable[[], object], errors: list[BaseException]) -> thr
 
 
 @pytest.mark.django_db(transaction=True)
+def test_deleting_sensors_outside_read_committed_is_refused_rather_than_orphaning_readings():
+    # Under REPEATABLE READ the trigger's snapshot would miss readings an ingest batch committed
+    # meanwhile; the trigger refuses, and the sensor and its readings stay.
+    sensor = cast(Sensor, SensorFactory())
+    _readings(sensor)
+
+    with _connect() as other:
+        other.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="READ COMMITTED"):
+            other.execute("DELETE FROM sensors_sensor WHERE id = %s", [sensor.pk])
+        other.rollback()
+
+    assert Sensor.objects.filter(pk=sensor.pk).exists()
+    assert Reading.objects.filter(sensor=sensor).count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_batch_waiting_on_a_sensor_delete_that_commits_stores_no_orphan(monkeypatch):
     sensor = cast(Sensor, SensorFactory(device__uid="probe-1", key="soil_moisture"))
     ingestor = _ingestor()

@@ -114,21 +114,30 @@ class StoreProcess:
         self._to_child = Connection(to_child_w, readable=False)
         self._from_child = Connection(to_parent_r, writable=False)
         self._send(("config", self._config, self._database_name))
+        try:
+            self._wait_ready()
+        except StoreProcessDied:
+            self.dead = True
+            self._process.kill()
+            self._process.wait(5)
+            self._to_child.close()
+            self._from_child.close()
+            raise
+        logger.info("ingest store process %d ready", self._process.pid)
+        self._reader.start()
+
+    def _wait_ready(self) -> None:
+        assert self._process is not None
         deadline = time.monotonic() + READY_TIMEOUT
         while not self._from_child.poll(0.2):
             if self._process.poll() is not None or time.monotonic() > deadline:
-                self.dead = True
                 raise StoreProcessDied(f"the ingest store process did not start (exit code {self._process.poll()})")
         try:
             ready = self._from_child.recv()
         except (EOFError, OSError) as exc:
-            self.dead = True
             raise StoreProcessDied("the ingest store process exited while starting") from exc
         if ready != ("ready",):
-            self.dead = True
             raise StoreProcessDied(f"unexpected first message from the ingest store process: {ready!r}")
-        logger.info("ingest store process %d ready", self._process.pid)
-        self._reader.start()
 
     @property
     def pid(self) -> int | None:
@@ -151,6 +160,7 @@ class StoreProcess:
         """Let the child finish what it holds and exit; kill it after ``timeout`` seconds."""
         if self._process is None:
             return
+        self.stopping()  # also on the crash paths: don't wait out a database outage now
         with contextlib.suppress(StoreProcessDied):
             self._send(("stop",))
         try:
@@ -173,20 +183,25 @@ class StoreProcess:
             raise StoreProcessDied("the ingest store process is gone") from exc
 
     def _read_results(self) -> None:
-        while True:
-            try:
-                message = self._from_child.recv()
-            except (EOFError, OSError):
-                break
-            try:
-                if message[0] == "result":
-                    _, batch_id, result, stats = message
-                    self._on_result(batch_id, result, stats)
-                elif message[0] == "stats":
-                    self._on_stats(message[1])
-            except Exception:
-                logger.exception("handling a report of the ingest store process failed")
-        self.dead = True
+        try:
+            while True:
+                try:
+                    message = self._from_child.recv()
+                except (EOFError, OSError):
+                    return
+                except Exception:  # a report that cannot be read: the worker cannot trust what follows
+                    logger.exception("could not read a report of the ingest store process")
+                    return
+                try:
+                    if message[0] == "result":
+                        _, batch_id, result, stats = message
+                        self._on_result(batch_id, result, stats)
+                    elif message[0] == "stats":
+                        self._on_stats(message[1])
+                except Exception:
+                    logger.exception("handling a report of the ingest store process failed")
+        finally:
+            self.dead = True  # the worker sees this and exits for its supervisor to restart it
 
 
 def _load_malloc_trim() -> Callable[[], None]:

@@ -661,8 +661,13 @@ class IngestWorker:
     def _is_old(self, max_age: float) -> bool:
         return bool(self._pending) and time.time() - self._pending[0][3] / 1e6 >= max_age
 
-    def _dispatch(self, taken: tuple[int, list[Pending]], stop: threading.Event) -> bool:
-        """Store a batch here, or hand it to the store process; False if that process died."""
+    def _dispatch(self, taken: tuple[int, list[Pending]], stop: threading.Event, deadline: float | None = None) -> bool:
+        """Store a batch here, or hand it to the store process; False if that process died.
+
+        Once shutting down (``stop`` set, or a ``deadline`` given) a store process that takes
+        no batch for ``shutdown_timeout`` seconds is given up on: the batch stays unsent and
+        unacknowledged, and the broker redelivers it.
+        """
         batch_id, batch = taken
         if self.store is None:
             result = self.ingestor.store([item for item, _, _, _, _ in batch])
@@ -674,6 +679,10 @@ class IngestWorker:
                 return False
             if stop.is_set():
                 self.store.stopping()  # shutting down: don't wait out a database outage
+                if deadline is None:
+                    deadline = time.monotonic() + self.config.shutdown_timeout
+            if deadline is not None and time.monotonic() > deadline:
+                return True  # stuck: shutdown goes on without this batch
             self._maybe_report()
         items = [item for item, _, _, _, _ in batch]
         with self._inflight_lock:
@@ -688,33 +697,38 @@ class IngestWorker:
     def _complete(self, batch_id: int, result: BatchResult | None, child_stats: dict[str, Any] | None) -> None:
         """A batch's outcome committed (or, with None, shutdown gave up on it): queue its acks.
 
-        Runs on the flush thread (stored here) or the store process's report thread.
+        Runs on the flush thread (stored here) or the store process's report thread. The acks
+        are queued before the batch leaves ``_inflight``, so that a drain never sees neither.
         """
-        if child_stats is not None:
-            merge_child_stats(self.stats, child_stats)
-        with self._inflight_lock:
-            batch = self._inflight.pop(batch_id)
-            self._inflight_count -= len(batch)
-        if self.store is not None:
-            self._slots.release()
-        released = 0
-        for _, _, _, _, size in batch:
-            released += size
-        self._bytes_out += released
-        if result is None:
-            self._gave_up = True
-            logger.warning(
-                "shutting down with %d messages not stored (PostgreSQL unavailable); the broker keeps them "
-                "unacknowledged and redelivers them to this client id",
-                len(batch) + len(self._pending),
-            )
-            return
-        by_generation: dict[int, list[int]] = {}
-        for _, mid, generation, _, _ in batch:
-            if mid:
-                by_generation.setdefault(generation, []).append(mid)
-        self._acks.extend(by_generation.items())
-        self._acks_ready.set()
+        try:
+            if child_stats is not None:
+                merge_child_stats(self.stats, child_stats)
+            with self._inflight_lock:
+                batch = self._inflight[batch_id]
+            released = 0
+            for _, _, _, _, size in batch:
+                released += size
+            if result is None:
+                self._gave_up = True
+                logger.warning(
+                    "shutting down with %d messages not stored (PostgreSQL unavailable); the broker keeps them "
+                    "unacknowledged and redelivers them to this client id",
+                    len(batch) + len(self._pending),
+                )
+            else:
+                by_generation: dict[int, list[int]] = {}
+                for _, mid, generation, _, _ in batch:
+                    if mid:
+                        by_generation.setdefault(generation, []).append(mid)
+                self._acks.extend(by_generation.items())
+                self._acks_ready.set()
+            with self._inflight_lock:
+                del self._inflight[batch_id]
+                self._inflight_count -= len(batch)
+            self._bytes_out += released
+        finally:
+            if self.store is not None:
+                self._slots.release()
 
     def _maybe_report(self) -> None:
         now = time.monotonic()
@@ -740,8 +754,8 @@ class IngestWorker:
         self._draining = True
         self._paused.wait(timeout=2)
         while taken := self._take_batch(wait=False):
-            if not self._dispatch(taken, threading.Event()):
-                break
+            if not self._dispatch(taken, threading.Event(), deadline) or time.monotonic() > deadline:
+                break  # the store process died, or is stuck past the shutdown timeout: the rest stays unacknowledged
             if self._gave_up:
                 break  # a database outage at shutdown: the rest stays unacknowledged too
         while self._inflight and time.monotonic() < deadline and self.store is not None and self.store.alive():

@@ -17,6 +17,15 @@ ALTER TABLE sensors_reading DROP CONSTRAINT sensors_reading_sensor_fk;
 
 CREATE FUNCTION sensors_sensor_delete_readings() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    -- Under READ COMMITTED this DELETE takes a fresh snapshot and so also removes readings an
+    -- ingest batch committed while this transaction waited on its sensor lock. A REPEATABLE
+    -- READ or SERIALIZABLE snapshot would miss them (the lock does not conflict the way an
+    -- update would), leaving readings without a sensor: refuse rather than orphan.
+    IF current_setting('transaction_isolation') <> 'read committed'
+            AND EXISTS (SELECT 1 FROM deleted_sensors) THEN
+        RAISE EXCEPTION 'delete sensors under READ COMMITTED (their readings go with a fresh snapshot)'
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
     DELETE FROM sensors_reading r USING deleted_sensors o WHERE r.sensor_id = o.id;
     RETURN NULL;
 END

@@ -71,10 +71,10 @@ def native_object(device: SimDevice, ts_us: int, values: Mapping[str, float]) ->
     return {"ts": native_ts(device, ts_us), **values}
 
 
-def native_telemetry(device: SimDevice, samples: Sequence[Sample]) -> Message:
-    """One reading as an object; several (a device flushing its buffer) as a JSON array."""
+def native_telemetry(device: SimDevice, samples: Sequence[Sample], *, as_array: bool = False) -> Message:
+    """One reading as an object; several, or a flushed buffer (``as_array``), as a JSON array."""
     objects = [native_object(device, ts, values) for ts, values in samples]
-    body: object = objects[0] if len(objects) == 1 else objects
+    body: object = objects[0] if len(objects) == 1 and not as_array else objects
     return Message(
         topic=f"farm/{device.uid}/telemetry",
         payload=_dumps(body),

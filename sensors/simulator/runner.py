@@ -309,7 +309,8 @@ class _Run:
 
     def flush_buffer(self, state: _State) -> None:
         for start in range(0, len(state.buffer), MAX_ARRAY):
-            self.emit(state, native_telemetry(state.device, state.buffer[start : start + MAX_ARRAY]))
+            # An array even for one buffered reading (a late tick on a busy machine): a buffer is a buffer.
+            self.emit(state, native_telemetry(state.device, state.buffer[start : start + MAX_ARRAY], as_array=True))
         state.buffer.clear()
 
     def backfill(self, now: float) -> None:
