@@ -22,7 +22,7 @@ the simulator (``sensors.simulator``) as the load generator, in processes of the
    msg/s here, below the worker's ceiling: a live stream would measure the generator, a backlog
    measures the consumer. A 60 s drain of 1-metric messages needs more than the shipped
    ``max_queued_messages`` (1,000,000) once the worker passes ~16k msg/s, hence ``--max-queued``
-   (3,500,000; a capacity limit only: the broker's per-message work is the same).
+   (4,000,000; a capacity limit only: the broker's per-message work is the same).
 3. **(a)** the bare subscriber (plain paho, QoS 1, acked as ``on_message`` returns, counts and
    nothing else) resumes its session and drains the backlog. **(b)** then ``manage.py ingest``
    starts and drains the same messages. Both rates = messages / (last message or commit − the
@@ -822,8 +822,8 @@ def queue_limit() -> int:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n", 1)[0])
-    parser.add_argument("--backlog-1", type=int, default=3_000_000, help="1-metric messages queued for (a) and (b)")
-    parser.add_argument("--backlog-10", type=int, default=900_000, help="10-metric messages queued for (a) and (b)")
+    parser.add_argument("--backlog-1", type=int, default=3_600_000, help="1-metric messages queued for (a) and (b)")
+    parser.add_argument("--backlog-10", type=int, default=1_100_000, help="10-metric messages queued for (a) and (b)")
     parser.add_argument("--publishers", type=int, default=2, help="generator processes filling a backlog")
     parser.add_argument("--window", type=int, default=1000, help="unacknowledged messages per generator client")
     parser.add_argument("--min-seconds", type=float, default=60.0, help="a worker drain shorter than this is flagged")
@@ -836,7 +836,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max-queued",
         type=int,
-        default=3_500_000,
+        default=4_000_000,
         help="max_queued_messages of the bench's broker (0: docker/mosquitto.conf's 1,000,000, too few messages "
         "for a 60 s backlog of 1-metric messages once the worker passes ~16k msg/s)",
     )
