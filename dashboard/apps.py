@@ -6,10 +6,10 @@ class DashboardConfig(AppConfig):
     verbose_name = "Dashboard"
 
     def ready(self) -> None:
-        # The seam (DESIGN.md §1): sensors never imports dashboard; dashboard
-        # registers itself with the ingest worker's after-commit hooks.
-        from sensors.hooks import register_batch_hook
+        # The seam (docs/architecture.md §1): sensors never imports dashboard; the live
+        # fan-out is a best-effort after-commit notifier (browsers refetch on a gap).
+        from sensors.hooks import register_batch_notifier
 
         from . import live, signals  # noqa: F401 - connects the revocation receivers
 
-        register_batch_hook(live.farm_updates_publish)
+        register_batch_notifier(live.farm_updates_publish)

@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "farm",
     "sensors",
     "dashboard",
+    "outbox",
 ]
 # daphne's app only swaps `runserver` for an ASGI one, and it installs Twisted's reactor in
 # every process that loads Django: ~35 MB in each ingest, store and Celery process. The web
@@ -146,6 +147,15 @@ CELERY_BEAT_SCHEDULE["sensors-offline-sweep"] = {
     "task": "sensors.tasks.sweep_offline_devices",
     "schedule": 60.0,
 }
+
+# The transactional outbox (docs/architecture.md §1): the sweep drains what a lost nudge left.
+CELERY_BEAT_SCHEDULE["outbox-sweep"] = {
+    "task": "outbox.tasks.sweep_outbox",
+    "schedule": env_float("OUTBOX_SWEEP_SECONDS", 30.0, minimum=1.0),
+}
+OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 8, minimum=1, maximum=100)
+OUTBOX_RETRY_SECONDS = env_int("OUTBOX_RETRY_SECONDS", 10, minimum=1)
+OUTBOX_RETENTION_HOURS = env_int("OUTBOX_RETENTION_HOURS", 168, minimum=1)
 
 # --- Ingest (issue: MQTT ingest) -----------------------------------------
 

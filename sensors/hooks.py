@@ -1,10 +1,22 @@
-"""The one seam between ingest and everything downstream of it (DESIGN.md §1).
+"""The one seam between ingest and everything downstream of it (docs/architecture.md §1).
 
-The ingest pipeline knows nothing about dashboards, channel layers or alert
-rules. After each batch commits it hands a ``BatchOutcome`` to every
-registered hook. Hooks are registered by the apps that care (e.g.
-``dashboard.apps.DashboardConfig.ready``) and must take the whole batch at
-once: no per-reading work.
+The ingest pipeline knows nothing about dashboards, channel layers or alert rules.
+Downstream apps register for a batch in one of two lanes:
+
+- **batch writers** run inside the batch's transaction, after its readings are written.
+  What they write commits or rolls back with the readings, and a writer that raises fails
+  the batch (the worker retries it, then isolates the poison message), so no message is
+  acknowledged whose consequences were not written. Alert state, rollups and outbox rows
+  (``outbox.services.outbox_enqueue``) belong here. Writers must take the whole batch at
+  once (no query per reading) and count only ``new_rows()``/``series()``: a redelivered
+  reading is in the batch again but was not stored again.
+- **after-commit notifiers** run after the commit, best effort: live pushes, nudges. A
+  notifier may be skipped (a crash after the commit, a backlog), so only what a client
+  can refetch travels this lane.
+
+Every path that makes readings or device changes visible (ingest, the offline sweep, any
+service) goes through ``batch_written`` or the ingest store's equivalent, so consumers
+see one stream.
 """
 
 from __future__ import annotations
@@ -13,7 +25,10 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Final, Protocol
+
+from django.db import transaction
 
 logger = logging.getLogger(__name__)
 
@@ -77,19 +92,36 @@ class DeviceChange:
 
 
 @dataclass(frozen=True, slots=True)
+class SensorSeries:
+    """One sensor's new readings of a batch, in device-time order: what a batch writer evaluates."""
+
+    farm_id: int
+    device_id: int
+    sensor_id: int
+    key: str
+    ts: list[int]  # µs since the Unix epoch, ascending
+    values: list[float]
+
+
+@dataclass(frozen=True, slots=True)
 class BatchOutcome:
-    """What one committed batch stored: its readings, and its devices' new state.
+    """What one batch stored: its readings, and its devices' new state.
 
     A batch holds up to tens of thousands of readings, so they stay in the shape ingest
     decoded them, one ``ReadingGroup`` per message in batch order, with no object or
     datetime per reading: building those cost more than the whole live fan-out did.
-    Every reading the batch wrote is there, a redelivered one too (the table kept its
-    first copy). A hook that wants them all iterates ``rows()``; one that keeps a few
-    converts only those (``ts // 1000`` is epoch milliseconds).
+    ``rows()`` is every reading of the batch, a redelivered one too (the table kept its
+    first copy): right for a live push, which only shows values. ``new_rows()`` and
+    ``series()`` are the readings this batch actually inserted: what a batch writer
+    counts, so a redelivered message never counts twice. ``redelivered`` is None when
+    every row was new (the fast COPY path), else the (sensor id, ts µs) keys that were
+    already stored. ``at`` is when the batch was written.
     """
 
     groups: Sequence[ReadingGroup] = ()
     devices: Sequence[DeviceChange] = ()
+    redelivered: frozenset[tuple[int, int]] | None = None
+    at: datetime | None = None
 
     @classmethod
     def of_readings(cls, readings: Iterable[StoredReading], devices: Sequence[DeviceChange] = ()) -> BatchOutcome:
@@ -108,6 +140,37 @@ class BatchOutcome:
             for ts, key, value in rows:
                 yield farm_id, device_id, sensors[key], ts, value
 
+    def new_rows(self) -> Iterator[tuple[int, int, int, int, float]]:
+        """The readings this batch inserted, in batch order (the first of a repeated key: what ON CONFLICT kept)."""
+        if self.redelivered is None:
+            yield from self.rows()
+            return
+        skip = set(self.redelivered)
+        for row in self.rows():
+            key = (row[2], row[3])
+            if key not in skip:
+                skip.add(key)
+                yield row
+
+    def series(self) -> dict[int, SensorSeries]:
+        """The new readings by sensor id, each in device-time order."""
+        points: dict[int, list[tuple[int, float]]] = {}
+        owners: dict[int, tuple[int, int]] = {}
+        for farm_id, device_id, sensor_id, ts, value in self.new_rows():
+            bucket = points.get(sensor_id)
+            if bucket is None:
+                bucket = points[sensor_id] = []
+                owners[sensor_id] = (farm_id, device_id)
+            bucket.append((ts, value))
+        keys = {sensor_id: key for device, _ in self.groups for key, sensor_id in device.sensors.items()}
+        out: dict[int, SensorSeries] = {}
+        for sensor_id, bucket in points.items():
+            bucket.sort(key=_first)
+            farm_id, device_id = owners[sensor_id]
+            times, values = [p[0] for p in bucket], [p[1] for p in bucket]
+            out[sensor_id] = SensorSeries(farm_id, device_id, sensor_id, keys.get(sensor_id, ""), times, values)
+        return out
+
     def stored_readings(self) -> Iterator[StoredReading]:
         """Every reading as a ``StoredReading``: an object and a datetime each, not for a hot path."""
         for farm_id, device_id, sensor_id, ts, value in self.rows():
@@ -117,28 +180,58 @@ class BatchOutcome:
         return {device.farm_id for device, _ in self.groups} | {d.farm_id for d in self.devices}
 
 
-BatchHook = Callable[[BatchOutcome], None]
-_hooks: list[BatchHook] = []
+def _first(point: tuple[int, float]) -> int:
+    return point[0]
 
 
-def register_batch_hook(hook: BatchHook) -> None:
-    if hook not in _hooks:
-        _hooks.append(hook)
+BatchConsumer = Callable[[BatchOutcome], None]
+_writers: list[BatchConsumer] = []
+_notifiers: list[BatchConsumer] = []
 
 
-def unregister_batch_hook(hook: BatchHook) -> None:
-    if hook in _hooks:
-        _hooks.remove(hook)
+def register_batch_writer(writer: BatchConsumer) -> None:
+    """Run ``writer`` inside every batch's transaction (durable lane); it may raise to fail the batch."""
+    if writer not in _writers:
+        _writers.append(writer)
 
 
-def run_batch_hooks(outcome: BatchOutcome) -> None:
-    """Call every hook; one failing hook never stops the others or the ingest loop.
+def unregister_batch_writer(writer: BatchConsumer) -> None:
+    if writer in _writers:
+        _writers.remove(writer)
 
-    Call this from ``transaction.on_commit`` so nothing downstream sees
-    uncommitted data.
-    """
-    for hook in list(_hooks):
+
+def register_batch_notifier(notifier: BatchConsumer) -> None:
+    """Run ``notifier`` after every batch commits (best-effort lane)."""
+    if notifier not in _notifiers:
+        _notifiers.append(notifier)
+
+
+def unregister_batch_notifier(notifier: BatchConsumer) -> None:
+    if notifier in _notifiers:
+        _notifiers.remove(notifier)
+
+
+def run_batch_writers(outcome: BatchOutcome) -> None:
+    """Call every writer in the caller's transaction; the first exception propagates and fails the batch."""
+    for writer in list(_writers):
+        writer(outcome)
+
+
+def run_batch_notifiers(outcome: BatchOutcome) -> None:
+    """Call every notifier; one failing never stops the others. Call only after the commit."""
+    for notifier in list(_notifiers):
         try:
-            hook(outcome)
+            notifier(outcome)
         except Exception:
-            logger.exception("batch hook %s failed", getattr(hook, "__qualname__", hook))
+            logger.exception("batch notifier %s failed", getattr(notifier, "__qualname__", notifier))
+
+
+def batch_written(outcome: BatchOutcome) -> None:
+    """Both lanes for a batch written outside ingest: writers now, notifiers once the transaction commits.
+
+    Call inside the transaction that wrote the batch (the offline sweep, services).
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("batch_written must be called inside the transaction that wrote the batch")
+    run_batch_writers(outcome)
+    transaction.on_commit(partial(run_batch_notifiers, outcome))

@@ -5,21 +5,20 @@ interval plus a minute of slack (clock skew, a slow network server). The
 dashboard already calls a reading "stale" after 1.5 intervals; "offline" is
 the stronger statement that at least two reports are missing.
 
-The change reaches open dashboards through the same after-commit seam the
-ingest worker uses (``sensors.hooks``), so no other plumbing is needed.
+The change reaches downstream apps through the same two lanes the ingest worker
+uses (``sensors.hooks``): writers in the transaction, notifiers after commit.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
 
-from sensors.hooks import BatchOutcome, DeviceChange, run_batch_hooks
+from sensors.hooks import BatchOutcome, DeviceChange, batch_written
 from sensors.models import DeviceStatus
 
 logger = logging.getLogger(__name__)
@@ -46,7 +45,7 @@ _MARK_OFFLINE_SQL = """
 
 
 def devices_mark_offline(*, now: datetime | None = None) -> list[DeviceChange]:
-    """Mark every overdue online device offline; tell downstream after commit.
+    """Mark every overdue online device offline; batch writers see it in the transaction, notifiers after commit.
 
     Returns the changes (empty when nothing was overdue). Devices that were
     never seen stay "never seen": offline means "was online, went quiet".
@@ -64,7 +63,7 @@ def devices_mark_offline(*, now: datetime | None = None) -> list[DeviceChange]:
             cursor.execute(_MARK_OFFLINE_SQL, params)
             changes = [DeviceChange(*row) for row in cursor.fetchall()]
         if changes:
-            transaction.on_commit(partial(run_batch_hooks, BatchOutcome(devices=changes)))
+            batch_written(BatchOutcome(devices=changes, at=now))
     if changes:
         logger.info("marked %d device(s) offline", len(changes))
     return changes

@@ -9,8 +9,8 @@ from typing import cast
 
 import pytest
 
-from sensors.hooks import BatchOutcome, DeviceSensors, StoredReading, register_batch_hook, unregister_batch_hook
-from sensors.ingest.worker import Ingestor, RawMessage, WorkerConfig
+from sensors.hooks import BatchOutcome, DeviceSensors, StoredReading, register_batch_notifier, unregister_batch_notifier
+from sensors.ingest.pipeline import Ingestor, RawMessage, WorkerConfig
 from sensors.models import Device, Sensor
 from tests.factories import DeviceFactory
 
@@ -42,14 +42,14 @@ def test_a_metric_first_seen_in_the_batch_reaches_the_hooks_with_its_new_sensor(
     def hook(outcome: BatchOutcome) -> None:
         seen.append(list(outcome.rows()))
 
-    register_batch_hook(hook)
+    register_batch_notifier(hook)
     try:
         payload = json.dumps({"ts": int(time.time()) - 5, "leaf_wetness": 3}).encode()
         Ingestor(config=WorkerConfig.from_settings(client_id="test-outcome")).ingest(
             [RawMessage(b"farm/probe-1/telemetry", payload, False, time.time_ns() // 1000)]
         )
     finally:
-        unregister_batch_hook(hook)
+        unregister_batch_notifier(hook)
 
     sensor = Sensor.objects.get(device=device, key="leaf_wetness")
     ((farm_id, device_id, sensor_id, _, value),) = seen[0]

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from dashboard import consumers, live
 from farm.models import Role
-from sensors.hooks import run_batch_hooks
+from sensors.hooks import run_batch_notifiers
 from tests.dashboard_fixtures import (  # noqa: F401 - _clean_channel_layer is a fixture
     _clean_channel_layer,
     batch_for,
@@ -126,8 +126,8 @@ async def test_a_member_of_farm_a_never_receives_farm_b_messages(farm_a, farm_b)
     membership = await sync_to_async(member_of)(farm_a.farm)
     comm, snapshot = await connect_as(membership.user, farm_a.farm.pk)
     now = timezone.now()
-    await sync_to_async(run_batch_hooks)(batch_for(farm_b.sensors[0], 41.0, ts=now))
-    await sync_to_async(run_batch_hooks)(batch_for(farm_a.sensors[0], 12.5, ts=now))
+    await sync_to_async(run_batch_notifiers)(batch_for(farm_b.sensors[0], 41.0, ts=now))
+    await sync_to_async(run_batch_notifiers)(batch_for(farm_a.sensors[0], 12.5, ts=now))
     update = json.loads(await comm.receive_from(timeout=5))
     assert update["type"] == "update"
     assert update["farm"] == farm_a.farm.pk
@@ -143,7 +143,7 @@ async def test_updates_carry_consecutive_sequence_numbers(farm_a):
     comm, snapshot = await connect_as(membership.user, farm_a.farm.pk)
     now = timezone.now()
     for value in (1.0, 2.0, 3.0):
-        await sync_to_async(run_batch_hooks)(batch_for(farm_a.sensors[1], value, ts=now))
+        await sync_to_async(run_batch_notifiers)(batch_for(farm_a.sensors[1], value, ts=now))
     seqs = [json.loads(await comm.receive_from(timeout=5))["seq"] for _ in range(3)]
     assert seqs == [snapshot["seq"] + 1, snapshot["seq"] + 2, snapshot["seq"] + 3]
     await comm.disconnect()
@@ -162,7 +162,7 @@ async def test_a_ping_gets_a_pong_with_the_current_sequence_number(farm_a):
 async def test_a_snapshot_request_gets_a_fresh_snapshot(farm_a):
     membership = await sync_to_async(member_of)(farm_a.farm)
     comm, first = await connect_as(membership.user, farm_a.farm.pk)
-    await sync_to_async(run_batch_hooks)(batch_for(farm_a.sensors[0], 5.0, ts=timezone.now()))
+    await sync_to_async(run_batch_notifiers)(batch_for(farm_a.sensors[0], 5.0, ts=timezone.now()))
     await comm.receive_from(timeout=5)  # the update
     await comm.send_to(text_data=json.dumps({"type": "snapshot"}))
     again = json.loads(await comm.receive_from(timeout=5))

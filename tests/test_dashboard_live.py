@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from dashboard import live, payloads
 from sensors import hooks
-from sensors.hooks import BatchOutcome, DeviceChange, StoredReading, run_batch_hooks
-from sensors.ingest.worker import Ingestor, RawMessage, WorkerConfig
+from sensors.hooks import BatchOutcome, DeviceChange, StoredReading, run_batch_notifiers
+from sensors.ingest.pipeline import Ingestor, RawMessage, WorkerConfig
 from tests.dashboard_fixtures import _clean_channel_layer, batch_for, farm_with_sensors  # noqa: F401 - fixture
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -41,7 +41,7 @@ async def drain(layer, channel: str, first_timeout: float = 5, more_timeout: flo
 
 
 def test_the_dashboard_registers_its_hook_with_the_ingest_seam():
-    assert live.farm_updates_publish in hooks._hooks
+    assert live.farm_updates_publish in hooks._notifiers
 
 
 @pytest.mark.django_db(transaction=True)
@@ -57,7 +57,7 @@ async def test_it_sends_exactly_one_message_per_farm_per_batch(clean_channel_lay
         *batch_for(a.sensors[2], 5.0, 6.0, ts=now).groups,
         *batch_for(b.sensors[0], 7.0, ts=now).groups,
     ]
-    await sync_to_async(run_batch_hooks)(BatchOutcome(groups=groups))
+    await sync_to_async(run_batch_notifiers)(BatchOutcome(groups=groups))
     got_a = await drain(layer, channels[a.farm.pk])
     got_b = await drain(layer, channels[b.farm.pk])
     assert len(got_a) == 1
@@ -78,8 +78,8 @@ async def test_each_farms_sequence_number_increases_by_one_per_batch(clean_chann
     start_b = await sync_to_async(live.farm_sequence)(b.farm.pk)
     now = timezone.now()
     for i in range(3):
-        await sync_to_async(run_batch_hooks)(batch_for(a.sensors[0], float(i), ts=now + timedelta(seconds=i)))
-    await sync_to_async(run_batch_hooks)(batch_for(b.sensors[0], 9.0, ts=now))
+        await sync_to_async(run_batch_notifiers)(batch_for(a.sensors[0], float(i), ts=now + timedelta(seconds=i)))
+    await sync_to_async(run_batch_notifiers)(batch_for(b.sensors[0], 9.0, ts=now))
     seqs_a = [json.loads(m["text"])["seq"] for m in await drain(layer, channels[a.farm.pk])]
     seqs_b = [json.loads(m["text"])["seq"] for m in await drain(layer, channels[b.farm.pk])]
     assert seqs_a == [start_a + 1, start_a + 2, start_a + 3]
@@ -94,7 +94,7 @@ async def test_a_batch_of_device_changes_alone_is_pushed_too(clean_channel_layer
     channels = await listen(layer, a.farm.pk)
     device = a.devices[0]
     change = DeviceChange(a.farm.pk, device.pk, "offline", T0, None, None, None)
-    await sync_to_async(run_batch_hooks)(BatchOutcome(devices=[change]))
+    await sync_to_async(run_batch_notifiers)(BatchOutcome(devices=[change]))
     (message,) = await drain(layer, channels[a.farm.pk])
     update = json.loads(message["text"])
     assert update["readings"] == []

@@ -268,7 +268,7 @@ ACK_BEFORE_COMMIT = textwrap.dedent(
     import django
     django.setup()
     import paho.mqtt.client as mqtt
-    from sensors.ingest.worker import Ingestor, RawMessage, WorkerConfig
+    from sensors.ingest.pipeline import Ingestor, RawMessage, WorkerConfig
 
     port, client_id, expected = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     ingestor = Ingestor(config=WorkerConfig.from_settings(client_id=client_id))

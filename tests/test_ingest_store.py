@@ -11,11 +11,11 @@ import psycopg
 import pytest
 from django.db import OperationalError, connection
 
-from sensors.hooks import BatchOutcome, register_batch_hook, unregister_batch_hook
-from sensors.ingest import worker as worker_module
+from sensors.hooks import BatchOutcome, register_batch_notifier, unregister_batch_notifier
+from sensors.ingest import pipeline as worker_module
 from sensors.ingest.decode import EPOCH, ONE_US
+from sensors.ingest.pipeline import Ingestor, RawMessage, WorkerConfig
 from sensors.ingest.store import dead_letter_fingerprint
-from sensors.ingest.worker import Ingestor, RawMessage, WorkerConfig
 from sensors.models import DEAD_LETTER_MAX_BYTES, DeadLetter, Device, Reading, Sensor, UnknownDevice
 from sensors.selectors import with_latest
 from tests.factories import DeviceFactory, MetricSpecFactory, SensorFactory
@@ -238,7 +238,7 @@ def test_lorawan_link_health_comes_from_the_best_gateway(ingestor, db):
 
 def test_hooks_get_the_batch_after_it_commits(ingestor, probe, django_capture_on_commit_callbacks):
     seen: list[BatchOutcome] = []
-    register_batch_hook(seen.append)
+    register_batch_notifier(seen.append)
     try:
         with django_capture_on_commit_callbacks(execute=False) as callbacks:
             ingestor.ingest([raw("farm/probe-1/telemetry", {"ts": NOW_S - 5, "soil_moisture": 4})])
@@ -246,7 +246,7 @@ def test_hooks_get_the_batch_after_it_commits(ingestor, probe, django_capture_on
         for callback in callbacks:
             callback()
     finally:
-        unregister_batch_hook(seen.append)
+        unregister_batch_notifier(seen.append)
 
     (outcome,) = seen
     (reading,) = outcome.stored_readings()
@@ -439,12 +439,12 @@ def test_the_hook_outcome_names_each_devices_own_farm(ingestor, db, django_captu
     farm = cast(Device, DeviceFactory(uid="first-1")).farm
     DeviceFactory(uid="second-1", farm=farm)  # two devices, one farm: a device id and a farm id must differ
     seen: list[BatchOutcome] = []
-    register_batch_hook(seen.append)
+    register_batch_notifier(seen.append)
     try:
         with django_capture_on_commit_callbacks(execute=True):
             ingestor.ingest([raw(f"farm/{uid}/telemetry", {"soil_moisture": 1}) for uid in ("first-1", "second-1")])
     finally:
-        unregister_batch_hook(seen.append)
+        unregister_batch_notifier(seen.append)
 
     expected = set(Device.objects.values_list("farm_id", "id"))
     assert {(d.farm_id, d.device_id) for d in seen[0].devices} == expected

@@ -21,9 +21,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from django.core.cache import cache
 
-from sensors.hooks import BatchOutcome, register_batch_hook, unregister_batch_hook
+from sensors.hooks import BatchOutcome, register_batch_notifier, unregister_batch_notifier
+from sensors.ingest.hookthread import HookThread
 from sensors.ingest.stats import STATS_KEY, WORKERS_KEY, IngestStats, StatsReporter, ingest_health
-from sensors.ingest.worker import HookThread, IngestWorker, WorkerConfig
+from sensors.ingest.worker import IngestWorker, WorkerConfig
 from sensors.models import DeadLetter, Device, Reading, Sensor, UnknownDevice
 from tests import mqtt_fixtures
 from tests.factories import DeviceFactory
@@ -378,7 +379,7 @@ def test_a_paused_worker_keeps_its_connection_alive(db, mosquitto, make_worker):
     messages = [telemetry("probe-k", {"ts": NOW_S - 100 + i, "soil_moisture": i}) for i in range(30)]
 
     def pause_for_keepalives() -> None:
-        wait_until(worker._paused.is_set, timeout=10, what="the worker to stop reading")
+        wait_until(worker.network.paused.is_set, timeout=10, what="the worker to stop reading")
         time.sleep(6)  # the broker drops a client silent for 1.5 keepalives (1.5 s; it checks every few s)
         release.set()
 
@@ -420,8 +421,8 @@ def test_the_byte_budget_stops_reading_before_the_message_count_does(db, mosquit
     held: list[int] = []
 
     def measure_then_release() -> None:
-        wait_until(worker._paused.is_set, timeout=10, what="the worker to stop reading")
-        held.append(len(worker._pending) + len(worker._inflight))
+        wait_until(worker.network.paused.is_set, timeout=10, what="the worker to stop reading")
+        held.append(len(worker.ledger.pending) + len(worker.ledger._inflight))
         release.set()
 
     holder = threading.Thread(target=measure_then_release)
@@ -442,11 +443,12 @@ def test_a_hook_thread_that_is_behind_drops_outcomes_instead_of_blocking_ingest(
 
     def submit_ten() -> None:
         for _ in range(10):
-            hooks.submit(BatchOutcome)
+            hooks.submit(BatchOutcome())
 
-    register_batch_hook(hook)
+    register_batch_notifier(hook)
     stats = IngestStats()
     hooks = HookThread(backlog=2, stats=stats)
+    hooks.start()
     try:
         submitter = threading.Thread(target=submit_ten, daemon=True)
         submitter.start()
@@ -454,12 +456,12 @@ def test_a_hook_thread_that_is_behind_drops_outcomes_instead_of_blocking_ingest(
         assert not submitter.is_alive(), "submit never waits for the hooks"
         assert 7 <= stats.hooks_dropped <= 8  # one running, two queued
         assert [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()] == [
-            "the batch hooks are behind; dropped a batch's live update (1 so far): browsers refetch"
+            "the batch notifiers are behind; dropped a batch's live update (1 so far): browsers refetch"
         ]  # warned once per interval
     finally:
         stuck.set()
         hooks.stop(timeout=5)
-        unregister_batch_hook(hook)
+        unregister_batch_notifier(hook)
 
 
 def test_stopping_the_hook_thread_gives_up_on_a_stuck_hook_after_its_timeout():
@@ -469,30 +471,31 @@ def test_stopping_the_hook_thread_gives_up_on_a_stuck_hook_after_its_timeout():
         entered.set()
         stuck.wait(30)
 
-    register_batch_hook(hook)
+    register_batch_notifier(hook)
     hooks = HookThread(backlog=1)
+    hooks.start()
     try:
-        hooks.submit(BatchOutcome)
+        hooks.submit(BatchOutcome())
         entered.wait(5)
-        hooks.submit(BatchOutcome)  # the queue is full behind the stuck hook
+        hooks.submit(BatchOutcome())  # the queue is full behind the stuck hook
         started = time.monotonic()
         hooks.stop(timeout=0.5)
         assert time.monotonic() - started < 5
     finally:
         stuck.set()
-        unregister_batch_hook(hook)
+        unregister_batch_notifier(hook)
 
 
 def test_acks_of_the_previous_connection_are_dropped_as_soon_as_it_reconnects(mosquitto, make_worker):
     worker = make_worker()
-    worker._connect(worker.client)  # the first connection's socket
-    first = worker._generation
-    worker._acks.append((first, [1, 2, 3]))  # a batch committed for messages of that connection
+    worker.network._connect(worker.client)  # the first connection's socket
+    first = worker.network.generation
+    worker.ledger.acks.append((first, [1, 2, 3]))  # a batch committed for messages of that connection
     worker.client.socket().close()  # the connection is lost ...
 
-    worker._connect(worker.client)  # ... and paho opens a new socket; the CONNACK is not read yet
+    worker.network._connect(worker.client)  # ... and paho opens a new socket; the CONNACK is not read yet
 
-    worker._send_acks(worker.client)
-    assert worker._generation == first + 1
+    worker.network._send_acks(worker.client)
+    assert worker.network.generation == first + 1
     assert worker.stats.acks_skipped == 3
     worker.client.disconnect()

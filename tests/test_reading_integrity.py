@@ -17,8 +17,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from sensors.ingest import worker as worker_module
-from sensors.ingest.worker import Ingestor, WorkerConfig
+from sensors.ingest import pipeline as worker_module
+from sensors.ingest.pipeline import Ingestor, WorkerConfig
 from sensors.models import Reading, Sensor
 from sensors.selectors import with_latest
 from tests.factories import DeviceFactory, SensorFactory

@@ -23,7 +23,14 @@ from typing import Any, Final
 
 from django.db import IntegrityError, connection, transaction
 
-from sensors.hooks import BatchOutcome, DeviceChange, DeviceSensors, ReadingGroup, run_batch_hooks
+from sensors.hooks import (
+    BatchOutcome,
+    DeviceChange,
+    DeviceSensors,
+    ReadingGroup,
+    run_batch_notifiers,
+    run_batch_writers,
+)
 from sensors.ingest import topics
 from sensors.ingest.decode import EPOCH, ONE_US, Decoded
 from sensors.ingest.registry import DeviceEntry, Registry
@@ -48,6 +55,7 @@ _INSERT_READINGS_SQL = """
 INSERT INTO sensors_reading (sensor_id, ts, value)
 SELECT sensor_id, ts, value FROM furrow_ingest_rows
 ON CONFLICT DO NOTHING
+RETURNING sensor_id, ts
 """
 _COPY_READINGS_SQL = "COPY sensors_reading (sensor_id, ts, value) FROM STDIN (FORMAT BINARY)"
 _COPY_TEMP_SQL = "COPY furrow_ingest_rows (sensor_id, ts, value) FROM STDIN (FORMAT BINARY)"
@@ -235,18 +243,17 @@ def _add_unknown(plan: BatchPlan, msg: Decoded) -> None:
     record.first_us = min(record.first_us, msg.received_us)
 
 
-OutcomeSink = Callable[[Callable[[], BatchOutcome]], None]
-"""Receives, after the commit, a function that builds the batch's outcome for the hooks."""
-
-
-def hooks_run_now(make_outcome: Callable[[], BatchOutcome]) -> None:
-    run_batch_hooks(make_outcome())
+OutcomeSink = Callable[[BatchOutcome], None]
+"""Receives a batch's outcome after its commit: the after-commit notifier lane."""
 
 
 def store_batch(
-    *, messages: Sequence[Decoded], registry: Registry, after_commit: OutcomeSink = hooks_run_now
+    *, messages: Sequence[Decoded], registry: Registry, after_commit: OutcomeSink = run_batch_notifiers
 ) -> BatchResult:
-    """Write one batch in one transaction; ``after_commit`` gets its outcome once it committed."""
+    """Write one batch in one transaction, batch writers included; ``after_commit`` gets its outcome once committed.
+
+    A batch writer that raises rolls the whole batch back (its messages stay unacknowledged).
+    """
     plan = plan_batch(messages, registry)
     result = BatchResult(messages=len(messages), statuses=plan.statuses, unknown=plan.unknown_messages)
     with transaction.atomic():
@@ -254,13 +261,15 @@ def store_batch(
         data, count, sensor_ids = _copy_data(plan.groups, created)
         _lock_devices(plan.devices)
         _lock_sensors(sensor_ids)
-        result.readings, result.inserted = count, _write_readings(data, count)
+        result.readings = count
+        result.inserted, redelivered = _write_readings(data, count, plan.groups, created)
         changes = _update_devices(plan.devices)
         _upsert_unknown(plan.unknown)
         _insert_dead_letters(plan.dead)
         result.dead_letters, result.new_sensors = len(plan.dead), len(created)
-        groups = plan.groups
-        transaction.on_commit(lambda: after_commit(lambda: _outcome(groups, created, changes)))
+        outcome = _outcome(plan.groups, created, changes, redelivered)
+        run_batch_writers(outcome)
+        transaction.on_commit(lambda: after_commit(outcome))
     registry.add_sensors(created)
     return result
 
@@ -291,12 +300,30 @@ def _create_sensors(plan: BatchPlan, registry: Registry) -> dict[tuple[int, str]
         return {(device_id, key): sensor_id for sensor_id, device_id, key in cursor.fetchall()}
 
 
-def _write_readings(data: bytearray, count: int) -> int:
-    """Store the readings of a COPY stream; how many rows were actually inserted."""
+def _write_readings(
+    data: bytearray,
+    count: int,
+    groups: list[tuple[DeviceEntry, list[tuple[int, str, float]]]],
+    created: dict[tuple[int, str], int],
+) -> tuple[int, frozenset[tuple[int, int]] | None]:
+    """Store the readings of a COPY stream: how many rows were inserted, and the keys that were not.
+
+    The keys are None when every row was new (nearly every batch); otherwise the
+    (sensor id, ts µs) of each reading that was already stored (a redelivery).
+    """
     if not count:
-        return 0
+        return 0, None
     with connection.cursor() as cursor:
-        return _copy_readings(cursor, data, count)
+        inserted = _copy_readings(cursor, data)
+    if inserted is None:
+        return count, None
+    batch_keys = {
+        (sensors.get(key) or created[(entry.id, key)], ts)
+        for entry, rows in groups
+        for ts, key, _ in rows
+        for sensors in (entry.sensors,)
+    }
+    return len(inserted), frozenset(batch_keys - inserted)
 
 
 def _lock_sensors(ids: set[int]) -> None:
@@ -346,40 +373,42 @@ def _copy_data(
     return data, count, sensor_ids
 
 
-def _copy_readings(cursor: Any, data: bytearray, count: int) -> int:
-    """COPY straight into the table; if a reading is already there, only the new ones.
+def _copy_readings(cursor: Any, data: bytearray) -> set[tuple[int, int]] | None:
+    """COPY straight into the table: None when every row went in; else only the new ones, and their keys.
 
     Straight COPY is about twice as fast as COPY into a temp table plus
     ``INSERT … ON CONFLICT DO NOTHING`` (measured: 50,000 rows 130 ms against 240 ms), and
     a batch without redelivered readings -- nearly every batch -- needs nothing more. A
     duplicate (sensor, ts) fails the COPY; the savepoint undoes it and the slower path
-    skips what is already stored.
+    skips what is already stored, returning the (sensor id, ts µs) it did insert.
     """
     try:
         with transaction.atomic(), connection.wrap_database_errors, cursor.cursor.copy(_COPY_READINGS_SQL) as copy:
             copy.write(data)
-        return count
+        return None
     except IntegrityError:
         pass
     cursor.execute(_TEMP_TABLE_SQL)
     with connection.wrap_database_errors, cursor.cursor.copy(_COPY_TEMP_SQL) as copy:
         copy.write(data)
     cursor.execute(_INSERT_READINGS_SQL)
-    return int(cursor.rowcount)
+    return {(sensor_id, (ts - EPOCH) // ONE_US) for sensor_id, ts in cursor.fetchall()}
 
 
 def _outcome(
     groups: list[tuple[DeviceEntry, list[tuple[int, str, float]]]],
     created: dict[tuple[int, str], int],
     changes: list[DeviceChange],
+    redelivered: frozenset[tuple[int, int]] | None,
 ) -> BatchOutcome:
-    """The batch for downstream hooks, built after the commit: nothing per reading.
+    """The batch for both lanes: nothing per reading.
 
     The groups go as they are. A device that got new sensors in this batch goes with a
-    sensor map of its own: the registry learns them only after this may have run.
+    sensor map of its own: the registry learns them only after the commit.
     """
+    at = datetime.now(tz=EPOCH.tzinfo)
     if not created:
-        return BatchOutcome(groups=groups, devices=changes)
+        return BatchOutcome(groups=groups, devices=changes, redelivered=redelivered, at=at)
     new: dict[int, dict[str, int]] = {}
     for (device_id, key), sensor_id in created.items():
         new.setdefault(device_id, {})[key] = sensor_id
@@ -393,7 +422,7 @@ def _outcome(
         if ref is None:
             ref = refs[entry.id] = DeviceSensors(entry.id, entry.farm_id, {**entry.sensors, **new[entry.id]})
         out.append((ref, rows))
-    return BatchOutcome(groups=out, devices=changes)
+    return BatchOutcome(groups=out, devices=changes, redelivered=redelivered, at=at)
 
 
 # --- devices, unknown devices, dead letters --------------------------------------------------
