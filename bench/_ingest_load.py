@@ -72,7 +72,7 @@ def publish(
 
     ``rate`` is messages/s for this process (``math.inf``: as fast as the broker acks). Each
     of the ``clients`` paho clients holds at most ``window`` unacknowledged messages, far
-    below the 65,535 packet ids of one client (DESIGN.md §5); a message counts only once
+    below the 65,535 packet ids of one client (docs/architecture.md §5); a message counts only once
     its PUBACK arrived.
     """
     mine = devices.devices()[lane::lanes]

@@ -119,7 +119,7 @@ def seed(*, devices: int, dashboards: int) -> Seeded:
 
 
 def publish_paced(port: int, uids: Sequence[str], rate: float, seconds: float, window: int, done: Connection) -> None:
-    """One reading per message, ``ts`` = now in ms; at most ``window`` unacknowledged (DESIGN.md §5)."""
+    """One reading per message, ``ts`` = now in ms; at most ``window`` unacknowledged (docs/architecture.md §5)."""
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}")
     client.max_inflight_messages_set(window)
     client.max_queued_messages_set(0)

@@ -17,7 +17,7 @@ the simulator (``sensors.simulator``) as the load generator, in processes of the
    and stops; the bare subscriber creates its own, with the worker's topic filters.
 2. **Backlog.** With both consumers offline, ``--publishers`` processes publish ``--backlog-1``
    1-metric messages flat out (4 paho clients each, at most ``--window`` unacknowledged per
-   client: far from the 65,535 packet ids of one client, DESIGN.md §5), counting PUBACKs. The
+   client: far from the 65,535 packet ids of one client, docs/architecture.md §5), counting PUBACKs. The
    broker queues every message for both sessions. One generator process reaches only ~5–14k
    msg/s here, below the worker's ceiling: a live stream would measure the generator, a backlog
    measures the consumer. A 60 s drain of 1-metric messages needs more than the shipped

@@ -7,7 +7,7 @@ Groups:
   ``socket.close`` (logout, deactivation) and ``access.recheck`` (membership
   or staff flag changed).
 
-Channel layers are at-most-once and drop silently over capacity (DESIGN.md
+Channel layers are at-most-once and drop silently over capacity (docs/architecture.md
 §6), so each farm message carries the farm's next sequence number from Redis
 ``INCR``: a browser that sees a gap asks for a fresh snapshot.
 """

@@ -1,6 +1,6 @@
 """Revocation: who loses access closes their open dashboard sockets within seconds.
 
-Channels fixes ``scope["user"]`` at connect (DESIGN.md §6), so these receivers
+Channels fixes ``scope["user"]`` at connect (docs/architecture.md §6), so these receivers
 tell the user's sockets, after commit, through ``dashboard.live``. Receivers
 only route; the consumer re-checks access with ``selectors.socket_access``.
 """

@@ -1,4 +1,4 @@
-"""Django settings for Furrow, read from the environment only (DESIGN.md §2).
+"""Django settings for Furrow, read from the environment only (docs/architecture.md §2).
 
 Every value comes through the strict helpers in ``farm.env``: a malformed
 value stops start-up with a message naming the variable.
@@ -36,7 +36,7 @@ else:
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 if not DEBUG and "*" in ALLOWED_HOSTS:
-    # '*' would also switch off the WebSocket Origin check (DESIGN.md §6).
+    # '*' would also switch off the WebSocket Origin check (docs/architecture.md §6).
     raise ConfigError("ALLOWED_HOSTS must not contain '*' when DEBUG is off")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 TIME_ZONE = env_timezone("TIME_ZONE", "UTC")

@@ -268,7 +268,7 @@ def publish(
     """Publish with ``clients`` paho clients, each with at most ``window`` unacknowledged messages.
 
     One paho client keys unacknowledged messages by a 16-bit packet id: more than 65,535
-    queued and new ones overwrite old ones (DESIGN.md §5). ``pace`` is messages/s overall.
+    queued and new ones overwrite old ones (docs/architecture.md §5). ``pace`` is messages/s overall.
     """
     result = PublishResult()
     lock = threading.Lock()

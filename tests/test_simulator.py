@@ -1,4 +1,4 @@
-"""The simulator: signal physics, payload contracts (DESIGN.md §3), fault injection, and publishing
+"""The simulator: signal physics, payload contracts (docs/architecture.md §3), fault injection, and publishing
 through a real Mosquitto with exact PUBACK accounting."""
 
 from __future__ import annotations
@@ -214,7 +214,7 @@ def test_the_same_seed_gives_the_same_readings_and_another_seed_other_readings()
     assert sample(a.physics, a.keys, JULY) != sample(other.physics, other.keys, JULY)
 
 
-# --- payload contracts (DESIGN.md §3) -----------------------------------------------------------
+# --- payload contracts (docs/architecture.md §3) -----------------------------------------------------------
 
 
 def _epoch_us(value: int | str) -> int:
@@ -240,7 +240,7 @@ def _codec_readings(uid: str, decoded: dict[str, Any], ts: int) -> set[tuple[str
 
 
 def contract_readings(topic: str, payload: bytes) -> set[tuple[str, str, int]]:
-    """Parse a well-formed telemetry message the way DESIGN.md §3 describes it: (uid, metric, ts µs)."""
+    """Parse a well-formed telemetry message the way docs/architecture.md §3 describes it: (uid, metric, ts µs)."""
     body = json.loads(payload)
     if match := re.fullmatch(r"farm/([A-Za-z0-9_-]{1,64})/telemetry", topic):
         objects = body if isinstance(body, list) else [body]

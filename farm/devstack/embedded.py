@@ -1,4 +1,4 @@
-"""Embedded PostgreSQL, Valkey and amqtt servers, run as supervised children (DESIGN.md §2).
+"""Embedded PostgreSQL, Valkey and amqtt servers, run as supervised children (docs/architecture.md §2).
 
 Each server is a child process in its own session, so a Ctrl-C in the
 terminal reaches the supervisor first and the servers are stopped last, after
@@ -271,7 +271,7 @@ def postgres_launch(data_dir: Path, *, port: int, password: str, log_path: Path)
 
 
 def valkey_config(*, data_dir: Path, port: int, password: str) -> str:
-    """Valkey settings: loopback only, a password, append-only persistence, and never evict (DESIGN.md §6)."""
+    """Valkey settings: loopback only, a password, append-only persistence, never evict (docs/architecture.md §6)."""
     return "\n".join([
         "# Written by farm.devstack at every start; edits here are overwritten.",
         f"bind {LOCALHOST}",
@@ -321,7 +321,7 @@ def valkey_launch(data_dir: Path, *, port: int, password: str, log_path: Path) -
 
 
 def amqtt_config(*, port: int) -> dict[str, object]:
-    """Anonymous on loopback only: a demo broker (a few thousand msg/s, DESIGN.md §5), not a production one."""
+    """Anonymous on loopback only: a demo broker (a few thousand msg/s, docs/architecture.md §5), not production."""
     return {
         "listeners": {"default": {"type": "tcp", "bind": f"{LOCALHOST}:{port}"}},
         "plugins": {

@@ -22,7 +22,7 @@ class HookThread:
     A hook's wall time (the live fan-out's Redis round trips: ~100-200 ms a batch
     measured) would otherwise hold up the next batch and the acks. The queue is short,
     so hooks slower than ingest slow ingest down instead of piling up outcomes. Outcomes
-    still queued when the process dies are lost, like any channel-layer message (DESIGN.md §6).
+    still queued when the process dies are lost, like any channel-layer message (docs/architecture.md §6).
     """
 
     def __init__(self, *, backlog: int = 4, stats: IngestStats | None = None, warn_interval: float = 60.0) -> None:
@@ -40,7 +40,7 @@ class HookThread:
 
         Called in ``on_commit`` before the batch's acks are queued: it must never wait.
         A dropped outcome is a live update the browsers miss; their per-farm sequence
-        check sees the gap and refetches (DESIGN.md §6). The data is committed either way.
+        check sees the gap and refetches (docs/architecture.md §6). The data is committed either way.
         """
         try:
             self._queue.put_nowait(outcome)

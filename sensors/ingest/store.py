@@ -1,4 +1,4 @@
-"""Store a batch of decoded messages in one transaction (DESIGN.md §3–§5).
+"""Store a batch of decoded messages in one transaction (docs/architecture.md §3–§5).
 
 Every message ends in exactly one of: stored readings (plus a dead-letter note for any
 skipped part), a device status change, a dead letter, or an unknown-device record.

@@ -1,6 +1,6 @@
 """MQTT topics: which ones the worker subscribes to, and what a received topic names.
 
-The contract is DESIGN.md §3: ``farm/<uid>/telemetry`` and ``farm/<uid>/status`` for
+The contract is docs/architecture.md §3: ``farm/<uid>/telemetry`` and ``farm/<uid>/status`` for
 devices that speak MQTT themselves, ChirpStack v4 and The Things Stack v3 uplinks for
 LoRaWAN devices (whose uid is the DevEUI, taken from the payload).
 """

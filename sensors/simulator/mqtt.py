@@ -1,7 +1,7 @@
 """Publishing through K paho clients with exact PUBACK accounting and a bounded in-flight window.
 
 One paho client numbers its unacknowledged QoS 1 messages with a 16-bit
-packet id (DESIGN.md §5): past 65,535 outstanding messages ids collide.
+packet id (docs/architecture.md §5): past 65,535 outstanding messages ids collide.
 Each client here holds at most ``window`` unacknowledged messages (the
 caller waits, reading acks, until a slot frees), and a message counts as
 acked only when its PUBACK arrives (``on_publish`` at QoS 1).

@@ -1,4 +1,4 @@
-"""Topics and payloads exactly as DESIGN.md §3 describes what devices and network servers send.
+"""Topics and payloads exactly as docs/architecture.md §3 describes what devices and network servers send.
 
 Each ``Message`` also carries the readings the ingest worker should store
 from it — (timestamp, metric keys) — so a run can tell a benchmark exactly
