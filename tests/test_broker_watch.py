@@ -91,7 +91,7 @@ def offline_subscriber(port: int, topic: str) -> None:
     )
     client.connect("127.0.0.1", port)
     client.loop_start()
-    client.subscribe(topic, qos=1)[1]
+    client.subscribe(topic, qos=1)
     time.sleep(0.3)
     client.disconnect()
     client.loop_stop()
