@@ -208,13 +208,22 @@ def test_an_acl_that_denies_sys_makes_it_unknown_and_the_shipped_acl_lets_the_wo
     with watching(device_url, client_id, unknown_after=2.0) as denied:
         wait_until(lambda: denied.broker.detail.startswith("the broker published no"), timeout=15, what="unknown")
     with watching(worker_url, f"{client_id}-w", unknown_after=30.0) as allowed:
-        wait_until(lambda: allowed.broker.dropped is not None, timeout=15, what="the counter")
+        wait_until(lambda: allowed.broker.dropped is not None and allowed.broker.broker, timeout=15, what="$SYS")
 
     assert denied.broker.dropped is None
     assert "ACL" in denied.broker.detail
     assert drops_verdict({"watching": True, **_as_dict(denied.broker)}, now=time.time()).status == "unknown"
     assert allowed.broker.dropped == 0
     assert "mosquitto" in allowed.broker.broker.lower()
+
+
+def test_an_unreachable_broker_is_unknown_and_says_why(client_id):
+    with watching(f"mqtt://127.0.0.1:{free_port()}", client_id, unknown_after=0.5, retry_seconds=0.2) as stats:
+        wait_until(lambda: stats.broker.detail.startswith("cannot reach the broker"), timeout=10, what="the reason")
+        time.sleep(1)  # past unknown_after: never subscribed, so it must not claim the broker has no counter
+
+    assert stats.broker.detail.startswith("cannot reach the broker")
+    assert drops_verdict(_as_dict(stats.broker), now=time.time()).status == "unknown"
 
 
 @pytest.mark.django_db

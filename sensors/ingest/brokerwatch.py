@@ -84,6 +84,7 @@ class BrokerWatch(threading.Thread):
         self.unknown_after = unknown_after
         self.retry_seconds = retry_seconds
         self._stopping = threading.Event()
+        self._give_up_at = float("inf")  # on the counter: set once subscribed
         self._client = self._build_client(ca_file)
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -93,16 +94,15 @@ class BrokerWatch(threading.Thread):
 
     def run(self) -> None:
         self.stats.broker = BrokerDrops(watching=True, detail=WAITING, **self._recorded())
-        give_up_at = time.monotonic() + self.unknown_after
         while not self._stopping.is_set():
             try:
                 self._step()
             except Exception:  # the watcher must never take the worker down
                 logger.exception("broker watch: unexpected error; carrying on")
                 self._stopping.wait(self.retry_seconds)
-            if self.stats.broker.at_start is None and time.monotonic() > give_up_at:
+            if time.monotonic() > self._give_up_at:
+                self._give_up_at = float("inf")
                 self._set_unknown(SILENT.format(self.unknown_after))
-                give_up_at = float("inf")
         with contextlib.suppress(Exception):
             self._client.disconnect()
 
@@ -112,6 +112,8 @@ class BrokerWatch(threading.Thread):
                 self._client.reconnect()
             except (OSError, ValueError, mqtt.WebsocketConnectionError) as exc:
                 logger.debug("broker watch: cannot reach the broker (%s)", exc)
+                if self.stats.broker.at_start is None:
+                    self.stats.broker = replace(self.stats.broker, detail=f"cannot reach the broker: {exc}")
                 self._stopping.wait(self.retry_seconds)
                 return
         if self._client.loop(timeout=0.5) != mqtt.MQTT_ERR_SUCCESS:
@@ -145,6 +147,8 @@ class BrokerWatch(threading.Thread):
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[Any], properties: Any) -> None:
         if reasons and reasons[0].is_failure:
             self._set_unknown(f"the broker refused the subscription to {DROPPED_TOPIC} ({reasons[0]})")
+        elif self._give_up_at == float("inf"):
+            self._give_up_at = time.monotonic() + self.unknown_after  # Mosquitto answers at once (retained)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         text = message.payload.decode("utf-8", "replace").strip()
@@ -180,7 +184,7 @@ class BrokerWatch(threading.Thread):
             self._record()
 
     def _set_unknown(self, detail: str) -> None:
-        if self.stats.broker.at_start is None:
+        if self.stats.broker.at_start is None and detail != self.stats.broker.detail:
             logger.warning("broker watch: %s", detail)
             self.stats.broker = replace(self.stats.broker, detail=detail)
 
