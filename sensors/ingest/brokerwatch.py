@@ -140,7 +140,7 @@ class BrokerWatch(threading.Thread):
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if reason.is_failure:
-            logger.warning("broker watch: the broker refused the connection: %s", reason)
+            self._set_unknown(f"the broker refused the connection: {reason}")  # logged once, retried
             return
         client.subscribe([(DROPPED_TOPIC, 0), (VERSION_TOPIC, 0)])
 
