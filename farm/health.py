@@ -13,6 +13,15 @@ a worker that has reported is now stale (no report for three of its
 reporting intervals: stalled or killed). No report at all (a web-only
 deployment, a worker still in its first interval, or a worker that shut
 down cleanly) and an unreadable report are not failures.
+
+The ``broker_drops`` check shows what each worker's broker watch reports
+(``sensors.ingest.brokerdrops``) and fails, naming ``max_queued_messages``,
+when the broker's dropped-messages counter rose since the worker started or
+within the last hour. It is registered with ``required=False``: readings the
+broker dropped are lost already, and taking the web process out of a load
+balancer would only hide the dashboards too; the check's ``"ok": false`` and
+the top-level ``"warnings"`` list are what a monitor should alert on. A
+broker without the counter (amqtt) is ``"unknown"``, not a failure.
 """
 
 from __future__ import annotations
@@ -102,10 +111,27 @@ def check_ingest() -> Details:
     return report
 
 
+def check_broker_drops() -> Details:
+    """The broker's dropped-messages counter as the ingest workers see it; fails on a recent rise."""
+    try:
+        from sensors.ingest.brokerdrops import broker_drops_health  # optional, like the ingest check
+    except ImportError:
+        return {"status": "unknown", "detail": "the ingest worker does not watch the broker"}
+    try:
+        report = broker_drops_health()
+    except Exception as exc:
+        logger.warning("healthz: reading the broker drop figures failed", exc_info=True)
+        return {"status": "unknown", "detail": _describe(exc)}
+    if not report["ok"]:
+        raise HealthCheckError("; ".join(report["problems"]), details=report)
+    return report
+
+
 _checks: list[HealthCheck] = [
     HealthCheck("database", check_database),
     HealthCheck("channel_layer", check_channel_layer),
     HealthCheck("ingest", check_ingest),
+    HealthCheck("broker_drops", check_broker_drops, required=False),
 ]
 
 

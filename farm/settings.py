@@ -197,6 +197,10 @@ INGEST_MAX_PENDING_BYTES = env_int("INGEST_MAX_PENDING_BYTES", 64 * 1024 * 1024,
 # Decode and store in a child process, so that the MQTT client's process spends its core on
 # receiving (see sensors/ingest/storeproc.py). Off: one process, for a machine with one core.
 INGEST_STORE_PROCESS = env_bool("INGEST_STORE_PROCESS", True)
+# Watch the broker's own dropped-messages counter ($SYS/broker/publish/messages/dropped on
+# Mosquitto) beside the worker, and report a rise in the log, /healthz and the admin
+# (sensors/ingest/brokerwatch.py). Off: no second MQTT connection.
+INGEST_BROKER_WATCH = env_bool("INGEST_BROKER_WATCH", True)
 
 # --- Security ---------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from farm.health import run_checks
+from farm.health import registered_checks, run_checks
 from farm.selectors import farm_list_for, farm_totals, user_sees_all_farms
 
 
@@ -43,8 +43,15 @@ def farm_list(request: HttpRequest) -> HttpResponse:
 async def healthz(request: HttpRequest) -> JsonResponse:
     """200 when every required dependency answers, 503 with the failing check's error otherwise.
 
+    A failing check that is not required (``broker_drops``) leaves the answer 200 and is
+    named in ``warnings``.
+
     Touches no session, user or cache, so it is cheap to poll and says nothing about visitors.
     """
     healthy, checks = await run_checks()
-    body = {"status": "ok" if healthy else "fail", "checks": checks}
+    body: dict[str, object] = {"status": "ok" if healthy else "fail", "checks": checks}
+    # Failing checks that do not fail the answer (required=False), for monitors to alert on.
+    required = {check.name for check in registered_checks() if check.required}
+    if warnings := sorted(name for name, result in checks.items() if not result["ok"] and name not in required):
+        body["warnings"] = warnings
     return JsonResponse(body, status=200 if healthy else 503)

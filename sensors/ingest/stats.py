@@ -24,6 +24,23 @@ LAG_LIMIT_SECONDS: Final = 60.0
 STALE_INTERVALS: Final = 3  # missed reports before a worker counts as gone
 
 
+@dataclass(frozen=True, slots=True)
+class BrokerDrops:
+    """What the broker's own dropped-messages counter says (``sensors.ingest.brokerwatch``).
+
+    Replaced whole by the watcher's thread, so a report never mixes two observations.
+    """
+
+    watching: bool = False  # INGEST_BROKER_WATCH on and the watcher started
+    broker: str = ""  # $SYS/broker/version, where the broker publishes it
+    dropped: int | None = None  # the counter's latest value; None: not (yet) seen
+    at_start: int | None = None  # the value rises are counted from: first seen, or recorded by the previous run
+    since_start: int = 0  # messages the broker dropped since the worker started (also while it was down)
+    last_rise: int = 0
+    last_rise_at: float | None = None  # wall time of the latest rise, this run's or a previous run's
+    detail: str = ""  # why the counter is unknown, while it is
+
+
 @dataclass(slots=True)
 class IngestStats:
     """Running totals since the worker started; written by the worker's two threads."""
@@ -47,6 +64,7 @@ class IngestStats:
     hooks_dropped: int = 0  # committed batches whose live update was dropped: the hooks were behind
     connected: bool = False
     database_ok: bool = True
+    broker: BrokerDrops = field(default_factory=BrokerDrops)
     started_at: float = field(default_factory=time.time)
 
     def add_batch(

@@ -10,10 +10,14 @@ from argparse import ArgumentParser
 from types import FrameType
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from sensors.ingest.brokerwatch import watching_broker
+from sensors.ingest.config import WorkerConfig
+from sensors.ingest.stats import IngestStats
 from sensors.ingest.topics import FILTERS
-from sensors.ingest.worker import IngestWorker, WorkerConfig
+from sensors.ingest.worker import IngestWorker
 
 logger = logging.getLogger("sensors.ingest")
 
@@ -48,7 +52,9 @@ class Command(BaseCommand):
             raise CommandError(f"--batch-size may be at most INGEST_MAX_PENDING ({config.max_pending})")
         stop = threading.Event()
         _install_signal_handlers(stop)
-        code = IngestWorker(config).run(stop)
+        stats = IngestStats()
+        with watching_broker(config, stats=stats, enabled=settings.INGEST_BROKER_WATCH):
+            code = IngestWorker(config, stats=stats).run(stop)
         if code:
             raise CommandError("the ingest worker stopped after an unrecoverable error", returncode=code)
         logger.info("ingest %s stopped cleanly", config.client_id)
