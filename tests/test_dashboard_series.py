@@ -11,6 +11,7 @@ from django.test import Client
 from django.urls import reverse
 
 from dashboard import charts
+from sensors.history.selectors import bucket_seconds_for
 from tests.dashboard_fixtures import every, farm_with_sensors, member_of, readings_insert
 from tests.factories import UserFactory
 
@@ -69,7 +70,7 @@ def test_a_week_of_dense_data_never_exceeds_the_requested_width(setup, manager_c
 def test_the_width_is_capped(setup, manager_client):
     body = manager_client.get(series_url(setup.farm, setup.sensors[0].pk), {"range": "7d", "width": 10**6}).json()
     assert body["width"] == charts.MAX_WIDTH
-    assert body["bucket_seconds"] == charts.bucket_seconds_for(7 * 86400, charts.MAX_WIDTH)
+    assert body["bucket_seconds"] == bucket_seconds_for(span_seconds=7 * 86400, max_points=charts.MAX_WIDTH)
 
 
 @time_machine.travel(NOW, tick=False)
