@@ -13,8 +13,8 @@ from django.urls import reverse
 from dashboard import charts
 from sensors.history.selectors import bucket_seconds_for
 from tests.dashboard_fixtures import every, farm_with_sensors, member_of, readings_insert
-from tests.history_fixtures import HUGE_VALUES, NON_FINITE_VALUES, readings_insert_sql, strict_json
 from tests.factories import UserFactory
+from tests.history_fixtures import HUGE_VALUES, NON_FINITE_VALUES, readings_insert_sql, strict_json
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 
