@@ -12,12 +12,13 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from farm.models import Farm
+from sensors.history.types import MeanSeries
 from sensors.models import Device, DeviceStatus, Sensor
 
 from . import charts, selectors
 
 if TYPE_CHECKING:
-    from sensors.selectors import SensorWithLatest
+    from sensors.history.selectors import SensorWithLatest
 
 # A reading older than 1.5 intervals means at least one report is overdue: a
 # device on a 5-minute schedule turns stale after 7½ minutes, not at 5:01.
@@ -88,7 +89,7 @@ def farm_summary(devices: list[Device]) -> FarmSummary:
     )
 
 
-def sensor_card(sensor: SensorWithLatest, *, spark: list[tuple[int, float]], now: datetime, spark_end_ms: int) -> Card:
+def sensor_card(sensor: SensorWithLatest, *, spark: MeanSeries, now: datetime, spark_end_ms: int) -> Card:
     device = sensor.device
     state = card_state(
         device_status=device.status,
@@ -103,7 +104,7 @@ def sensor_card(sensor: SensorWithLatest, *, spark: list[tuple[int, float]], now
     return Card(sensor=sensor, state=state, spark=paths)
 
 
-def farm_sections(farm: Farm, *, now: datetime) -> tuple[list[Section], dict[int, list[tuple[int, float]]]]:
+def farm_sections(farm: Farm, *, now: datetime) -> tuple[list[Section], dict[int, MeanSeries]]:
     """Each field as a section (in name order), then "Unassigned"; plus the sparkline data.
 
     Fixed query count: fields, sensors (with device, field, kind), devices

@@ -1,7 +1,10 @@
-"""The JSON the browser receives over ``/ws/farms/<id>/`` (see README, "Live protocol").
+"""The JSON the browser receives: the page's configuration, its JSON endpoints, and the
+messages over ``/ws/farms/<id>/`` (see README, "Live protocol").
 
-Messages are serialised once here, not once per connected socket: consumers
-forward the text as it is.
+Socket messages are serialised once here, not once per connected socket: consumers
+forward the text as it is. Every number here is finite (the readings' selectors
+promise it), and the serialisers refuse NaN and infinities rather than write
+something that is not JSON.
 """
 
 from __future__ import annotations
@@ -11,13 +14,17 @@ from collections.abc import Iterable
 from datetime import datetime
 from json.encoder import encode_basestring_ascii
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from django.conf import settings
+from django.urls import reverse
+
+from farm.models import Farm
+from sensors.history.types import LatestReading, MeanSeries, Series
 from sensors.hooks import DeviceChange, ReadingGroup, Row
-from sensors.models import Device
+from sensors.models import Device, Sensor
 
-if TYPE_CHECKING:
-    from sensors.selectors import SensorWithLatest
+from . import cards, charts
 
 # Bounds on one update: a device flushing hours of buffered readings must not
 # turn into a megabyte frame for every open dashboard. The latest point of
@@ -127,7 +134,7 @@ def update_text(
 
 
 def snapshot_text(
-    *, farm_id: int, seq: int, sensors: Iterable[SensorWithLatest], devices: Iterable[Device], now: datetime
+    *, farm_id: int, seq: int, sensors: Iterable[LatestReading], devices: Iterable[Device], now: datetime
 ) -> str:
     return dumps(
         {
@@ -136,7 +143,7 @@ def snapshot_text(
             "seq": seq,
             "now": ms(now),
             "sensors": [
-                {"sensor": s.pk, "device": s.device_id, "value": s.last_value, "ts": ms(s.last_ts)} for s in sensors
+                {"sensor": r.sensor_id, "device": r.device_id, "value": r.value, "ts": ms(r.ts)} for r in sensors
             ],
             "devices": [device_entry(d) for d in devices],
         }
@@ -145,3 +152,75 @@ def snapshot_text(
 
 def pong_text(*, seq: int, now: datetime) -> str:
     return dumps({"type": "pong", "seq": seq, "now": ms(now)})
+
+
+# --- The page and its JSON endpoints -------------------------------------------------
+
+
+def compact_float(value: float) -> float:
+    """Six significant digits: a mean of sensor values needs no more, and the JSON stays small."""
+    return float(f"{value:.6g}")
+
+
+def spark_points(spark: MeanSeries) -> list[list[float]]:
+    """A sparkline as the browser keeps it: ``[[ms, mean], ...]``."""
+    return [[t, compact_float(mean)] for t, mean in zip(spark.t, spark.mean, strict=True)]
+
+
+def page_config(
+    *, farm: Farm, now: datetime, sparks: dict[int, MeanSeries], devices: Iterable[Device]
+) -> dict[str, Any]:
+    """What ``dashboard.js`` reads from the page (the ``dashboard-config`` script element)."""
+    return {
+        "farm": farm.pk,
+        "slug": farm.slug,
+        "timeZone": farm.time_zone,
+        "wsPath": f"/ws/farms/{farm.pk}/",
+        "seriesUrl": reverse("farm-sensor-series", args=[farm.slug, 0]),
+        "sparklinesUrl": reverse("farm-sparklines", args=[farm.slug]),
+        "loginUrl": reverse(settings.LOGIN_URL),
+        "staleAfterIntervals": cards.STALE_AFTER_INTERVALS,
+        "sparkSeconds": charts.SPARKLINE_SECONDS,
+        "now": ms(now),
+        "sparks": {str(sensor_id): spark_points(spark) for sensor_id, spark in sparks.items()},
+        "sparkEnd": ms(charts.window_end(now)),
+        "devices": {str(d.pk): device_entry(d) for d in devices},
+    }
+
+
+def series_payload(*, sensor: Sensor, series: Series, range_key: str, width: int, time_zone: str) -> dict[str, Any]:
+    """The chart endpoint's body: the sensor, the window, and its buckets column by column."""
+    return {
+        "sensor": {
+            "id": sensor.pk,
+            "label": sensor.label,
+            "unit": sensor.unit,
+            "min": sensor.min_value,
+            "max": sensor.max_value,
+            "device": sensor.device.name,
+        },
+        "range": range_key,
+        "width": width,
+        "time_zone": time_zone,
+        "start": ms(series.start),
+        "end": ms(series.end),
+        "bucket_seconds": series.bucket_seconds,
+        "t": series.t,
+        "avg": [compact_float(mean) for mean in series.mean],
+        "min": series.min,
+        "max": series.max,
+        "count": series.count,
+    }
+
+
+def sparklines_payload(*, sparks: dict[int, MeanSeries], end: datetime) -> dict[str, Any]:
+    """Every card's sparkline, for a page catching up after a reconnect."""
+    return {
+        "end": ms(end),
+        "seconds": charts.SPARKLINE_SECONDS,
+        "lines": {str(sensor_id): spark_points(spark) for sensor_id, spark in sparks.items()},
+    }
+
+
+def query_error(errors: dict[str, Any]) -> dict[str, Any]:
+    return {"error": errors}

@@ -1,7 +1,8 @@
 """Reads for the dashboard: who may see which farm, and what a farm's page shows.
 
 Every selector states its joins (``select_related``) so a page costs a fixed
-number of queries whatever the number of devices and sensors.
+number of queries whatever the number of devices and sensors. Readings are read
+through ``sensors.history.selectors``; this module only picks which sensors.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from django.http import Http404
 
 from farm.models import Farm, Field
 from farm.selectors import AnyUser, farms_visible_to
+from sensors.history.selectors import latest_readings, with_latest
+from sensors.history.types import LatestReading
 from sensors.models import Device, Sensor
-from sensors.selectors import with_latest
 
 if TYPE_CHECKING:
-    from sensors.selectors import SensorWithLatest
+    from sensors.history.selectors import SensorWithLatest
 
 SocketAccess = Literal["ok", "signed_out", "forbidden"]
 
@@ -105,8 +107,6 @@ def sensor_for_farm(farm: Farm, sensor_id: int) -> Sensor:
     return sensor
 
 
-def farm_latest_values(farm_id: int) -> QuerySet[SensorWithLatest]:
-    """Each sensor's newest reading (value and time), read from the readings in one statement."""
-    return with_latest(
-        Sensor.objects.filter(device__farm_id=farm_id, device__enabled=True).only("id", "device_id").order_by("id")
-    )
+def farm_latest_values(farm_id: int) -> list[LatestReading]:
+    """The newest reading of each sensor of the farm's enabled devices (the live snapshot), in one statement."""
+    return latest_readings(sensors=Sensor.objects.filter(device__farm_id=farm_id, device__enabled=True).order_by("id"))

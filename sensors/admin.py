@@ -1,8 +1,8 @@
 """Admin for device kinds, devices, sensors, unknown devices and dead letters.
 
 Thin by design: every write goes through ``sensors.services``; pages read
-through ``sensors.selectors``; what the pages display is built by the pure
-helpers in ``sensors.display``.
+through ``sensors.selectors`` (readings through ``sensors.history.selectors``);
+what the pages display is built by the pure helpers in ``sensors.display``.
 """
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ from django.utils.safestring import SafeString
 from farm.models import Farm, Field
 from sensors import selectors, services
 from sensors.display import device_mqtt_help, payload_hex_dump, payload_text_preview
+from sensors.history import selectors as history
 from sensors.models import DeadLetter, Device, DeviceKind, DeviceStatus, MetricSpec, Sensor, UnknownDevice
 
 if TYPE_CHECKING:
-    from sensors.selectors import SensorWithLatest
+    from sensors.history.selectors import SensorWithLatest
 
 STATUS_COLOURS = {
     DeviceStatus.ONLINE: ("#1b5e20", "#c8e6c9"),
@@ -116,7 +117,7 @@ class SensorInline(admin.TabularInline):
     show_change_link = True
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[SensorWithLatest]:
-        return selectors.with_latest(super().get_queryset(request))
+        return history.with_latest(super().get_queryset(request))
 
     @admin.display(description="last reading")
     def latest(self, sensor: SensorWithLatest) -> str:
@@ -245,7 +246,7 @@ class SensorAdmin(admin.ModelAdmin):
     @admin.display(description="latest readings")
     def recent_readings(self, sensor: Sensor) -> SafeString:
         # Readings have a composite primary key, which Django 5.2's admin cannot register: show them here.
-        readings = selectors.sensor_readings_latest(sensor_id=sensor.pk, limit=50)
+        readings = history.sensor_readings_latest(sensor_id=sensor.pk, limit=50)
         return SafeString(
             render_to_string("admin/sensors/sensor/recent_readings.html", {"sensor": sensor, "readings": readings})
         )

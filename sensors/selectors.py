@@ -1,27 +1,20 @@
-"""Reads for devices, sensors and what ingest could not store; each names its related rows."""
+"""Reads for devices, sensors and what ingest could not store; each names its related rows.
+
+Readings themselves are read through ``sensors.history.selectors``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING
 
-from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models import Count, QuerySet
 
-from sensors.models import DeadLetter, Device, DeviceKind, Reading, Sensor, UnknownDevice
+from sensors.history.selectors import with_latest
+from sensors.models import DeadLetter, Device, DeviceKind, Sensor, UnknownDevice
 
-
-class LatestReading(TypedDict):
-    last_value: float | None
-    last_ts: datetime | None
-
-
-if TYPE_CHECKING:  # django_stubs_ext comes with the dev requirements only
-    from typing import TypeAlias
-
-    from django_stubs_ext import WithAnnotations
-
-    SensorWithLatest: TypeAlias = WithAnnotations[Sensor, LatestReading]
+if TYPE_CHECKING:
+    from sensors.history.selectors import SensorWithLatest
 
 
 def device_list() -> QuerySet[Device]:
@@ -43,23 +36,6 @@ def kinds_with_metrics() -> list[DeviceKind]:
 
 def sensor_list() -> QuerySet[SensorWithLatest]:
     return with_latest(Sensor.objects.select_related("device__farm", "device__kind"))
-
-
-def with_latest(sensors: QuerySet[Sensor]) -> QuerySet[SensorWithLatest]:
-    """``sensors``, each with ``last_value`` and ``last_ts`` of its newest reading (``None`` without one).
-
-    Read from the readings rather than kept on the sensor row, so an ingest batch
-    writes nothing to its sensors. Each is one backward probe of the readings'
-    primary key (sensor_id, ts) per sensor; the statement sees one snapshot, so
-    the two always belong to the same reading.
-    """
-    newest = Reading.objects.filter(sensor=OuterRef("pk")).order_by("-ts")
-    return sensors.annotate(last_value=Subquery(newest.values("value")[:1]), last_ts=Subquery(newest.values("ts")[:1]))
-
-
-def sensor_readings_latest(*, sensor_id: int, limit: int = 50) -> QuerySet[Reading]:
-    """Newest readings first; the primary key (sensor_id, ts) serves it with a backward index scan."""
-    return Reading.objects.filter(sensor_id=sensor_id).order_by("-ts")[:limit]
 
 
 def unknown_device_list() -> QuerySet[UnknownDevice]:

@@ -17,9 +17,11 @@ from dashboard.cards import CardState, card_state
 from sensors.models import DeviceStatus
 from tests.dashboard_fixtures import every, farm_with_sensors, member_of, readings_insert
 from tests.factories import DeviceFactory, SensorFactory, UserFactory
+from tests.history_fixtures import HUGE_VALUES, NON_FINITE_VALUES, readings_insert_sql, strict_json
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 CARD = re.compile(r'id="sensor-(\d+)" data-state="(\w+)"')
+CONFIG = re.compile(r'<script id="dashboard-config" type="application/json">(.*?)</script>', re.DOTALL)
 
 pytestmark = pytest.mark.django_db
 
@@ -181,3 +183,24 @@ def test_card_state_rules(status, value, age, expected):
         device_status=status, value=value, ts=ts, interval_seconds=300, min_value=0.0, max_value=100.0, now=NOW
     )
     assert state is expected
+
+
+@time_machine.travel(NOW, tick=False)
+def test_no_stored_value_takes_the_page_down_or_breaks_its_config():
+    setup = farm_with_sensors(devices=3)
+    huge, broken, timeless = setup.sensors
+    readings_insert_sql(huge, every(NOW - timedelta(minutes=10), timedelta(seconds=1), HUGE_VALUES))
+    readings_insert_sql(broken, [(NOW - timedelta(minutes=6), 42.0)])
+    readings_insert_sql(broken, every(NOW - timedelta(minutes=5), timedelta(seconds=1), NON_FINITE_VALUES))
+    # Times Python's datetime cannot hold; the newest one it can is the card's.
+    readings_insert_sql(timeless, [(NOW - timedelta(minutes=3), 43.0), ("infinity", 1.0), ("20000-01-01 UTC", 2.0)])
+    response = client_for(member_of(setup.farm).user).get(page_url(setup.farm))
+    assert response.status_code == 200
+    html = response.content.decode()
+    [config_text] = CONFIG.findall(html)
+    sparks = strict_json(config_text)["sparks"]
+    assert sparks[str(broken.pk)] == [[int((NOW - timedelta(minutes=6)).timestamp() * 1000), 42.0]]
+    assert all(-1e300 <= mean <= 1.7e308 for _, mean in sparks[str(huge.pk)])
+    assert "nan" not in html.lower()
+    assert "inf" not in re.sub(r"info|infer", "", html.lower())
+    assert card_states(html) == {huge.pk: "out_of_range", broken.pk: "fresh", timeless.pk: "fresh"}

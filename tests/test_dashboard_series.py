@@ -11,8 +11,10 @@ from django.test import Client
 from django.urls import reverse
 
 from dashboard import charts
+from sensors.history.selectors import bucket_seconds_for
 from tests.dashboard_fixtures import every, farm_with_sensors, member_of, readings_insert
 from tests.factories import UserFactory
+from tests.history_fixtures import HUGE_VALUES, NON_FINITE_VALUES, readings_insert_sql, strict_json
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -69,7 +71,7 @@ def test_a_week_of_dense_data_never_exceeds_the_requested_width(setup, manager_c
 def test_the_width_is_capped(setup, manager_client):
     body = manager_client.get(series_url(setup.farm, setup.sensors[0].pk), {"range": "7d", "width": 10**6}).json()
     assert body["width"] == charts.MAX_WIDTH
-    assert body["bucket_seconds"] == charts.bucket_seconds_for(7 * 86400, charts.MAX_WIDTH)
+    assert body["bucket_seconds"] == bucket_seconds_for(span_seconds=7 * 86400, max_points=charts.MAX_WIDTH)
 
 
 @time_machine.travel(NOW, tick=False)
@@ -132,3 +134,44 @@ def test_the_sparklines_endpoint_gives_each_sensor_its_last_hours(setup, manager
     points = body["lines"][str(first.pk)]
     assert 0 < len(points) <= charts.SPARKLINE_BUCKETS
     assert {value for _, value in points} == {20.0}
+
+
+@time_machine.travel(NOW, tick=False)
+def test_a_huge_value_beside_a_normal_one_is_charted_not_a_500(setup, manager_client):
+    sensor = setup.sensors[0]
+    # The reported message: both stored, then the chart's avg(float8) overflowed.
+    readings_insert_sql(sensor, [(NOW - timedelta(seconds=60), 1e155), (NOW - timedelta(seconds=59), 1.0)])
+    response = manager_client.get(series_url(setup.farm, sensor.pk), {"range": "1h", "width": 6})
+    assert response.status_code == 200
+    body = strict_json(response.content)
+    assert (body["avg"], body["min"], body["max"], body["count"]) == ([5e154], [1.0], [1e155], [2])
+
+
+@time_machine.travel(NOW, tick=False)
+@pytest.mark.parametrize("range_key", list(charts.RANGES))
+def test_no_stored_value_makes_the_series_fail_or_carry_a_number_json_has_not(setup, manager_client, range_key):
+    sensor = setup.sensors[0]
+    hostile = [*HUGE_VALUES, *NON_FINITE_VALUES]
+    readings_insert(sensor, every(NOW - timedelta(minutes=50), timedelta(seconds=30), [20.0] * 10))
+    readings_insert_sql(sensor, every(NOW - timedelta(minutes=40), timedelta(seconds=1), hostile))
+    response = manager_client.get(series_url(setup.farm, sensor.pk), {"range": range_key, "width": 10})
+    assert response.status_code == 200
+    body = strict_json(response.content)
+    assert sum(body["count"]) == 10 + len(HUGE_VALUES)  # non-finite rows are not readings anyone can chart
+    assert min(body["min"]) == -1e300
+    assert max(body["max"]) == 1.7e308
+    assert all(lo <= avg <= hi for lo, avg, hi in zip(body["min"], body["avg"], body["max"], strict=True))
+
+
+@time_machine.travel(NOW, tick=False)
+def test_no_stored_value_makes_the_sparklines_fail_or_carry_a_number_json_has_not(setup, manager_client):
+    huge, broken = setup.sensors
+    readings_insert_sql(huge, every(NOW - timedelta(hours=1), timedelta(seconds=1), HUGE_VALUES))
+    readings_insert_sql(broken, every(NOW - timedelta(hours=1), timedelta(seconds=1), NON_FINITE_VALUES))
+    response = manager_client.get(reverse("farm-sparklines", args=[setup.farm.slug]))
+    assert response.status_code == 200
+    lines = strict_json(response.content)["lines"]
+    assert lines[str(broken.pk)] == []
+    means = [mean for _, mean in lines[str(huge.pk)]]
+    assert means
+    assert all(-1e300 <= mean <= 1.7e308 for mean in means)

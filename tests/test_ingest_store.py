@@ -11,13 +11,13 @@ import psycopg
 import pytest
 from django.db import OperationalError, connection
 
+from sensors.history.selectors import with_latest
 from sensors.hooks import BatchOutcome, register_batch_notifier, unregister_batch_notifier
 from sensors.ingest import pipeline as worker_module
 from sensors.ingest.decode import EPOCH, ONE_US
 from sensors.ingest.pipeline import Ingestor, RawMessage, WorkerConfig
 from sensors.ingest.store import dead_letter_fingerprint
 from sensors.models import DEAD_LETTER_MAX_BYTES, DeadLetter, Device, Reading, Sensor, UnknownDevice
-from sensors.selectors import with_latest
 from tests.factories import DeviceFactory, MetricSpecFactory, SensorFactory
 from tests.mqtt_fixtures import wait_until
 

@@ -17,10 +17,10 @@ from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
+from sensors.history.selectors import with_latest
 from sensors.ingest import pipeline as worker_module
 from sensors.ingest.pipeline import Ingestor, WorkerConfig
 from sensors.models import Reading, Sensor
-from sensors.selectors import with_latest
 from tests.factories import DeviceFactory, SensorFactory
 from tests.mqtt_fixtures import wait_until
 from tests.test_ingest_store import NOW_S, moment, raw

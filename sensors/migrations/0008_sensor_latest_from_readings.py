@@ -1,7 +1,7 @@
 """Drop the sensor's last value and time: the newest reading is read from the readings instead.
 
 The ingest store updated both on every sensor of every batch (~140 ms of a ~530 ms
-10,000-sensor batch at 10 M readings). ``sensors.selectors.with_latest`` now reads them
+10,000-sensor batch at 10 M readings). ``sensors.history.selectors.with_latest`` now reads them
 with one backward probe of the readings' primary key (sensor_id, ts) per sensor.
 Reversing re-adds the columns and fills them from the readings, for the ingest store
 of before this migration, which keeps them only from the next batch on.
