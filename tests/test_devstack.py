@@ -16,6 +16,7 @@ from io import StringIO
 from pathlib import Path
 from types import SimpleNamespace
 
+import paho.mqtt.client as mqtt
 import psutil
 import psycopg
 import pytest
@@ -262,10 +263,12 @@ def test_valkey_is_loopback_only_with_a_password_persistence_and_no_eviction(tmp
         assert expected in lines
 
 
-def test_amqtt_is_anonymous_on_loopback_only():
+def test_amqtt_is_open_on_loopback_only_without_marking_clients_anonymous():
     config: dict = embedded.amqtt_config(port=11884)
     assert config["listeners"] == {"default": {"type": "tcp", "bind": "127.0.0.1:11884"}}
-    assert config["plugins"]["amqtt.plugins.authentication.AnonymousAuthPlugin"] == {"allow_anonymous": True}
+    # amqtt keeps no session for a client its anonymous plugin let in.
+    assert "amqtt.plugins.authentication.AnonymousAuthPlugin" not in config["plugins"]
+    assert "farm.devstack.mqtt_broker.LoopbackAuthPlugin" in config["plugins"]
 
 
 def test_the_banner_shows_the_address_and_login_but_no_service_password(tmp_path):
@@ -327,6 +330,57 @@ def test_amqtt_accepts_mqtt_clients_and_shuts_down_on_sigint(tmp_path, servers):
     assert server.process.returncode == 0
     assert "Broker closed" in (tmp_path / "mqtt.log").read_text()
     assert not embedded.mqtt_answers(server.port)
+
+
+def _mqtt_client(port: int, client_id: str, *, clean: bool, received: list | None = None) -> mqtt.Client:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean)
+    if received is not None:
+        client.on_message = lambda _client, _userdata, message: received.append(message)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    return client
+
+
+def _until(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_amqtt_keeps_a_persistent_session_and_its_queue_across_a_restart(tmp_path, servers):
+    data = tmp_path / "mqtt"
+    server = _launch(servers, embedded.amqtt_launch, data)
+    worker = _mqtt_client(server.port, "ingest-test", clean=False)
+    subscribed: list = []
+    worker.on_subscribe = lambda *args: subscribed.append(args)
+    worker.subscribe("farm/+/telemetry", qos=1)
+    _until(lambda: subscribed)
+    worker.disconnect()
+    worker.loop_stop()
+
+    publisher = _mqtt_client(server.port, "sim", clean=True)
+    sent = [publisher.publish(f"farm/dev-{n}/telemetry", f'{{"n": {n}}}', qos=1) for n in range(5)]
+    for info in sent:
+        info.wait_for_publish(10)
+    publisher.disconnect()
+    publisher.loop_stop()
+    embedded.stop(server)
+    assert server.process.returncode == 0
+    assert "saved 1 persistent session(s) with 5 undelivered message(s)" in (tmp_path / "mqtt.log").read_text()
+
+    again = _launch(servers, embedded.amqtt_launch, data)
+    received: list = []
+    worker = _mqtt_client(again.port, "ingest-test", clean=False, received=received)
+    try:
+        _until(lambda: len(received) == 5)
+    finally:
+        worker.disconnect()
+        worker.loop_stop()
+    assert [m.payload for m in received] == [f'{{"n": {n}}}'.encode() for n in range(5)]
+    # A queued message is delivered as a normal one: the ingest worker dead-letters retained telemetry.
+    assert not any(m.retain for m in received)
+    assert not (data / embedded.AMQTT_SESSIONS).exists(), "restored once, so a crash cannot replay it twice"
 
 
 def test_a_server_that_dies_while_starting_is_reported_with_its_log(tmp_path):

@@ -1,4 +1,4 @@
-"""The two-command start: ``make run`` and ``make test`` (DESIGN.md §2).
+"""The two-command start: ``make run`` and ``make test`` (docs/architecture.md §2).
 
 ``python -m farm.devstack run`` starts an embedded PostgreSQL, Valkey and
 amqtt broker for whichever of ``DATABASE_URL``, ``REDIS_URL`` and ``MQTT_URL``
