@@ -296,7 +296,7 @@ def _plan_row(
 def plan_import(
     rows: list[CsvRow], directory: Directory, *, create_missing: bool = False, update: bool = False
 ) -> ImportPlan:
-    """Check every row; the plan lists what to create (and with ``update``, what to change) and every problem, by line."""
+    """Check every row; the plan lists what to create (with ``update``, what to change) and every problem, by line."""
     plan = ImportPlan()
     seen: dict[str, int] = {}
     for row in rows:

@@ -15,7 +15,14 @@ from sensors.models import Device, Reading
 from sensors.simulator.mqtt import Publisher, PublishError
 from sensors.simulator.payloads import Message
 
-__all__ = ["PublishError", "ProbeReading", "default_values", "parse_values", "probe_reading_send", "probe_reading_stored"]
+__all__ = [
+    "ProbeReading",
+    "PublishError",
+    "default_values",
+    "parse_values",
+    "probe_reading_send",
+    "probe_reading_stored",
+]
 
 
 @dataclass(frozen=True)

@@ -306,7 +306,7 @@ def test_the_demo_stores_every_simulated_reading_across_restarts_and_the_readme_
     first.wait_ready()
     url = first.database_url()
     _settled_readings(url, at_least=1000)
-    total_1, history_1, live_1 = _simulated(first.stop())
+    total_1, history_1, _ = _simulated(first.stop())
     assert history_1 > 1000, "a day of history for the demo farm"
 
     # 2. Only web and ingest: what the broker still held for the worker is delivered now; nothing else arrives.

@@ -234,6 +234,6 @@ __all__ = [
     "suite_environment",
     "use_stack_settings",
     "var_dir",
-    "write_stack_settings",
     "web_port",
+    "write_stack_settings",
 ]

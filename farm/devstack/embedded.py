@@ -272,7 +272,7 @@ def postgres_launch(data_dir: Path, *, port: int, password: str, log_path: Path)
 
 
 def valkey_config(*, data_dir: Path, port: int, password: str) -> str:
-    """Valkey settings: loopback only, a password, append-only persistence, and never evict (docs/architecture.md §6)."""
+    """Valkey settings: loopback only, a password, append-only persistence, never evict (docs/architecture.md §6)."""
     return "\n".join([
         "# Written by farm.devstack at every start; edits here are overwritten.",
         f"bind {LOCALHOST}",

@@ -99,7 +99,8 @@ class PersistentBroker(Broker):
                 await self.add_subscription((topic, qos), session)
             for message in saved["messages"]:
                 data = base64.b64decode(message["data"])
-                session.retained_messages.put_nowait(RetainedApplicationMessage(None, message["topic"], data, message["qos"]))
+                queued_message = RetainedApplicationMessage(None, message["topic"], data, message["qos"])
+                session.retained_messages.put_nowait(queued_message)
                 queued += 1
         # Restored once: should the broker now be killed, a stale copy must not be replayed on top of newer state.
         self.state_path.unlink()
@@ -118,7 +119,8 @@ class PersistentBroker(Broker):
         while not session.retained_messages.empty():
             queued = await session.retained_messages.get()
             # A queued message is a normal delivery, not a retained one (MQTT 3.1.1 §3.3.1.3).
-            publishing.append(asyncio.ensure_future(handler.mqtt_publish(queued.topic, queued.data, queued.qos, retain=False)))
+            delivery = handler.mqtt_publish(queued.topic, queued.data, queued.qos, retain=False)
+            publishing.append(asyncio.ensure_future(delivery))
         if publishing:
             await asyncio.wait(publishing)
 

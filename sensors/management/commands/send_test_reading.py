@@ -39,7 +39,9 @@ class Command(BaseCommand):
         if not values:
             raise CommandError(f"device {uid!r} has no sensors; give metric=value pairs")
         try:
-            reading = probe_reading_send(device=device, values=values, url=settings.MQTT_URL, ca_file=settings.MQTT_CA_FILE)
+            reading = probe_reading_send(
+                device=device, values=values, url=settings.MQTT_URL, ca_file=settings.MQTT_CA_FILE
+            )
         except PublishError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"Published {reading.payload.decode()} to {reading.topic}.")
