@@ -636,3 +636,31 @@ def test_compose_runs_the_app_on_postgres_redis_without_eviction_and_mosquitto()
     assert any("mosquitto.conf" in volume for volume in services["mosquitto"]["volumes"])
     assert "daphne" in " ".join(services["web"]["command"])
     assert services["ingest"]["command"][-1] == "ingest"
+
+
+# --- The running stack's settings, for manage.py in another terminal ----------------------------------
+
+
+def test_the_stack_settings_file_is_private_and_fills_only_unset_variables(tmp_path):
+    from farm.devstack.config import SETTINGS_FILE, use_stack_settings, write_stack_settings
+
+    env = {"DATABASE_URL": "postgresql://postgres:pw@127.0.0.1:15432/furrow", "REDIS_URL": "redis://:pw@h:1/0",
+           "MQTT_URL": "mqtt://127.0.0.1:11883", "SECRET_KEY": "k" * 50, "DEBUG": "false"}  # fmt: skip
+    path = write_stack_settings(tmp_path, env)
+    assert path == tmp_path / SETTINGS_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert "DEBUG" not in path.read_text()
+
+    shell = {"FURROW_VAR_DIR": str(tmp_path), "REDIS_URL": "redis://mine:6379/1", "MQTT_URL": ""}
+    filled = use_stack_settings(shell)
+    assert sorted(filled) == ["DATABASE_URL", "MQTT_URL", "SECRET_KEY"]
+    assert shell["DATABASE_URL"] == env["DATABASE_URL"], "with the password the banner does not print"
+    assert shell["REDIS_URL"] == "redis://mine:6379/1", "an exported variable wins"
+
+
+def test_without_a_running_stack_nothing_is_filled_in(tmp_path):
+    from farm.devstack.config import use_stack_settings
+
+    shell = {"FURROW_VAR_DIR": str(tmp_path)}
+    assert use_stack_settings(shell) == []
+    assert shell == {"FURROW_VAR_DIR": str(tmp_path)}

@@ -311,6 +311,7 @@ def test_update_changes_registered_devices_and_creates_new_ones(tmp_path, home_f
     out, _ = run(path, "--update")
     assert "updating 1 registered device" in out
     device.refresh_from_db()
+    assert device.field is not None
     assert (device.name, device.field.slug, device.kind.slug) == ("Orchard air 1", "orchard", "air-th")
     keys = set(device.sensors.values_list("key", flat=True))
     # The new kind's metrics get sensors; the old ones (and their history) are kept.
