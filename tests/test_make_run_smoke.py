@@ -325,6 +325,7 @@ def test_the_demo_stores_every_simulated_reading_across_restarts_and_the_readme_
     # 2. Only web and ingest: what the broker still held for the worker is delivered now; nothing else arrives.
     drain = Stack(var, processes="web,ingest")
     drain.wait_ready()
+    url = drain.database_url()  # each start picks free ports
     assert _settled_readings(url, at_least=total_1) == total_1, "every acknowledged reading, stored once"
     outputs = _run_readme_commands(var)
     assert any(out.startswith("Published ") and "Stored:" in out for out in outputs), outputs
@@ -338,7 +339,7 @@ def test_the_demo_stores_every_simulated_reading_across_restarts_and_the_readme_
     total_3, _, live_3 = _simulated(again.stop())
     drain = Stack(var, processes="web,ingest")
     drain.wait_ready()
-    stored = _settled_readings(url, at_least=after_readme + live_3)
+    stored = _settled_readings(drain.database_url(), at_least=after_readme + live_3)
     drain.stop()
     # Live readings are all new; the republished history only fills the hours the demo was down.
     assert after_readme + live_3 <= stored <= after_readme + total_3
