@@ -13,14 +13,16 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME, AdminForm
+from django.contrib.admin.options import IS_POPUP_VAR
 from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.core.exceptions import ValidationError
 from django.db.models import ForeignKey, QuerySet
 from django.forms import ModelChoiceField
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
-from django.utils.html import format_html
+from django.urls import reverse
+from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString
 
 from farm.models import Farm, Field
@@ -159,6 +161,20 @@ class DeviceAdmin(admin.ModelAdmin):
 
     def get_inlines(self, request: HttpRequest, obj: Device | None) -> list[type[admin.options.InlineModelAdmin]]:
         return [SensorInline] if obj is not None else []
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        formfield = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if formfield is not None and db_field.name == "uid":
+            # The admin renders help text as HTML, where "farm/<uid>/…" would lose "<uid>" as an unknown tag.
+            formfield.help_text = escape(formfield.help_text)
+        return formfield
+
+    def response_add(self, request: HttpRequest, obj: Device, post_url_continue: str | None = None) -> HttpResponse:
+        response = super().response_add(request, obj, post_url_continue)
+        if "_addanother" in request.POST or IS_POPUP_VAR in request.POST:
+            return response
+        # The device's page is where its topic and the test-reading help are: the next thing a new device needs.
+        return HttpResponseRedirect(reverse("admin:sensors_device_change", args=[obj.pk]))
 
     def formfield_for_foreignkey(self, db_field: ForeignKey, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "field":

@@ -57,6 +57,7 @@ class PlannedDevice:
     farm_slug: str
     field_slug: str | None
     kind: DeviceKind
+    existing: Device | None = None  # with --update: the registered device this row changes
 
 
 @dataclass(slots=True)
@@ -68,7 +69,15 @@ class ImportPlan:
 
     @property
     def sensor_count(self) -> int:
-        return sum(len(device.kind.metrics.all()) for device in self.devices)
+        return sum(len(device.kind.metrics.all()) for device in self.devices if device.existing is None)
+
+    @property
+    def new_devices(self) -> list[PlannedDevice]:
+        return [device for device in self.devices if device.existing is None]
+
+    @property
+    def updated_devices(self) -> list[PlannedDevice]:
+        return [device for device in self.devices if device.existing is not None]
 
 
 @dataclass(slots=True)
@@ -234,8 +243,13 @@ def resolve_kind(value: str, directory: Directory) -> tuple[DeviceKind | None, s
     return None, f"unknown kind {value!r} (known kinds: {known})"
 
 
-def check_uid(value: str, line: int, directory: Directory, seen: dict[str, int]) -> tuple[str, list[str]]:
-    """The normalised uid and what is wrong with it: format, repeated in the file, already registered."""
+def check_uid(
+    value: str, line: int, directory: Directory, seen: dict[str, int], *, update: bool = False
+) -> tuple[str, list[str]]:
+    """The normalised uid and what is wrong with it: format, repeated in the file, already registered.
+
+    With ``update`` a registered uid is not a problem: the row updates that device.
+    """
     uid = normalize_uid(value)
     try:
         validate_uid(uid)
@@ -245,8 +259,11 @@ def check_uid(value: str, line: int, directory: Directory, seen: dict[str, int])
         return uid, [f"duplicate uid {uid!r} (already on line {seen[uid]})"]
     seen[uid] = line
     device = directory.registered.get(uid)
-    if device:
-        return uid, [f"uid {uid!r} is already registered (device {device.name!r} on farm {device.farm.name!r})"]
+    if device and not update:
+        return uid, [
+            f"uid {uid!r} is already registered (device {device.name!r} on farm {device.farm.name!r}); "
+            "--update changes registered devices"
+        ]
     return uid, []
 
 
@@ -258,8 +275,10 @@ def check_name(value: str) -> list[str]:
     return []
 
 
-def _plan_row(row: CsvRow, directory: Directory, plan: ImportPlan, seen: dict[str, int], create: bool) -> None:
-    uid, problems = check_uid(row.uid, row.line, directory, seen)
+def _plan_row(
+    row: CsvRow, directory: Directory, plan: ImportPlan, seen: dict[str, int], create: bool, update: bool
+) -> None:
+    uid, problems = check_uid(row.uid, row.line, directory, seen, update=update)
     problems += check_name(row.name)
     kind, kind_error = resolve_kind(row.kind, directory) if row.kind else (None, "empty kind")
     farm_slug, farm_error = resolve_farm(row.farm, directory, plan, create) if row.farm else (None, "empty farm")
@@ -270,15 +289,18 @@ def _plan_row(row: CsvRow, directory: Directory, plan: ImportPlan, seen: dict[st
     if problems or kind is None or farm_slug is None:
         plan.errors.extend(RowError(row.line, problem) for problem in problems)
         return
-    plan.devices.append(PlannedDevice(row.line, uid, row.name, farm_slug, field_slug, kind))
+    existing = directory.registered.get(uid) if update else None
+    plan.devices.append(PlannedDevice(row.line, uid, row.name, farm_slug, field_slug, kind, existing))
 
 
-def plan_import(rows: list[CsvRow], directory: Directory, *, create_missing: bool = False) -> ImportPlan:
-    """Check every row; the plan lists what to create and every problem found, by line."""
+def plan_import(
+    rows: list[CsvRow], directory: Directory, *, create_missing: bool = False, update: bool = False
+) -> ImportPlan:
+    """Check every row; the plan lists what to create (with ``update``, what to change) and every problem, by line."""
     plan = ImportPlan()
     seen: dict[str, int] = {}
     for row in rows:
-        _plan_row(row, directory, plan, seen, create_missing)
+        _plan_row(row, directory, plan, seen, create_missing, update)
     if plan.errors:
         # Farms and fields are only created alongside devices; with errors nothing is.
         plan.new_farms.clear()

@@ -134,6 +134,7 @@ class ImportResult:
     sensors: int
     farms: int
     fields: int
+    updated: int = 0
 
 
 def _import_places(plan: ImportPlan) -> tuple[dict[str, Farm], dict[tuple[str, str], Field]]:
@@ -167,14 +168,47 @@ def devices_import(*, plan: ImportPlan, progress: Callable[[int], object] | None
     if plan.errors:
         raise ValueError("an import plan with errors cannot be applied")
     farms, fields = _import_places(plan)
-    sensors = 0
-    for start in range(0, len(plan.devices), IMPORT_CHUNK):
-        chunk = [_device_from_plan(p, farms, fields) for p in plan.devices[start : start + IMPORT_CHUNK]]
+    sensors = _devices_update(plan.updated_devices, farms, fields, progress)
+    new = plan.new_devices
+    for start in range(0, len(new), IMPORT_CHUNK):
+        chunk = [_device_from_plan(p, farms, fields) for p in new[start : start + IMPORT_CHUNK]]
         Device.objects.bulk_create(chunk)
         new_sensors = [sensor_from_metric(device=d, metric=m) for d in chunk for m in d.kind.metrics.all()]
         sensors += len(Sensor.objects.bulk_create(new_sensors))
         if progress:
             progress(len(chunk))
     return ImportResult(
-        devices=len(plan.devices), sensors=sensors, farms=len(plan.new_farms), fields=len(plan.new_fields)
+        devices=len(new),
+        sensors=sensors,
+        farms=len(plan.new_farms),
+        fields=len(plan.new_fields),
+        updated=len(plan.updated_devices),
     )
+
+
+def _devices_update(
+    planned: list[PlannedDevice],
+    farms: dict[str, Farm],
+    fields: dict[tuple[str, str], Field],
+    progress: Callable[[int], object] | None,
+) -> int:
+    """Give registered devices the name, farm, field and kind of their rows; returns the sensors created.
+
+    A new kind adds sensors for the metrics it lists; sensors (and their readings)
+    of metrics it does not list are kept.
+    """
+    sensors = 0
+    for start in range(0, len(planned), IMPORT_CHUNK):
+        chunk = planned[start : start + IMPORT_CHUNK]
+        devices = []
+        for row in chunk:
+            device = _device_from_plan(row, farms, fields)
+            device.pk = row.existing.pk if row.existing else None
+            devices.append(device)
+        Device.objects.bulk_update(devices, ["name", "farm", "field", "kind"])
+        for device, row in zip(devices, chunk, strict=True):
+            if row.existing is not None and row.existing.kind_id != row.kind.pk:
+                sensors += device_sensors_sync(device=device)
+        if progress:
+            progress(len(chunk))
+    return sensors

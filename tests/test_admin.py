@@ -164,6 +164,23 @@ def test_adding_a_device_creates_its_sensors_from_the_kind(admin_client, soil_pr
     assert sorted(device.sensors.values_list("key", flat=True)) == ["soil_ec", "soil_moisture", "soil_temperature"]
 
 
+def test_saving_a_new_device_lands_on_its_page(admin_client, soil_probe):
+    farm = FarmFactory.create()
+    response = admin_client.post(reverse("admin:sensors_device_add"), device_form(farm, soil_probe))
+    device = Device.objects.get()
+    assert response["Location"] == reverse("admin:sensors_device_change", args=[device.pk])
+    another = admin_client.post(
+        reverse("admin:sensors_device_add"), device_form(farm, soil_probe, uid="probe-2", _addanother="1")
+    )
+    assert another["Location"] == reverse("admin:sensors_device_add")
+
+
+def test_the_uid_help_text_shows_the_topic_placeholder(admin_client):
+    html = admin_client.get(reverse("admin:sensors_device_add")).content.decode()
+    assert "farm/&lt;uid&gt;/" in html
+    assert "farm//" not in html
+
+
 def test_the_add_page_has_no_sensor_rows_to_fill_in(admin_client):
     response = admin_client.get(reverse("admin:sensors_device_add"))
     assert response.status_code == 200

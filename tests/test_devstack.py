@@ -16,6 +16,7 @@ from io import StringIO
 from pathlib import Path
 from types import SimpleNamespace
 
+import paho.mqtt.client as mqtt
 import psutil
 import psycopg
 import pytest
@@ -262,10 +263,12 @@ def test_valkey_is_loopback_only_with_a_password_persistence_and_no_eviction(tmp
         assert expected in lines
 
 
-def test_amqtt_is_anonymous_on_loopback_only():
+def test_amqtt_is_open_on_loopback_only_without_marking_clients_anonymous():
     config: dict = embedded.amqtt_config(port=11884)
     assert config["listeners"] == {"default": {"type": "tcp", "bind": "127.0.0.1:11884"}}
-    assert config["plugins"]["amqtt.plugins.authentication.AnonymousAuthPlugin"] == {"allow_anonymous": True}
+    # amqtt keeps no session for a client its anonymous plugin let in.
+    assert "amqtt.plugins.authentication.AnonymousAuthPlugin" not in config["plugins"]
+    assert "farm.devstack.mqtt_broker.LoopbackAuthPlugin" in config["plugins"]
 
 
 def test_the_banner_shows_the_address_and_login_but_no_service_password(tmp_path):
@@ -327,6 +330,57 @@ def test_amqtt_accepts_mqtt_clients_and_shuts_down_on_sigint(tmp_path, servers):
     assert server.process.returncode == 0
     assert "Broker closed" in (tmp_path / "mqtt.log").read_text()
     assert not embedded.mqtt_answers(server.port)
+
+
+def _mqtt_client(port: int, client_id: str, *, clean: bool, received: list | None = None) -> mqtt.Client:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean)
+    if received is not None:
+        client.on_message = lambda _client, _userdata, message: received.append(message)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    return client
+
+
+def _until(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_amqtt_keeps_a_persistent_session_and_its_queue_across_a_restart(tmp_path, servers):
+    data = tmp_path / "mqtt"
+    server = _launch(servers, embedded.amqtt_launch, data)
+    worker = _mqtt_client(server.port, "ingest-test", clean=False)
+    subscribed: list = []
+    worker.on_subscribe = lambda *args: subscribed.append(args)
+    worker.subscribe("farm/+/telemetry", qos=1)
+    _until(lambda: subscribed)
+    worker.disconnect()
+    worker.loop_stop()
+
+    publisher = _mqtt_client(server.port, "sim", clean=True)
+    sent = [publisher.publish(f"farm/dev-{n}/telemetry", f'{{"n": {n}}}', qos=1) for n in range(5)]
+    for info in sent:
+        info.wait_for_publish(10)
+    publisher.disconnect()
+    publisher.loop_stop()
+    embedded.stop(server)
+    assert server.process.returncode == 0
+    assert "saved 1 persistent session(s) with 5 undelivered message(s)" in (tmp_path / "mqtt.log").read_text()
+
+    again = _launch(servers, embedded.amqtt_launch, data)
+    received: list = []
+    worker = _mqtt_client(again.port, "ingest-test", clean=False, received=received)
+    try:
+        _until(lambda: len(received) == 5)
+    finally:
+        worker.disconnect()
+        worker.loop_stop()
+    assert [m.payload for m in received] == [f'{{"n": {n}}}'.encode() for n in range(5)]
+    # A queued message is delivered as a normal one: the ingest worker dead-letters retained telemetry.
+    assert not any(m.retain for m in received)
+    assert not (data / embedded.AMQTT_SESSIONS).exists(), "restored once, so a crash cannot replay it twice"
 
 
 def test_a_server_that_dies_while_starting_is_reported_with_its_log(tmp_path):
@@ -582,3 +636,31 @@ def test_compose_runs_the_app_on_postgres_redis_without_eviction_and_mosquitto()
     assert any("mosquitto.conf" in volume for volume in services["mosquitto"]["volumes"])
     assert "daphne" in " ".join(services["web"]["command"])
     assert services["ingest"]["command"][-1] == "ingest"
+
+
+# --- The running stack's settings, for manage.py in another terminal ----------------------------------
+
+
+def test_the_stack_settings_file_is_private_and_fills_only_unset_variables(tmp_path):
+    from farm.devstack.config import SETTINGS_FILE, use_stack_settings, write_stack_settings
+
+    env = {"DATABASE_URL": "postgresql://postgres:pw@127.0.0.1:15432/furrow", "REDIS_URL": "redis://:pw@h:1/0",
+           "MQTT_URL": "mqtt://127.0.0.1:11883", "SECRET_KEY": "k" * 50, "DEBUG": "false"}  # fmt: skip
+    path = write_stack_settings(tmp_path, env)
+    assert path == tmp_path / SETTINGS_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert "DEBUG" not in path.read_text()
+
+    shell = {"FURROW_VAR_DIR": str(tmp_path), "REDIS_URL": "redis://mine:6379/1", "MQTT_URL": ""}
+    filled = use_stack_settings(shell)
+    assert sorted(filled) == ["DATABASE_URL", "MQTT_URL", "SECRET_KEY"]
+    assert shell["DATABASE_URL"] == env["DATABASE_URL"], "with the password the banner does not print"
+    assert shell["REDIS_URL"] == "redis://mine:6379/1", "an exported variable wins"
+
+
+def test_without_a_running_stack_nothing_is_filled_in(tmp_path):
+    from farm.devstack.config import use_stack_settings
+
+    shell = {"FURROW_VAR_DIR": str(tmp_path)}
+    assert use_stack_settings(shell) == []
+    assert shell == {"FURROW_VAR_DIR": str(tmp_path)}

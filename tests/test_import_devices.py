@@ -277,3 +277,44 @@ def test_a_large_file_is_imported_with_a_progress_bar(tmp_path, home_farm, capsy
 def test_a_small_file_shows_no_progress_bar(tmp_path, home_farm, capsys):
     run(write_csv(tmp_path, "home-farm,,p-1,P 1,rain-gauge\n"))
     assert capsys.readouterr().err == ""
+
+
+# --- --update ------------------------------------------------------------------------------------------
+
+
+def test_reimporting_a_registered_uid_fails_and_names_update(tmp_path, home_farm):
+    path = write_csv(tmp_path, "Home Farm,North Paddock,north-probe-1,North probe 1,soil-probe\n")
+    run(path)
+    message, errors = run_failing(path)
+    assert "nothing was imported" in message
+    assert errors == [
+        "line 2: uid 'north-probe-1' is already registered (device 'North probe 1' on farm 'Home Farm'); "
+        "--update changes registered devices"
+    ]
+
+
+def test_update_changes_registered_devices_and_creates_new_ones(tmp_path, home_farm):
+    run(write_csv(tmp_path, "Home Farm,North Paddock,north-probe-1,North probe 1,soil-probe\n"))
+    device = Device.objects.get(uid="north-probe-1")
+    soil_keys = set(device.sensors.values_list("key", flat=True))
+
+    path = write_csv(
+        tmp_path,
+        "Home Farm,Orchard,north-probe-1,Orchard air 1,air-th\n"
+        "Home Farm,,yard-weather,Yard weather station,weather-station\n",
+    )
+    out, _ = run(path, "--update", "--dry-run")
+    assert "would import 1 device with" in out
+    assert "updating 1 registered device" in out
+    assert Device.objects.get(uid="north-probe-1").name == "North probe 1", "a dry run writes nothing"
+
+    out, _ = run(path, "--update")
+    assert "updating 1 registered device" in out
+    device.refresh_from_db()
+    assert device.field is not None
+    assert (device.name, device.field.slug, device.kind.slug) == ("Orchard air 1", "orchard", "air-th")
+    keys = set(device.sensors.values_list("key", flat=True))
+    # The new kind's metrics get sensors; the old ones (and their history) are kept.
+    assert {"air_temperature", "air_humidity"} <= keys
+    assert soil_keys <= keys
+    assert Device.objects.filter(uid="yard-weather").exists()

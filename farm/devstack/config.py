@@ -151,6 +151,45 @@ def suite_environment(environ: Mapping[str, str], *, urls: Mapping[str, str]) ->
     return env
 
 
+SETTINGS_FILE = "settings.env"
+# What a command in another terminal needs to reach the running stack's services and start Django.
+SHARED_SETTINGS = (*URL_VARS, "SECRET_KEY")
+
+
+def write_stack_settings(var: Path, env: Mapping[str, str]) -> Path:
+    """Write ``var/settings.env``: the running stack's URLs (with passwords) and secret key, mode 0600."""
+    path = var / SETTINGS_FILE
+    lines = ["# Written by `make run` at every start; manage.py reads what is not set in the environment."]
+    lines += [f"{name}={env[name]}" for name in SHARED_SETTINGS if env.get(name)]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return path
+
+
+def read_stack_settings(path: Path) -> dict[str, str]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    pairs = (line.partition("=") for line in text.splitlines() if line.strip() and not line.startswith("#"))
+    return {name.strip(): value.strip() for name, sep, value in pairs if sep and name.strip() in SHARED_SETTINGS}
+
+
+def use_stack_settings(environ: dict[str, str] | os._Environ[str]) -> list[str]:
+    """For ``manage.py`` in another terminal: fill in unset settings from the running stack's file.
+
+    Only names that are unset (or empty) are filled, so an exported variable
+    always wins. Returns the names it filled in.
+    """
+    filled = []
+    for name, value in read_stack_settings(var_dir(environ) / SETTINGS_FILE).items():
+        if not environ.get(name, "").strip():
+            environ[name] = value
+            filled.append(name)
+    return filled
+
+
 def acquire_var_lock(var: Path) -> IO[str]:
     """Hold ``var/devstack.lock`` for the life of the stack, so two stacks never share one data directory.
 
@@ -191,7 +230,10 @@ __all__ = [
     "port_setting",
     "process_selection",
     "read_or_create_secret",
+    "read_stack_settings",
     "suite_environment",
+    "use_stack_settings",
     "var_dir",
     "web_port",
+    "write_stack_settings",
 ]

@@ -30,10 +30,11 @@ import psutil
 import psycopg
 import redis
 
-from farm.devstack.config import LOCALHOST, DevstackError
+from farm.devstack.config import BASE_DIR, LOCALHOST, DevstackError
 
 PG_SYSTEM_USER = "embedded_postgres"
 PG_DATABASE = "furrow"
+AMQTT_SESSIONS = "sessions.json"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 APP_STOP_TIMEOUT = 5.0
@@ -321,11 +322,15 @@ def valkey_launch(data_dir: Path, *, port: int, password: str, log_path: Path) -
 
 
 def amqtt_config(*, port: int) -> dict[str, object]:
-    """Anonymous on loopback only: a demo broker (a few thousand msg/s, docs/architecture.md §5), not production."""
+    """Open to loopback only: a demo broker (a few thousand msg/s, docs/architecture.md §5), not production.
+
+    ``LoopbackAuthPlugin`` rather than amqtt's anonymous plugin: amqtt keeps no
+    session for a client it marked anonymous, and the ingest worker's session must last.
+    """
     return {
         "listeners": {"default": {"type": "tcp", "bind": f"{LOCALHOST}:{port}"}},
         "plugins": {
-            "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
+            "farm.devstack.mqtt_broker.LoopbackAuthPlugin": {},
             "amqtt.plugins.sys.broker.BrokerSysPlugin": {"sys_interval": 20},
         },
     }
@@ -353,15 +358,16 @@ def amqtt_launch(data_dir: Path, *, port: int, password: str, log_path: Path) ->
     data_dir.mkdir(parents=True, exist_ok=True)
     config = data_dir / "amqtt.yaml"
     config.write_text(json.dumps(amqtt_config(port=port), indent=2) + "\n")  # JSON is valid YAML
-    argv = [sys.executable, "-m", "amqtt.scripts.broker_script", "-c", str(config)]
+    # The persistent sessions (the ingest worker's queue) are kept in data_dir across restarts.
+    argv = [sys.executable, "-m", "farm.devstack.mqtt_broker", str(config), str(data_dir / AMQTT_SESSIONS)]
     return Embedded(
         name="amqtt",
         url=f"mqtt://{LOCALHOST}:{port}",
         port=port,
-        process=spawn(argv, log_path=log_path, cwd=data_dir, stop_signal=signal.SIGINT),
+        # Run from the project, so `-m farm.devstack.mqtt_broker` imports.
+        process=spawn(argv, log_path=log_path, cwd=BASE_DIR, stop_signal=signal.SIGINT),
         log_path=log_path,
         probe=lambda: mqtt_answers(port),
-        # The broker shuts down cleanly on KeyboardInterrupt; SIGTERM would just kill it.
         stop_signal=signal.SIGINT,
     )
 

@@ -34,6 +34,7 @@ from farm.devstack.config import (
     suite_environment,
     var_dir,
     web_port,
+    write_stack_settings,
 )
 from farm.devstack.procfile import exec_form, explain_missing, load_procfile, missing_programs, select_processes
 
@@ -198,6 +199,7 @@ def run(environ: Mapping[str, str], *, started: float) -> int:
         urls = {name: server.url for name, server in servers.items()}
         secret_key = read_or_create_secret(var / "secret_key", nbytes=50)
         env = app_environment(environ, urls=urls, var=var, secret_key=secret_key, port=port)
+        write_stack_settings(var, env)
         password = read_or_create_secret(var / "demo_password", nbytes=12)
         run_prepare(env, processes, var / "demo_password")
 

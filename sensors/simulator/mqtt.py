@@ -85,6 +85,8 @@ class Tally:
     lost: int = 0  # QoS 0 messages still unwritten when the connection dropped
     peak_inflight: int = 0  # the most unacked messages this client ever held (never above the window)
     acked_ts: dict[tuple[str, tuple[str, ...]], list[int]] = field(default_factory=dict)
+    # Readings in acked messages, "history" (backfill) or "live": cheap, unlike acked_ts, so always kept.
+    acked_readings: Counter[str] = field(default_factory=Counter)
 
 
 class _Slot:
@@ -112,6 +114,7 @@ class _Slot:
 
     def _count(self, message: Message) -> None:
         self.tally.acked[message.shape] += 1
+        self.tally.acked_readings["history" if message.history else "live"] += sum(len(k) for _, k in message.readings)
         if self.track:
             for ts, keys in message.readings:
                 self.tally.acked_ts.setdefault((message.uid, keys), []).append(ts)

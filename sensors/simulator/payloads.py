@@ -37,6 +37,7 @@ class Message:
     uid: str
     readings: ExpectedReadings = ()  # what the ingest should store: (ts µs, metric keys)
     kind: str = ""  # for malformed messages: which fault
+    history: bool = False  # part of the backfill, not a live report
 
 
 def ts_datetime(ts_us: int) -> datetime:

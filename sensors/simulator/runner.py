@@ -84,6 +84,7 @@ class Summary:
     unacked: int = 0
     peak_inflight: int = 0  # per client
     acked_ts: dict[tuple[str, tuple[str, ...]], list[int]] = field(default_factory=dict)
+    acked_readings: Counter[str] = field(default_factory=Counter)  # "history" / "live"
 
     @property
     def total_published(self) -> int:
@@ -103,6 +104,9 @@ class Summary:
             "by shape (published/acked): "
             + ", ".join(f"{shape} {n}/{self.acked[shape]}" for shape, n in sorted(self.published.items())),
         ]
+        if self.acked_readings:
+            history, live = self.acked_readings["history"], self.acked_readings["live"]
+            out.append(f"readings in acknowledged messages {history + live} ({history} history, {live} live)")
         if self.malformed:
             out.append("malformed: " + ", ".join(f"{kind} {n}" for kind, n in sorted(self.malformed.items())))
         return out
@@ -337,10 +341,10 @@ class _Run:
         ]
         state.last_ts_us = samples[-1][0]
         if device.shape is Shape.NATIVE:
-            self.emit(state, native_telemetry(device, samples))
+            self.emit(state, replace(native_telemetry(device, samples), history=True))
             return
         state.fcnt += 1
-        self.emit(state, telemetry_message(device, samples[0][0], samples[0][1], state.fcnt))
+        self.emit(state, replace(telemetry_message(device, samples[0][0], samples[0][1], state.fcnt), history=True))
 
 
 def _states(config: SimConfig) -> list[_State]:
@@ -364,6 +368,7 @@ def _summarise(config: SimConfig, publisher: Publisher, elapsed: float) -> Summa
         summary.rejected += tally.rejected
         summary.lost += tally.lost
         summary.peak_inflight = max(summary.peak_inflight, tally.peak_inflight)
+        summary.acked_readings.update(tally.acked_readings)
         for key, stamps in tally.acked_ts.items():
             summary.acked_ts.setdefault(key, []).extend(stamps)
     return summary

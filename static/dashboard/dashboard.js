@@ -756,7 +756,8 @@
     ];
     var end = serverNow();
     var layout = {
-      margin: { l: 8, r: 12, t: 8, b: 8 },
+      // Room above the plot for Plotly's toolbar, so it never covers the newest points.
+      margin: { l: 8, r: 12, t: 34, b: 8 },
       paper_bgcolor: "rgba(0,0,0,0)",
       plot_bgcolor: "rgba(0,0,0,0)",
       font: { family: getComputedStyle(document.body).fontFamily, size: 12, color: "#526058" },

@@ -22,7 +22,9 @@ def _plural(count: int, word: str) -> str:
 
 
 def describe(plan: ImportPlan) -> str:
-    text = f"{_plural(len(plan.devices), 'device')} with {_plural(plan.sensor_count, 'sensor')}"
+    text = f"{_plural(len(plan.new_devices), 'device')} with {_plural(plan.sensor_count, 'sensor')}"
+    if plan.updated_devices:
+        text += f", updating {_plural(len(plan.updated_devices), 'registered device')}"
     if plan.new_farms or plan.new_fields:
         text += f", creating {_plural(len(plan.new_farms), 'farm')} and {_plural(len(plan.new_fields), 'field')}"
     return text
@@ -40,11 +42,17 @@ class Command(BaseCommand):
         parser.add_argument(
             "--create-missing", action="store_true", help="create farms and fields that do not exist yet"
         )
+        parser.add_argument(
+            "--update",
+            action="store_true",
+            help="a row whose uid is registered updates that device's name, farm, field and kind "
+            "(instead of being an error)",
+        )
         parser.add_argument("--dry-run", action="store_true", help="check the file and report, write nothing")
 
     def handle(self, *args: Any, **options: Any) -> None:
         path: Path = options["file"]
-        plan = self._plan(path, create_missing=options["create_missing"])
+        plan = self._plan(path, create_missing=options["create_missing"], update=options["update"])
         if plan.errors:
             for error in sorted(plan.errors, key=lambda e: e.line):
                 self.stderr.write(str(error))
@@ -58,7 +66,7 @@ class Command(BaseCommand):
         self._report_new_places(plan)
         self.stdout.write(self.style.SUCCESS(f"Imported {describe(plan)}."))
 
-    def _plan(self, path: Path, *, create_missing: bool) -> ImportPlan:
+    def _plan(self, path: Path, *, create_missing: bool, update: bool) -> ImportPlan:
         try:
             with path.open(newline="", encoding="utf-8-sig") as handle:
                 rows, errors = read_rows(handle)
@@ -68,7 +76,8 @@ class Command(BaseCommand):
             raise CommandError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 CSV") from None
         except ImportFileError as exc:
             raise CommandError(f"{path}: {exc}") from None
-        plan = plan_import(rows, load_directory(uids=[row.uid for row in rows]), create_missing=create_missing)
+        directory = load_directory(uids=[row.uid for row in rows])
+        plan = plan_import(rows, directory, create_missing=create_missing, update=update)
         plan.errors[:0] = errors
         return plan
 

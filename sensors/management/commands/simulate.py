@@ -6,6 +6,7 @@ import argparse
 import math
 import signal
 import threading
+import time
 from types import FrameType
 from typing import Any
 
@@ -25,6 +26,7 @@ from sensors.simulator import (
     synthetic_devices,
 )
 from sensors.simulator.mqtt import MAX_WINDOW, PublishError
+from sensors.simulator.readiness import wait_for_ingest
 from sensors.simulator.registry import registered_sim_devices, synthetic_devices_register
 
 
@@ -150,6 +152,14 @@ class Command(BaseCommand):
         )
         parser.add_argument("--url", default=None, help="broker URL (default: MQTT_URL)")
         parser.add_argument(
+            "--wait-for-ingest",
+            type=float,
+            default=0.0,
+            metavar="S",
+            help="first wait up to S seconds for an ingest worker to report that it is subscribed "
+            "(a broker drops messages nobody subscribes to); then publish anyway",
+        )
+        parser.add_argument(
             "--report",
             type=float,
             default=None,
@@ -166,6 +176,8 @@ class Command(BaseCommand):
         self.stdout.write(f"Simulating {len(devices)} devices ({devices_summary(devices)}), {mode}, QoS {config.qos}.")
         previous = self._install_signals(stop)
         try:
+            if options["wait_for_ingest"] > 0:
+                self._wait_for_ingest(options["wait_for_ingest"], stop)
             summary = run_simulation(config)
         except PublishError as exc:
             raise CommandError(str(exc)) from exc
@@ -174,6 +186,14 @@ class Command(BaseCommand):
                 signal.signal(signum, handler)
         for line in summary.lines():
             self.stdout.write(line)
+
+    def _wait_for_ingest(self, timeout: float, stop: threading.Event) -> None:
+        self.stdout.write("Waiting for an ingest worker to subscribe before publishing.")
+        started = time.monotonic()
+        if wait_for_ingest(timeout=timeout, stop=stop):
+            self.stdout.write(f"An ingest worker is subscribed (after {time.monotonic() - started:.1f} s).")
+        elif not stop.is_set():
+            self.stderr.write(f"No ingest worker reported a subscription within {timeout:g} s; publishing anyway.")
 
     def _check(self, options: dict[str, Any]) -> None:
         if options["clients"] < 1:
