@@ -116,6 +116,66 @@ async def test_it_refuses_a_foreign_origin(farm_a):
     assert not connected
 
 
+@pytest.mark.parametrize(
+    ("origin", "host", "scheme"),
+    [
+        (b"http://testserver:8080", b"testserver", "ws"),  # same host, another port
+        (b"http://testserver", b"testserver:8000", "ws"),
+        (b"https://testserver", b"testserver", "ws"),  # same host, another scheme
+        (b"http://testserver", b"testserver", "wss"),  # a plain-HTTP page on a TLS site
+        (b"http://testserver.evil.example", b"testserver", "ws"),
+        (b"http://evil.example", b"evil.example", "ws"),  # a host not in ALLOWED_HOSTS
+        (b"null", b"testserver", "ws"),  # a sandboxed frame or a file:// page
+        (b"http://testserver/path", b"testserver", "ws"),
+    ],
+)
+async def test_it_refuses_an_origin_that_is_not_the_sites_own(farm_a, origin, host, scheme):
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    key = await sync_to_async(session_cookie)(membership.user)
+    comm = communicator(farm_a.farm.pk, session_key=key, origin=origin, host=host, scheme=scheme)
+    connected, _ = await comm.connect()
+    assert not connected
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "scheme"),
+    [
+        (b"http://testserver:8000", b"testserver:8000", "ws"),
+        (b"http://TestServer:80", b"testserver", "ws"),  # default port and case do not matter
+        (b"https://testserver", b"testserver:443", "wss"),
+    ],
+)
+async def test_it_accepts_the_sites_own_origin(farm_a, origin, host, scheme):
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    key = await sync_to_async(session_cookie)(membership.user)
+    comm = communicator(farm_a.farm.pk, session_key=key, origin=origin, host=host, scheme=scheme)
+    connected, _ = await comm.connect()
+    assert connected
+    await comm.disconnect()
+
+
+async def test_behind_a_tls_proxy_the_forwarded_scheme_counts(farm_a, settings):
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    key = await sync_to_async(session_cookie)(membership.user)
+    for origin, proto, accepted in [(b"https://testserver", b"https", True), (b"http://testserver", b"https", False)]:
+        comm = communicator(farm_a.farm.pk, session_key=key, origin=origin)
+        comm.scope["headers"].append((b"x-forwarded-proto", proto))
+        connected, _ = await comm.connect()
+        assert connected is accepted
+        await comm.disconnect()
+
+
+async def test_a_trusted_origin_is_accepted_from_another_host(farm_a, settings):
+    settings.CSRF_TRUSTED_ORIGINS = ["https://farm.example"]
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    key = await sync_to_async(session_cookie)(membership.user)
+    comm = communicator(farm_a.farm.pk, session_key=key, origin=b"https://farm.example")
+    connected, _ = await comm.connect()
+    assert connected
+    await comm.disconnect()
+
+
 async def test_it_refuses_a_socket_without_origin(farm_a):
     membership = await sync_to_async(member_of)(farm_a.farm)
     key = await sync_to_async(session_cookie)(membership.user)
