@@ -37,7 +37,7 @@ else:
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 if not DEBUG and "*" in ALLOWED_HOSTS:
-    # '*' would also switch off the WebSocket Origin check (DESIGN.md §6).
+    # '*' would accept any Host header, and with it any host's own Origin on the WebSocket.
     raise ConfigError("ALLOWED_HOSTS must not contain '*' when DEBUG is off")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 TIME_ZONE = env_timezone("TIME_ZONE", "UTC")
