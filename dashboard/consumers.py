@@ -7,6 +7,7 @@ nothing else. The message protocol is in the README ("Live protocol").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from typing import Any
@@ -34,6 +35,20 @@ class FarmConsumer(AsyncWebsocketConsumer):
     joined = False
     recheck_task: asyncio.Task[None] | None = None
 
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # Channels runs disconnect() only for a websocket.disconnect from the client: an
+        # exception in a handler ended the consumer with the groups joined and the re-check
+        # timer re-adding this dead channel to them every minute. Whatever ends the consumer
+        # (a close, a bug, a cancellation by daphne) ends here, and so does our work.
+        try:
+            await super().__call__(scope, receive, send)
+        except Exception:
+            logger.exception("farm socket of user %s failed; closing it", getattr(self, "user_id", None))
+            with contextlib.suppress(Exception):  # the client may be gone already
+                await self.close(code=protocol.CLOSE_INTERNAL)
+        finally:
+            await self.release()
+
     async def connect(self) -> None:
         user = self.scope["user"]
         if not user.is_authenticated:
@@ -48,37 +63,53 @@ class FarmConsumer(AsyncWebsocketConsumer):
         if not allowed:
             await self.close(code=live.CLOSE_FORBIDDEN)
             return
+        self.joined = True  # before the join: a join cut short may still have added us
         await live.socket_join(self.channel_name, farm_id=self.farm_id, user_id=self.user_id)
-        self.joined = True
         await self.send_snapshot()
         self.recheck_task = asyncio.create_task(self.recheck_forever())
 
-    async def disconnect(self, code: int) -> None:
-        if self.recheck_task is not None:
-            self.recheck_task.cancel()
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        # Once we close, the socket is done: leave at once rather than when the client
+        # completes the closing handshake, which a broken or hostile one may never do.
+        await super().close(code=code, reason=reason)
+        await self.release()
+
+    async def release(self) -> None:
+        """Stop the re-check timer, then leave the groups; safe to call more than once."""
+        task, self.recheck_task = self.recheck_task, None
+        if task is not None and task is not asyncio.current_task():  # the timer itself ends on `joined`
+            task.cancel()
+            # Wait for it: a re-check caught mid-join must not re-add us after we left.
+            await asyncio.gather(task, return_exceptions=True)
         if self.joined:
-            await live.socket_leave(self.channel_name, farm_id=self.farm_id, user_id=self.user_id)
+            self.joined = False
+            try:
+                await live.socket_leave(self.channel_name, farm_id=self.farm_id, user_id=self.user_id)
+            except Exception:
+                # Redis is unreachable: channels_redis forgets the membership after its group expiry.
+                logger.exception("socket of user %s could not leave its groups", self.user_id)
+
+    async def disconnect(self, code: int) -> None:
+        await self.release()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not self.bucket.allow():
             await self.close(code=protocol.CLOSE_POLICY)
-        elif text_data is None:
-            await self.close(code=protocol.CLOSE_UNSUPPORTED)
-        elif len(text_data) > protocol.MAX_FRAME_CHARS:
-            await self.close(code=protocol.CLOSE_TOO_BIG)
-        else:
-            message = protocol.parse_client_message(text_data)
-            if message is protocol.ClientMessage.PING:
-                seq = await sync_to_async(live.farm_sequence, thread_sensitive=False)(self.farm_id)
-                await self.send(text_data=payloads.pong_text(seq=seq, now=timezone.now()))
-            elif message is protocol.ClientMessage.SNAPSHOT:
-                await self.send_snapshot()
+            return
+        verdict = protocol.read_frame(text_data)
+        if isinstance(verdict, protocol.Close):
+            await self.close(code=verdict.code)
+        elif verdict is protocol.ClientMessage.PING:
+            seq = await sync_to_async(live.farm_sequence, thread_sensitive=False)(self.farm_id)
+            await self.send(text_data=payloads.pong_text(seq=seq, now=timezone.now()))
+        elif verdict is protocol.ClientMessage.SNAPSHOT:
+            await self.send_snapshot()
 
     async def send_snapshot(self) -> None:
         await self.send(text_data=await database_sync_to_async(live.farm_snapshot)(self.farm_id))
 
     async def recheck_forever(self) -> None:
-        while True:
+        while self.joined:
             await asyncio.sleep(ACCESS_RECHECK_SECONDS * random.uniform(0.9, 1.1))  # noqa: S311 - jitter
             try:
                 await self.recheck_access()
@@ -90,10 +121,10 @@ class FarmConsumer(AsyncWebsocketConsumer):
         verdict = await database_sync_to_async(selectors.socket_access)(
             session_key=self.session_key, user_id=self.user_id, farm_id=self.farm_id
         )
-        if verdict == "ok":
-            await live.socket_join(self.channel_name, farm_id=self.farm_id, user_id=self.user_id)
-        else:
+        if verdict != "ok":
             await self.close(code=live.CLOSE_SIGNED_OUT if verdict == "signed_out" else live.CLOSE_FORBIDDEN)
+        elif self.joined:
+            await live.socket_join(self.channel_name, farm_id=self.farm_id, user_id=self.user_id)
 
     # Channel-layer events from dashboard.live.
 

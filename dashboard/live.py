@@ -34,14 +34,12 @@ from django.utils import timezone
 from sensors.hooks import BatchOutcome, DeviceChange, ReadingGroup
 
 from . import payloads, selectors
+from .protocol import CLOSE_FORBIDDEN as CLOSE_FORBIDDEN  # the codes live's socket.close carries
+from .protocol import CLOSE_SIGNED_OUT as CLOSE_SIGNED_OUT
 
 logger = logging.getLogger(__name__)
 
 SEQUENCE_KEY = "furrow:live:seq:{farm_id}"
-
-# Close codes the browser acts on (see README, "Live protocol").
-CLOSE_SIGNED_OUT = 4401
-CLOSE_FORBIDDEN = 4403
 
 # Channel-layer calls in flight at once per event loop. channels_redis gives each loop a
 # redis-py pool of at most 100 connections, and past that redis-py raises MaxConnectionsError

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 
 from farm.env import (
     ConfigError,
@@ -36,7 +37,7 @@ else:
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 if not DEBUG and "*" in ALLOWED_HOSTS:
-    # '*' would also switch off the WebSocket Origin check (docs/architecture.md §6).
+    # '*' would accept any Host header, and with it any host's own Origin on the WebSocket.
     raise ConfigError("ALLOWED_HOSTS must not contain '*' when DEBUG is off")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 TIME_ZONE = env_timezone("TIME_ZONE", "UTC")
@@ -67,7 +68,11 @@ if sys.argv[1:2] == ["runserver"]:
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Above WhiteNoise, so static files carry the policy too (an SVG opened on its own is a page).
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Below WhiteNoise: every response Django makes, none of the (hashed, long-cached) static files.
+    "farm.middleware.private_no_store",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -222,6 +227,35 @@ SESSION_COOKIE_HTTPONLY = True
 if env_bool("BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+
+# Content-Security-Policy (django-csp; Django 5.2 has none of its own). Scripts, styles, images
+# and the WebSocket come from this origin only ('self' covers ws:/wss: to it in CSP Level 3
+# browsers); no inline script, no eval, no plugins, no framing. style-src-attr allows style
+# *attributes* only (status-bar widths in the templates, the admin's badges): they cannot use
+# selectors, and what url() they name is still held to img-src (README, "Content-Security-Policy").
+# Plotly.js (loaded with the first chart) adds <style> elements: empty ones it then fills through
+# the CSSOM (not subject to CSP), and MapLibre's stylesheet, bundled for map traces we never draw.
+# Hashes admit exactly those; tests/test_web_headers.py recomputes them from the installed bundle.
+PLOTLY_STYLE_HASHES = [
+    "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='",  # the empty string
+    "'sha256-ji27qzEtxXZW+7dun6UwjHXJ18e6WAin1VvNtkzIE/o='",  # MapLibre's CSS in plotly.js 4.1.1
+]
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [NONE],
+        "script-src": [SELF],
+        "style-src": [SELF, *PLOTLY_STYLE_HASHES],
+        "style-src-attr": [UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "manifest-src": [SELF],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+        "object-src": [NONE],
+    },
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -20,6 +20,7 @@ from sensors.models import Device, DeviceStatus, Reading, Sensor
 from tests.factories import DeviceFactory, DeviceKindFactory, FarmFactory, MembershipFactory, SensorFactory, UserFactory
 
 ORIGIN = b"http://testserver"
+HOST = b"testserver"
 
 
 @dataclass
@@ -73,15 +74,19 @@ def logged_in_client(user) -> tuple[Client, str]:
     return client, client.cookies[settings.SESSION_COOKIE_NAME].value
 
 
-def communicator(farm_id: int, *, session_key: str | None = None, origin: bytes | None = ORIGIN):
-    from farm.asgi import application  # imported late: the Origin check reads ALLOWED_HOSTS on import
+def communicator(
+    farm_id: int, *, session_key: str | None = None, origin: bytes | None = ORIGIN, host: bytes = HOST, scheme="ws"
+):
+    from farm.asgi import application  # imported late: it loads the whole Django app
 
-    headers = []
+    headers = [(b"host", host)]
     if origin is not None:
         headers.append((b"origin", origin))
     if session_key is not None:
         headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={session_key}".encode()))
-    return WebsocketCommunicator(application, f"/ws/farms/{farm_id}/", headers=headers)
+    comm = WebsocketCommunicator(application, f"/ws/farms/{farm_id}/", headers=headers)
+    comm.scope["scheme"] = scheme  # as daphne sets it: ws, or wss behind TLS
+    return comm
 
 
 async def connect_as(user, farm_id: int) -> tuple[WebsocketCommunicator, dict]:

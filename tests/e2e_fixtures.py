@@ -270,6 +270,61 @@ def live_stack(mosquitto: Broker) -> Iterator[LiveStack]:
         shutil.rmtree(workdir, ignore_errors=True)  # a failing test has printed the logs' tails already
 
 
+# --- the browser, watched for Content-Security-Policy violations -------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+# Runs before the page's own scripts: every violation also reaches the console, where it is collected.
+CSP_LISTENER = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  console.error(`CSP violation: ${e.effectiveDirective} blocked ${e.blockedURI || "inline"}`
+    + ` at ${e.sourceFile}:${e.lineNumber} (${(e.sample || "").slice(0, 80)})`);
+});
+"""
+
+
+def is_csp_violation(text: str) -> bool:
+    return text.startswith(("CSP violation:", "Refused to")) or "Content Security Policy" in text
+
+
+class WatchedBrowser:
+    """Chromium whose pages record every Content-Security-Policy violation they report."""
+
+    def __init__(self, browser: Any) -> None:
+        self.browser = browser
+        self.violations: list[str] = []
+
+    def new_page(self, **kwargs: Any) -> Any:
+        page = self.browser.new_page(**kwargs)
+        page.add_init_script(CSP_LISTENER)
+        page.on("console", self._console)
+        return page
+
+    def _console(self, message: Any) -> None:
+        if is_csp_violation(message.text):
+            self.violations.append(f"{message.location.get('url', '?')}: {message.text}")
+
+
+@pytest.fixture(scope="module")
+def _chromium_process() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: the browser tests need Debian's chromium (apt install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def chromium(_chromium_process: Any) -> Iterator[WatchedBrowser]:
+    """Headless Chromium; the test fails if any of its pages reported a CSP violation."""
+    watched = WatchedBrowser(_chromium_process)
+    yield watched
+    assert watched.violations == [], "Content-Security-Policy violations:\n" + "\n".join(watched.violations)
+
+
 # --- seeding, run inside the subprocess ----------------------------------------------------------
 
 

@@ -11,11 +11,13 @@ import json
 from datetime import timedelta
 
 import pytest
+import redis
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.utils import timezone
 
-from dashboard import consumers, live
+from dashboard import consumers, live, protocol
 from farm.models import Role
 from sensors.hooks import run_batch_notifiers
 from tests.dashboard_fixtures import (  # noqa: F401 - _clean_channel_layer is a fixture
@@ -114,6 +116,66 @@ async def test_it_refuses_a_foreign_origin(farm_a):
     assert not connected
 
 
+@pytest.mark.parametrize(
+    ("origin", "host", "scheme"),
+    [
+        (b"http://testserver:8080", b"testserver", "ws"),  # same host, another port
+        (b"http://testserver", b"testserver:8000", "ws"),
+        (b"https://testserver", b"testserver", "ws"),  # same host, another scheme
+        (b"http://testserver", b"testserver", "wss"),  # a plain-HTTP page on a TLS site
+        (b"http://testserver.evil.example", b"testserver", "ws"),
+        (b"http://evil.example", b"evil.example", "ws"),  # a host not in ALLOWED_HOSTS
+        (b"null", b"testserver", "ws"),  # a sandboxed frame or a file:// page
+        (b"http://testserver/path", b"testserver", "ws"),
+    ],
+)
+async def test_it_refuses_an_origin_that_is_not_the_sites_own(farm_a, origin, host, scheme):
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    key = await sync_to_async(session_cookie)(membership.user)
+    comm = communicator(farm_a.farm.pk, session_key=key, origin=origin, host=host, scheme=scheme)
+    connected, _ = await comm.connect()
+    assert not connected
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "scheme"),
+    [
+        (b"http://testserver:8000", b"testserver:8000", "ws"),
+        (b"http://TestServer:80", b"testserver", "ws"),  # default port and case do not matter
+        (b"https://testserver", b"testserver:443", "wss"),
+    ],
+)
+async def test_it_accepts_the_sites_own_origin(farm_a, origin, host, scheme):
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    key = await sync_to_async(session_cookie)(membership.user)
+    comm = communicator(farm_a.farm.pk, session_key=key, origin=origin, host=host, scheme=scheme)
+    connected, _ = await comm.connect()
+    assert connected
+    await comm.disconnect()
+
+
+async def test_behind_a_tls_proxy_the_forwarded_scheme_counts(farm_a, settings):
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    key = await sync_to_async(session_cookie)(membership.user)
+    for origin, proto, accepted in [(b"https://testserver", b"https", True), (b"http://testserver", b"https", False)]:
+        comm = communicator(farm_a.farm.pk, session_key=key, origin=origin)
+        comm.scope["headers"].append((b"x-forwarded-proto", proto))
+        connected, _ = await comm.connect()
+        assert connected is accepted
+        await comm.disconnect()
+
+
+async def test_a_trusted_origin_is_accepted_from_another_host(farm_a, settings):
+    settings.CSRF_TRUSTED_ORIGINS = ["https://farm.example"]
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    key = await sync_to_async(session_cookie)(membership.user)
+    comm = communicator(farm_a.farm.pk, session_key=key, origin=b"https://farm.example")
+    connected, _ = await comm.connect()
+    assert connected
+    await comm.disconnect()
+
+
 async def test_it_refuses_a_socket_without_origin(farm_a):
     membership = await sync_to_async(member_of)(farm_a.farm)
     key = await sync_to_async(session_cookie)(membership.user)
@@ -171,10 +233,10 @@ async def test_a_snapshot_request_gets_a_fresh_snapshot(farm_a):
     await comm.disconnect()
 
 
-async def test_it_ignores_messages_it_does_not_know(farm_a):
+async def test_it_ignores_messages_of_types_it_does_not_know(farm_a):
     membership = await sync_to_async(member_of)(farm_a.farm)
     comm, _ = await connect_as(membership.user, farm_a.farm.pk)
-    for text in ('{"type": "subscribe", "farm": 1}', "not json", "[1, 2]", '{"type": 5}'):
+    for text in ('{"type": "subscribe", "farm": 1}', '{"type": ""}', '{"type": "PING", "x": [[[]]]}'):
         await comm.send_to(text_data=text)
     assert await comm.receive_nothing(timeout=0.3)
     await comm.send_to(text_data='{"type": "ping"}')
@@ -281,3 +343,117 @@ async def test_an_idle_socket_outlives_the_channel_layers_blocking_read(farm_a):
     await comm.send_to(text_data='{"type": "ping"}')
     assert json.loads(await comm.receive_from(timeout=5))["type"] == "pong"
     await comm.disconnect()
+
+
+# Hostile frames and our own bugs end in a clean close that leaves nothing behind (issue 13).
+
+
+def group_members(layer, group: str) -> set[str]:
+    """The channels in ``group``, read from Redis itself."""
+    client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    try:
+        return set(client.zrange(f"{layer.prefix}:group:{group}", 0, -1))  # type: ignore[arg-type]
+    finally:
+        client.close()
+
+
+async def sockets_groups(layer, farm_id: int, user_id: int) -> set[str]:
+    farm = await sync_to_async(group_members)(layer, live.farm_group(farm_id))
+    user = await sync_to_async(group_members)(layer, live.user_group(user_id))
+    return farm | user
+
+
+def recheck_timers() -> list[asyncio.Task]:
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if getattr(task.get_coro(), "__qualname__", "") == "FarmConsumer.recheck_forever" and not task.done()
+    ]
+
+
+async def assert_nothing_left_behind(layer, farm_id: int, user_id: int) -> None:
+    """No group holds the socket and no re-check timer runs, also after several timer periods."""
+    assert await sockets_groups(layer, farm_id, user_id) == set()
+    await asyncio.sleep(10 * consumers.ACCESS_RECHECK_SECONDS)
+    assert recheck_timers() == []
+    assert await sockets_groups(layer, farm_id, user_id) == set()
+
+
+@pytest.fixture
+def fast_recheck(monkeypatch):
+    monkeypatch.setattr(consumers, "ACCESS_RECHECK_SECONDS", 0.05)
+
+
+async def test_a_deeply_nested_frame_closes_with_1007_and_leaves_nothing_behind(
+    farm_a, clean_channel_layer, fast_recheck
+):
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    comm, _ = await connect_as(membership.user, farm_a.farm.pk)
+    assert await sockets_groups(clean_channel_layer, farm_a.farm.pk, membership.user.pk)  # joined
+    assert len(recheck_timers()) == 1
+    await comm.send_to(text_data="[" * 1000)  # RecursionError in json, under the 1 KiB limit
+    assert await close_code(comm) == protocol.CLOSE_MALFORMED
+    await assert_nothing_left_behind(clean_channel_layer, farm_a.farm.pk, membership.user.pk)
+
+
+@pytest.mark.parametrize("text", ["not json", "[1, 2]", '{"type": 5}', '{"kind": "ping"}', '"ping"', "{" * 600])
+async def test_a_malformed_frame_closes_the_socket_with_1007(farm_a, text):
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    comm, _ = await connect_as(membership.user, farm_a.farm.pk)
+    await comm.send_to(text_data=text)
+    assert await close_code(comm) == protocol.CLOSE_MALFORMED
+
+
+async def test_an_exception_in_a_handler_closes_with_1011_and_leaves_nothing_behind(
+    farm_a, clean_channel_layer, fast_recheck, monkeypatch, caplog
+):
+    def broken_pong(**kwargs):
+        raise RuntimeError("a bug in our own code")
+
+    monkeypatch.setattr(consumers.payloads, "pong_text", broken_pong)
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    comm, _ = await connect_as(membership.user, farm_a.farm.pk)
+    await comm.send_to(text_data='{"type": "ping"}')
+    assert await close_code(comm) == protocol.CLOSE_INTERNAL
+    assert "a bug in our own code" in caplog.text  # logged with its traceback, not swallowed
+    await assert_nothing_left_behind(clean_channel_layer, farm_a.farm.pk, membership.user.pk)
+
+
+async def test_an_exception_in_a_channel_layer_event_leaves_nothing_behind(
+    farm_a, clean_channel_layer, fast_recheck, monkeypatch
+):
+    async def broken_update(self, event):
+        raise RuntimeError("a bug in our own code")
+
+    monkeypatch.setattr(consumers.FarmConsumer, "farm_update", broken_update)
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    comm, _ = await connect_as(membership.user, farm_a.farm.pk)
+    await sync_to_async(run_batch_hooks)(batch_for(farm_a.sensors[0], 1.0, ts=timezone.now()))
+    assert await close_code(comm) == protocol.CLOSE_INTERNAL
+    await assert_nothing_left_behind(clean_channel_layer, farm_a.farm.pk, membership.user.pk)
+
+
+async def test_closing_for_a_reason_leaves_the_groups_before_the_client_answers(
+    farm_a, clean_channel_layer, fast_recheck
+):
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    comm, _ = await connect_as(membership.user, farm_a.farm.pk)
+    await comm.send_to(bytes_data=b"\x00")
+    assert await close_code(comm) == protocol.CLOSE_UNSUPPORTED
+    # The client never completes the closing handshake; the server has let go all the same.
+    await assert_nothing_left_behind(clean_channel_layer, farm_a.farm.pk, membership.user.pk)
+
+
+async def test_a_client_disconnect_leaves_nothing_behind(farm_a, clean_channel_layer, fast_recheck):
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    comm, _ = await connect_as(membership.user, farm_a.farm.pk)
+    await comm.disconnect()
+    await assert_nothing_left_behind(clean_channel_layer, farm_a.farm.pk, membership.user.pk)
+
+
+async def test_the_access_timer_that_closes_a_socket_stops_itself(farm_a, clean_channel_layer, fast_recheck):
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    comm, _ = await connect_as(membership.user, farm_a.farm.pk)
+    await sync_to_async(lambda: Session.objects.all().delete())()
+    assert await close_code(comm) == live.CLOSE_SIGNED_OUT
+    await assert_nothing_left_behind(clean_channel_layer, farm_a.farm.pk, membership.user.pk)
