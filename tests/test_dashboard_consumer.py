@@ -428,7 +428,7 @@ async def test_an_exception_in_a_channel_layer_event_leaves_nothing_behind(
     monkeypatch.setattr(consumers.FarmConsumer, "farm_update", broken_update)
     membership = await sync_to_async(member_of)(farm_a.farm)
     comm, _ = await connect_as(membership.user, farm_a.farm.pk)
-    await sync_to_async(run_batch_hooks)(batch_for(farm_a.sensors[0], 1.0, ts=timezone.now()))
+    await sync_to_async(run_batch_notifiers)(batch_for(farm_a.sensors[0], 1.0, ts=timezone.now()))
     assert await close_code(comm) == protocol.CLOSE_INTERNAL
     await assert_nothing_left_behind(clean_channel_layer, farm_a.farm.pk, membership.user.pk)
 
