@@ -6,6 +6,9 @@ from datetime import timedelta
 
 from django import template
 
+from farm.models import Farm
+from farm.permissions import abilities
+
 register = template.Library()
 
 
@@ -16,3 +19,9 @@ def minutes(value: timedelta | None) -> str:
         return "a few minutes"
     n = max(1, round(value.total_seconds() / 60))
     return f"{n} minute{'s' if n != 1 else ''}"
+
+
+@register.inclusion_tag("farm/_farm_nav.html", takes_context=True)
+def farm_tabs(context: template.Context, farm: Farm, active: str) -> dict[str, object]:
+    """The farm's tabs for any page that has ``farm`` (the dashboard included), as the viewer's role allows."""
+    return {"farm": farm, "can": abilities(context["request"].user, farm), "active": active}
