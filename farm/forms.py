@@ -19,7 +19,8 @@ def style_controls(form: forms.BaseForm) -> None:
     """Every control gets the product's class and says which error describes it."""
     for name, field in form.fields.items():
         field.widget.attrs.setdefault("class", "form-control")
-        if form.is_bound and name in form.errors:
+        # _errors, not errors: reading errors would validate the form before __init__ ends.
+        if form._errors and name in form._errors:
             field.widget.attrs["aria-invalid"] = "true"
             field.widget.attrs["aria-describedby"] = f"id_{form.add_prefix(name)}_error"
 

@@ -285,6 +285,8 @@ AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_USERNAME_FORM_FIELD = "username"
 AXES_VERBOSE = False
+# Axes logs every successful login at INFO ("deleted 0 failed attempts"); lockouts are WARNING.
+LOGGING["loggers"]["axes"] = {"level": "WARNING"}  # type: ignore[index]
 # Behind a TLS proxy the client's address is the proxy's last X-Forwarded-For hop.
 AXES_IPWARE_PROXY_COUNT = 1 if env_bool("BEHIND_TLS_PROXY", False) else None
 AXES_IPWARE_META_PRECEDENCE_ORDER = (
