@@ -8,7 +8,8 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model, password_validation
-from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.forms import UserCreationForm, UsernameField
+from django.contrib.auth.models import User
 
 from farm.models import Farm, Field, Role
 
@@ -20,7 +21,8 @@ def style_controls(form: forms.BaseForm) -> None:
     for name, field in form.fields.items():
         field.widget.attrs.setdefault("class", "form-control")
         # _errors, not errors: reading errors would validate the form before __init__ ends.
-        if form._errors and name in form._errors:
+        errors = getattr(form, "_errors", None)
+        if errors and name in errors:
             field.widget.attrs["aria-invalid"] = "true"
             field.widget.attrs["aria-describedby"] = f"id_{form.add_prefix(name)}_error"
 
@@ -91,7 +93,7 @@ class FieldForm(StyledModelForm):
             self.instance.validate_unique(exclude=["slug"])
             self.instance.validate_constraints(exclude=["slug", "id"])
         except forms.ValidationError as e:
-            self._update_errors(e)
+            self._update_errors(e)  # type: ignore[attr-defined]
 
 
 class ProfileForm(StyledModelForm):
@@ -115,9 +117,10 @@ class ProfileForm(StyledModelForm):
 class InvitedAccountForm(UserCreationForm):
     """A new account for an invitee; the email is the invitation's and not asked for."""
 
-    class Meta(UserCreationForm.Meta):
-        model = get_user_model()
+    class Meta:
+        model = User
         fields = ["username", "first_name", "last_name"]
+        field_classes = {"username": UsernameField}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -13,8 +13,7 @@ from datetime import timedelta
 from enum import StrEnum
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core import signing
 from django.core.mail import send_mail
 from django.db import transaction
@@ -92,8 +91,8 @@ def _send_after_commit(invitation: Invitation, *, base_url: str, inviter: str) -
     transaction.on_commit(lambda: send_mail(subject, body, None, [invitation.email]))
 
 
-def _display(user: AbstractBaseUser) -> str:
-    return user.get_full_name() or user.get_username()  # type: ignore[attr-defined, no-any-return]
+def _display(user: User) -> str:
+    return user.get_full_name() or user.get_username()
 
 
 def _already_member(farm: Farm, email: str) -> bool:
@@ -101,7 +100,7 @@ def _already_member(farm: Farm, email: str) -> bool:
 
 
 @transaction.atomic
-def invitation_create(*, farm: Farm, email: str, role: Role, actor: AbstractBaseUser, base_url: str) -> Invitation:
+def invitation_create(*, farm: Farm, email: str, role: Role, actor: User, base_url: str) -> Invitation:
     """Invite ``email`` with ``role``; inviting an address with an open invitation resends it."""
     email = email.strip()
     if _already_member(farm, email):
@@ -110,7 +109,7 @@ def invitation_create(*, farm: Farm, email: str, role: Role, actor: AbstractBase
         Invitation.objects.select_for_update()
         .filter(farm=farm, email__iexact=email, accepted_at=None, revoked_at=None)
         .first()
-    ) or Invitation(farm=farm, email=email, invited_by=actor)  # type: ignore[misc]
+    ) or Invitation(farm=farm, email=email, invited_by=actor)
     resend = invitation.pk is not None
     invitation.role = role
     _issue(invitation)
@@ -133,7 +132,7 @@ def _open(farm: Farm, invitation_id: int) -> Invitation:
 
 
 @transaction.atomic
-def invitation_resend(*, farm: Farm, invitation_id: int, actor: AbstractBaseUser, base_url: str) -> Invitation:
+def invitation_resend(*, farm: Farm, invitation_id: int, actor: User, base_url: str) -> Invitation:
     """A new link with a fresh expiry; the old link stops working."""
     invitation = _open(farm, invitation_id)
     _issue(invitation)
@@ -144,7 +143,7 @@ def invitation_resend(*, farm: Farm, invitation_id: int, actor: AbstractBaseUser
 
 
 @transaction.atomic
-def invitation_revoke(*, farm: Farm, invitation_id: int, actor: AbstractBaseUser) -> None:
+def invitation_revoke(*, farm: Farm, invitation_id: int, actor: User) -> None:
     invitation = _open(farm, invitation_id)
     invitation.revoked_at = timezone.now()
     invitation.save(update_fields=["revoked_at"])
@@ -152,7 +151,7 @@ def invitation_revoke(*, farm: Farm, invitation_id: int, actor: AbstractBaseUser
 
 
 @transaction.atomic
-def invitation_accept(*, token: str, user: AbstractBaseUser) -> Membership:
+def invitation_accept(*, token: str, user: User) -> Membership:
     """Join the farm as the invitation says. Single use: the row lock makes a double click one join."""
     found = invitation_for_token(token)
     Invitation.objects.select_for_update().filter(pk=found.pk).get()
@@ -162,7 +161,7 @@ def invitation_accept(*, token: str, user: AbstractBaseUser) -> Membership:
     membership, created = Membership.objects.get_or_create(
         farm=invitation.farm, user=user, defaults={"role": invitation.role}
     )
-    invitation.accepted_at, invitation.accepted_by = timezone.now(), user  # type: ignore[assignment]
+    invitation.accepted_at, invitation.accepted_by = timezone.now(), user
     invitation.save(update_fields=["accepted_at", "accepted_by"])
     if created:
         team_event_record(
@@ -174,10 +173,10 @@ def invitation_accept(*, token: str, user: AbstractBaseUser) -> Membership:
 @transaction.atomic
 def invitation_accept_new_account(
     *, token: str, username: str, password: str, first_name: str = "", last_name: str = ""
-) -> tuple[AbstractBaseUser, Membership]:
+) -> tuple[User, Membership]:
     """Create the invitee's account (with the invited address) and join the farm."""
     invitation = invitation_for_token(token)
-    user = get_user_model().objects.create_user(  # type: ignore[attr-defined]
+    user = User.objects.create_user(
         username=username, email=invitation.email, password=password, first_name=first_name, last_name=last_name
     )
     return user, invitation_accept(token=token, user=user)

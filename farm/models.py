@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models.functions import Lower
 
 
 def validate_time_zone(value: str) -> None:
@@ -136,7 +137,7 @@ class Invitation(models.Model):
             # One open invitation per address per farm: a second invite is a resend.
             models.UniqueConstraint(
                 "farm",
-                models.functions.Lower("email"),
+                Lower("email"),
                 condition=models.Q(accepted_at__isnull=True, revoked_at__isnull=True),
                 name="invitation_one_open_per_email",
             ),

@@ -5,8 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import AbstractUser, User
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
@@ -76,7 +75,7 @@ def membership_visit_record(*, user_id: int, farm_ref: str) -> int:
     return Membership.objects.filter(user_id=user_id, farm__in=farms).update(last_visit=timezone.now())
 
 
-def farm_settings_update(*, farm: Farm, actor: AbstractBaseUser, name: str, location: str, time_zone: str) -> Farm:
+def farm_settings_update(*, farm: Farm, actor: User, name: str, location: str, time_zone: str) -> Farm:
     """Change the farm's name, location and time zone (the slug, in links people keep, stays)."""
     farm.name, farm.location, farm.time_zone = name, location, time_zone
     farm.full_clean()
@@ -86,7 +85,7 @@ def farm_settings_update(*, farm: Farm, actor: AbstractBaseUser, name: str, loca
     return farm
 
 
-def field_save(*, field: Field, actor: AbstractBaseUser) -> Field:
+def field_save(*, field: Field, actor: User) -> Field:
     """Create or change a field (its slug follows its name when new); recorded in the farm's log."""
     created = field.pk is None
     if created and not field.slug:
@@ -99,7 +98,7 @@ def field_save(*, field: Field, actor: AbstractBaseUser) -> Field:
     return field
 
 
-def field_delete(*, field: Field, actor: AbstractBaseUser) -> None:
+def field_delete(*, field: Field, actor: User) -> None:
     """Delete a field; its devices stay on the farm, unassigned (the foreign key sets NULL)."""
     with transaction.atomic():
         field.delete()
@@ -116,9 +115,9 @@ def _free_field_slug(farm: Farm, name: str) -> str:
 
 
 def team_event_record(
-    *, farm: Farm, actor: AbstractBaseUser | None, kind: TeamEventKind, subject: str = "", detail: str = ""
+    *, farm: Farm, actor: User | None, kind: TeamEventKind, subject: str = "", detail: str = ""
 ) -> TeamEvent:
-    name = "" if actor is None else (actor.get_full_name() or actor.get_username())  # type: ignore[attr-defined]
+    name = "" if actor is None else (actor.get_full_name() or actor.get_username())
     return TeamEvent.objects.create(
         farm=farm, actor=actor, actor_name=name or "someone", kind=kind, subject=subject[:254], detail=detail[:200]
     )

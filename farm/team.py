@@ -9,7 +9,7 @@ close within seconds without this module knowing about sockets.
 
 from __future__ import annotations
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -21,8 +21,8 @@ class TeamError(ValidationError):
     """A team change that is not allowed (the message is shown to the person who tried)."""
 
 
-def _name(user: AbstractBaseUser) -> str:
-    return user.get_full_name() or user.get_username()  # type: ignore[attr-defined, no-any-return]
+def _name(user: User) -> str:
+    return user.get_full_name() or user.get_username()
 
 
 def _lock(farm: Farm) -> None:
@@ -41,7 +41,7 @@ def _fresh(farm: Farm, membership_id: int) -> Membership:
 
 
 @transaction.atomic
-def membership_role_change(*, farm: Farm, membership_id: int, role: Role, actor: AbstractBaseUser) -> Membership:
+def membership_role_change(*, farm: Farm, membership_id: int, role: Role, actor: User) -> Membership:
     _lock(farm)
     membership = _fresh(farm, membership_id)
     old = Role(membership.role)
@@ -59,7 +59,7 @@ def membership_role_change(*, farm: Farm, membership_id: int, role: Role, actor:
 
 
 @transaction.atomic
-def membership_remove(*, farm: Farm, membership_id: int, actor: AbstractBaseUser) -> None:
+def membership_remove(*, farm: Farm, membership_id: int, actor: User) -> None:
     """Remove a member (or, when ``actor`` is that member, leave the farm)."""
     _lock(farm)
     membership = _fresh(farm, membership_id)
@@ -72,7 +72,7 @@ def membership_remove(*, farm: Farm, membership_id: int, actor: AbstractBaseUser
 
 
 @transaction.atomic
-def ownership_transfer(*, farm: Farm, to_membership_id: int, actor: AbstractBaseUser) -> Membership:
+def ownership_transfer(*, farm: Farm, to_membership_id: int, actor: User) -> Membership:
     """Make another member the owner; the owner handing over becomes a manager."""
     _lock(farm)
     target = _fresh(farm, to_membership_id)

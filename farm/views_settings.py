@@ -10,7 +10,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from farm import selectors, services
 from farm.forms import FarmSettingsForm, FieldForm
 from farm.models import Farm, Field
-from farm.permissions import Action, abilities, farm_action_required
+from farm.permissions import Action, abilities, farm_action_required, signed_in
 
 
 @require_http_methods(["GET", "POST"])
@@ -20,8 +20,9 @@ def farm_settings(request: HttpRequest, farm: Farm) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         services.farm_settings_update(
-            farm=farm, actor=request.user, name=data["name"], location=data["location"], time_zone=data["time_zone"]
-        )
+            farm=farm, actor=signed_in(request), name=data["name"], location=data["location"],
+            time_zone=data["time_zone"],
+        )  # fmt: skip
         messages.success(request, "Farm settings saved.")
         return redirect("farm-settings", farm.slug)
     context = {"farm": farm, "can": abilities(request.user, farm), "form": form}
@@ -45,7 +46,7 @@ def field_list(request: HttpRequest, farm: Farm) -> HttpResponse:
     """The fields, and a form adding one."""
     form = FieldForm(request.POST or None, farm=farm)
     if request.method == "POST" and form.is_valid():
-        services.field_save(field=form.instance, actor=request.user)
+        services.field_save(field=form.instance, actor=signed_in(request))
         messages.success(request, f"Field {form.instance.name} added.")
         return redirect("farm-fields", farm.slug)
     return _fields_page(request, farm, form, None, 400 if form.errors else 200)
@@ -64,7 +65,7 @@ def field_edit(request: HttpRequest, farm: Farm, field_id: int) -> HttpResponse:
     field = _field(farm, field_id)
     form = FieldForm(request.POST or None, instance=field, farm=farm)
     if request.method == "POST" and form.is_valid():
-        services.field_save(field=form.instance, actor=request.user)
+        services.field_save(field=form.instance, actor=signed_in(request))
         messages.success(request, f"Field {field.name} saved.")
         return redirect("farm-fields", farm.slug)
     return _fields_page(request, farm, form, field, 400 if form.errors else 200)
@@ -74,6 +75,6 @@ def field_edit(request: HttpRequest, farm: Farm, field_id: int) -> HttpResponse:
 @farm_action_required(Action.EDIT_FIELDS)
 def field_delete(request: HttpRequest, farm: Farm, field_id: int) -> HttpResponse:
     field = _field(farm, field_id)
-    services.field_delete(field=field, actor=request.user)
+    services.field_delete(field=field, actor=signed_in(request))
     messages.success(request, f"Field {field.name} deleted; its devices are now unassigned.")
     return redirect("farm-fields", farm.slug)

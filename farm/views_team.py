@@ -13,7 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from farm import invitations, selectors, team
 from farm.forms import InvitedAccountForm, InviteForm, RoleForm, TransferForm
 from farm.models import Farm, Role
-from farm.permissions import Action, abilities, farm_action_required
+from farm.permissions import Action, abilities, farm_action_required, signed_in
 
 
 def _team_url(farm: Farm) -> str:
@@ -59,7 +59,7 @@ def team_invite(request: HttpRequest, farm: Farm) -> HttpResponse:
     try:
         invitations.invitation_create(
             farm=farm, email=form.cleaned_data["email"], role=Role(form.cleaned_data["role"]),
-            actor=request.user, base_url=_base_url(request),
+            actor=signed_in(request), base_url=_base_url(request),
         )  # fmt: skip
     except team.TeamError as e:
         form.add_error("email", e)
@@ -83,7 +83,7 @@ def _team_action(request: HttpRequest, farm: Farm, done: str, action: object) ->
 def invitation_resend(request: HttpRequest, farm: Farm, invitation_id: int) -> HttpResponse:
     def act() -> None:
         invitations.invitation_resend(
-            farm=farm, invitation_id=invitation_id, actor=request.user, base_url=_base_url(request)
+            farm=farm, invitation_id=invitation_id, actor=signed_in(request), base_url=_base_url(request)
         )
 
     return _team_action(request, farm, "Invitation sent again; the earlier link no longer works.", act)
@@ -93,7 +93,7 @@ def invitation_resend(request: HttpRequest, farm: Farm, invitation_id: int) -> H
 @farm_action_required(Action.MANAGE_TEAM)
 def invitation_revoke(request: HttpRequest, farm: Farm, invitation_id: int) -> HttpResponse:
     def act() -> None:
-        invitations.invitation_revoke(farm=farm, invitation_id=invitation_id, actor=request.user)
+        invitations.invitation_revoke(farm=farm, invitation_id=invitation_id, actor=signed_in(request))
 
     return _team_action(request, farm, "Invitation withdrawn.", act)
 
@@ -108,7 +108,7 @@ def member_role(request: HttpRequest, farm: Farm, membership_id: int) -> HttpRes
 
     def act() -> None:
         team.membership_role_change(
-            farm=farm, membership_id=membership_id, role=Role(form.cleaned_data["role"]), actor=request.user
+            farm=farm, membership_id=membership_id, role=Role(form.cleaned_data["role"]), actor=signed_in(request)
         )
 
     return _team_action(request, farm, "Role changed.", act)
@@ -118,7 +118,7 @@ def member_role(request: HttpRequest, farm: Farm, membership_id: int) -> HttpRes
 @farm_action_required(Action.MANAGE_TEAM)
 def member_remove(request: HttpRequest, farm: Farm, membership_id: int) -> HttpResponse:
     def act() -> None:
-        team.membership_remove(farm=farm, membership_id=membership_id, actor=request.user)
+        team.membership_remove(farm=farm, membership_id=membership_id, actor=signed_in(request))
 
     return _team_action(request, farm, "Member removed. Their open pages lost access at once.", act)
 
@@ -133,7 +133,7 @@ def ownership_transfer(request: HttpRequest, farm: Farm) -> HttpResponse:
         return redirect(_team_url(farm))
 
     def act() -> None:
-        team.ownership_transfer(farm=farm, to_membership_id=form.cleaned_data["membership"], actor=request.user)
+        team.ownership_transfer(farm=farm, to_membership_id=form.cleaned_data["membership"], actor=signed_in(request))
 
     return _team_action(request, farm, "Ownership handed over.", act)
 
@@ -141,12 +141,12 @@ def ownership_transfer(request: HttpRequest, farm: Farm) -> HttpResponse:
 @require_POST
 @farm_action_required(Action.VIEW_FARM)
 def team_leave(request: HttpRequest, farm: Farm) -> HttpResponse:
-    me = selectors.team_members(farm).filter(user_id=request.user.pk).first()
+    me = selectors.team_members(farm).filter(user_id=signed_in(request).pk).first()
     if me is None:
         messages.error(request, "You are not a member of this farm.")
         return redirect(_team_url(farm))
     try:
-        team.membership_remove(farm=farm, membership_id=me.pk, actor=request.user)
+        team.membership_remove(farm=farm, membership_id=me.pk, actor=signed_in(request))
     except team.TeamError as e:
         messages.error(request, " ".join(e.messages))
         return redirect(_team_url(farm))
@@ -170,7 +170,7 @@ def _accept_signed_in(request: HttpRequest, token: str, invitation: object) -> H
     context = {"invitation": invitation, "token": token}
     if request.method == "POST":
         try:
-            membership = invitations.invitation_accept(token=token, user=request.user)
+            membership = invitations.invitation_accept(token=token, user=signed_in(request))
         except invitations.InvitationError as e:
             return render(request, "farm/invitation.html", {**context, "problem": e.problem.value}, status=403)
         messages.success(request, f"Welcome to {membership.farm.name}.")

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from farm.models import Role
+from farm.invitations import invitation_create, invitation_token
+from farm.models import Farm, Role
 from farm.permissions import MINIMUM_ROLE, Action, can
 from tests.factories import (
     DeviceFactory,
@@ -45,8 +47,6 @@ class World:
 
 
 def make_world() -> World:
-    from farm.invitations import invitation_create
-
     farm = FarmFactory()
     other = FarmFactory()
     users = {role: UserFactory() for role in ("outsider", "viewer", "manager", "owner")}
@@ -59,11 +59,13 @@ def make_world() -> World:
     field = FieldFactory(farm=farm)
     sensor = SensorFactory(device=DeviceFactory(farm=farm, field=field))
     invitation = invitation_create(
-        farm=farm, email="invited@example.com", role=Role.VIEWER, actor=users["owner"], base_url="http://testserver/"
+        farm=cast(Farm, farm),
+        email="invited@example.com",
+        role=Role.VIEWER,
+        actor=cast(User, users["owner"]),
+        base_url="/",
     )
-    from farm.invitations import invitation_token
-
-    invitation.token = invitation_token(invitation)
+    invitation.token = invitation_token(invitation)  # type: ignore[attr-defined]
     return World(farm, users, field, sensor, invitation, second_viewer, manager)
 
 

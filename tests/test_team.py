@@ -4,26 +4,41 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any, cast
 
 import pytest
 import time_machine
+from django.contrib.auth.models import User
 from django.core import mail
 from django.test import Client
 from django.urls import reverse
-from django.utils.html import escape
 from django.utils import timezone
+from django.utils.html import escape
 
 from farm.invitations import InvitationProblem, invitation_create, invitation_token
-from farm.models import Invitation, Membership, Role, TeamEvent, TeamEventKind
+from farm.models import Farm, Invitation, Membership, Role, TeamEvent, TeamEventKind
 from tests.factories import FarmFactory, MembershipFactory, UserFactory
+
+
+def a_member(**kwargs: Any) -> Membership:
+    return cast(Membership, MembershipFactory(**kwargs))
+
+
+def a_user(**kwargs: Any) -> User:
+    return cast(User, UserFactory(**kwargs))
+
+
+def a_farm() -> Farm:
+    return cast(Farm, FarmFactory())
+
 
 PASSWORD = "correct horse battery staple"
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def owner():
-    return MembershipFactory(role=Role.OWNER)
+def owner() -> Membership:
+    return a_member(role=Role.OWNER)
 
 
 def client_for(user) -> Client:
@@ -37,7 +52,7 @@ def invite(owner, email="newcomer@example.com", role=Role.VIEWER) -> str:
     with_commit = client_for(owner.user)
     response = with_commit.post(reverse("farm-team-invite", args=[owner.farm.slug]), {"email": email, "role": role})
     assert response.status_code == 302, response.content.decode()[:2000]
-    return link_in(mail.outbox[-1].body)
+    return link_in(str(mail.outbox[-1].body))
 
 
 def link_in(body: str) -> str:
@@ -65,7 +80,8 @@ def test_an_owner_invites_by_email_and_the_invitee_sets_up_an_account(owner):
 
     newcomer = Client()
     page = newcomer.get(link)
-    assert page.status_code == 200 and b"Create account and join" in page.content
+    assert page.status_code == 200
+    assert b"Create account and join" in page.content
     response = newcomer.post(
         link, {"username": "newcomer", "first_name": "Nia", "last_name": "Ward", "password1": "a field of barley 42",
                "password2": "a field of barley 42"},
@@ -73,15 +89,17 @@ def test_an_owner_invites_by_email_and_the_invitee_sets_up_an_account(owner):
     assert response.status_code == 302
     assert response["Location"] == reverse("farm-dashboard", args=[owner.farm.slug])
     membership = Membership.objects.get(farm=owner.farm, user__username="newcomer")
-    assert membership.role == Role.VIEWER and membership.user.email == "newcomer@example.com"
+    assert membership.role == Role.VIEWER
+    assert membership.user.email == "newcomer@example.com"
     assert newcomer.get(reverse("farm-dashboard", args=[owner.farm.slug])).status_code == 200
 
 
 def test_an_invitee_with_an_account_accepts_after_signing_in(owner):
-    existing = UserFactory(email="newcomer@example.com")
+    existing = a_user(email="newcomer@example.com")
     link = invite(owner, role=Role.MANAGER)
     page = Client().get(link)
-    assert b"Sign in" in page.content and b"/login/?next=" in page.content
+    assert b"Sign in" in page.content
+    assert b"/login/?next=" in page.content
 
     client = client_for(existing)
     assert b"Accept and open the farm" in client.get(link).content
@@ -90,7 +108,7 @@ def test_an_invitee_with_an_account_accepts_after_signing_in(owner):
 
 
 def test_an_invitation_works_once(owner):
-    existing = UserFactory(email="newcomer@example.com")
+    existing = a_user(email="newcomer@example.com")
     link = invite(owner)
     client = client_for(existing)
     client.post(link)
@@ -100,7 +118,7 @@ def test_an_invitation_works_once(owner):
 
 
 def test_an_expired_invitation_is_refused(owner):
-    existing = UserFactory(email="newcomer@example.com")
+    existing = a_user(email="newcomer@example.com")
     link = invite(owner)
     with time_machine.travel(timezone.now() + timedelta(days=8)):
         response = client_for(existing).post(link)
@@ -110,7 +128,7 @@ def test_an_expired_invitation_is_refused(owner):
 
 
 def test_an_invitation_for_another_address_is_refused(owner):
-    someone_else = UserFactory(email="someone@example.com")
+    someone_else = a_user(email="someone@example.com")
     link = invite(owner)
     response = client_for(someone_else).post(link)
     assert response.status_code == 403
@@ -131,7 +149,7 @@ def test_resending_sends_a_new_link_and_the_old_one_stops_working(owner):
     old = invite(owner)
     invitation = Invitation.objects.get(farm=owner.farm)
     client_for(owner.user).post(reverse("farm-invitation-resend", args=[owner.farm.slug, invitation.pk]))
-    new = link_in(mail.outbox[-1].body)
+    new = link_in(str(mail.outbox[-1].body))
     assert new != old
     assert Client().get(old).status_code == 410
     assert Client().get(new).status_code == 200
@@ -145,7 +163,7 @@ def test_a_tampered_link_is_refused(owner):
 
 
 def test_inviting_a_member_again_is_an_error_beside_the_field(owner):
-    viewer = MembershipFactory(farm=owner.farm, role=Role.VIEWER)
+    viewer = a_member(farm=owner.farm, role=Role.VIEWER)
     response = client_for(owner.user).post(
         reverse("farm-team-invite", args=[owner.farm.slug]), {"email": viewer.user.email.upper(), "role": "viewer"}
     )
@@ -165,14 +183,14 @@ def test_the_last_owner_cannot_leave_or_step_down(owner):
 
 
 def test_an_owner_may_leave_once_there_is_another_owner(owner):
-    other = MembershipFactory(farm=owner.farm, role=Role.OWNER)
+    other = a_member(farm=owner.farm, role=Role.OWNER)
     response = client_for(owner.user).post(reverse("farm-team-leave", args=[owner.farm.slug]))
     assert response["Location"] == reverse("farm-list")
     assert list(Membership.objects.filter(farm=owner.farm)) == [other]
 
 
 def test_handing_over_ownership_makes_the_old_owner_a_manager(owner):
-    viewer = MembershipFactory(farm=owner.farm, role=Role.VIEWER)
+    viewer = a_member(farm=owner.farm, role=Role.VIEWER)
     client_for(owner.user).post(reverse("farm-ownership-transfer", args=[owner.farm.slug]), {"membership": viewer.pk})
     owner.refresh_from_db()
     viewer.refresh_from_db()
@@ -180,7 +198,7 @@ def test_handing_over_ownership_makes_the_old_owner_a_manager(owner):
 
 
 def test_an_owner_changes_a_role_and_removes_a_member(owner):
-    viewer = MembershipFactory(farm=owner.farm, role=Role.VIEWER)
+    viewer = a_member(farm=owner.farm, role=Role.VIEWER)
     client = client_for(owner.user)
     client.post(reverse("farm-member-role", args=[owner.farm.slug, viewer.pk]), {"role": "manager"})
     viewer.refresh_from_db()
@@ -193,7 +211,7 @@ def test_an_owner_changes_a_role_and_removes_a_member(owner):
 def test_every_team_change_is_in_the_log_with_who_did_it(owner):
     owner.user.first_name = "Olive"
     owner.user.save()
-    joiner = UserFactory(email="newcomer@example.com", first_name="Nia")
+    joiner = a_user(email="newcomer@example.com", first_name="Nia")
     client_for(joiner).post(invite(owner))
     member = Membership.objects.get(user=joiner)
     client = client_for(owner.user)
@@ -207,30 +225,34 @@ def test_every_team_change_is_in_the_log_with_who_did_it(owner):
         (TeamEventKind.REMOVED, "Olive"),
     ]
     page = client.get(reverse("farm-team", args=[owner.farm.slug])).content.decode()
-    assert "changed the role of" in page and "Viewer → Manager" in page and "removed" in page
+    assert "changed the role of" in page
+    assert "Viewer → Manager" in page
+    assert "removed" in page
 
 
 def test_a_viewer_sees_the_team_but_no_controls(owner):
-    viewer = MembershipFactory(farm=owner.farm, role=Role.VIEWER)
+    viewer = a_member(farm=owner.farm, role=Role.VIEWER)
     invitation_create(farm=owner.farm, email="x@example.com", role=Role.VIEWER, actor=owner.user, base_url="http://t/")
     page = client_for(viewer.user).get(reverse("farm-team", args=[owner.farm.slug])).content.decode()
-    assert viewer.user.username in page and owner.user.username in page
+    assert viewer.user.username in page
+    assert owner.user.username in page
     hidden = ('name="role"', "Invite a colleague", "x@example.com", "Remove", ">Fields<", ">Settings<", "Activity")
     for control in hidden:
         assert control not in page
 
 
 def test_a_visit_is_recorded_for_the_team_page(owner):
-    viewer = MembershipFactory(farm=owner.farm, role=Role.VIEWER)
+    viewer = a_member(farm=owner.farm, role=Role.VIEWER)
     from django.core.cache import cache
 
     cache.delete(f"farm-visit:{viewer.user.pk}:{owner.farm.slug}")
     client_for(viewer.user).get(reverse("farm-dashboard", args=[owner.farm.slug]))
     viewer.refresh_from_db()
-    assert viewer.last_visit is not None and timezone.now() - viewer.last_visit < timedelta(minutes=1)
+    assert viewer.last_visit is not None
+    assert timezone.now() - viewer.last_visit < timedelta(minutes=1)
 
 
 def test_a_token_names_one_invitation_only(owner):
     a = invitation_create(farm=owner.farm, email="a@example.com", role=Role.VIEWER, actor=owner.user, base_url="/")
-    b = invitation_create(farm=FarmFactory(), email="a@example.com", role=Role.OWNER, actor=owner.user, base_url="/")
+    b = invitation_create(farm=a_farm(), email="a@example.com", role=Role.OWNER, actor=owner.user, base_url="/")
     assert invitation_token(a) != invitation_token(b)
