@@ -10,6 +10,7 @@ from django import forms
 from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.forms import UserCreationForm, UsernameField
 from django.contrib.auth.models import User
+from django.core.validators import MaxValueValidator, MinValueValidator
 
 from farm.models import Farm, Field, Role
 
@@ -86,6 +87,9 @@ class FieldForm(StyledModelForm):
     def __init__(self, *args: Any, farm: Farm, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.instance.farm = farm
+        # The database's check constraints, said beside the field instead of above the form.
+        self.fields["area_ha"].validators.append(MinValueValidator(0))
+        self.fields["gdd_base_c"].validators += [MinValueValidator(-10), MaxValueValidator(40)]
 
     def validate_unique(self) -> None:
         # farm is not a form field, so ModelForm would skip the (farm, name) constraint.

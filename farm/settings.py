@@ -272,8 +272,8 @@ AUTHENTICATION_BACKENDS = [
     "farm.permissions.FarmRoleBackend",
 ]
 
-# Five wrong passwords in a row from one address for one username lock that pair out for
-# LOGIN_LOCKOUT_MINUTES; the next failure after the cool-off locks it again. A guesser gets
+# The fifth wrong password in a row from one address for one username locks that pair out
+# for LOGIN_LOCKOUT_MINUTES, after which the count starts again. A guesser gets
 # five tries per cool-off instead of thousands a minute, and because the lock is on the pair,
 # someone elsewhere cannot lock the real user out of their own address; a password reset
 # clears it at once (farm/views_account.py).
