@@ -9,6 +9,7 @@ from django.test import Client
 from django.urls import reverse
 
 from farm.models import Field, Membership, Role, TeamEvent, TeamEventKind
+from sensors.models import Device
 from tests.factories import DeviceFactory, FieldFactory, MembershipFactory
 
 pytestmark = pytest.mark.django_db
@@ -74,8 +75,8 @@ def test_field_errors_sit_beside_the_field():
 
 def test_deleting_a_field_leaves_its_devices_on_the_farm_unassigned():
     manager = a_member(role=Role.MANAGER)
-    field = FieldFactory(farm=manager.farm)
-    device = DeviceFactory(farm=manager.farm, field=field)
+    field = cast(Field, FieldFactory(farm=manager.farm))
+    device = cast(Device, DeviceFactory(farm=manager.farm, field=field))
     client_for(manager).post(reverse("farm-field-delete", args=[manager.farm.slug, field.pk]))
     device.refresh_from_db()
     assert device.field_id is None
@@ -84,6 +85,6 @@ def test_deleting_a_field_leaves_its_devices_on_the_farm_unassigned():
 
 def test_a_field_of_another_farm_is_not_found():
     manager = a_member(role=Role.MANAGER)
-    elsewhere = FieldFactory()
+    elsewhere = cast(Field, FieldFactory())
     response = client_for(manager).get(reverse("farm-field-edit", args=[manager.farm.slug, elsewhere.pk]))
     assert response.status_code == 404
