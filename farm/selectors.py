@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, TypedDict
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
-from django.db.models import Count, Exists, IntegerField, Max, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import Case, Count, Exists, IntegerField, Max, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce
 
-from farm.models import Farm, Field, Membership
+from farm.models import Farm, Field, Invitation, Membership, Role, TeamEvent
 from sensors.models import DeviceStatus
 
 AnyUser = AbstractBaseUser | AnonymousUser
@@ -108,3 +108,25 @@ def farm_totals(farms: Sequence[FarmCard]) -> FarmTotals:
     """Sums over farms already annotated by ``farm_list_for`` (no extra query)."""
     devices, online, offline, never_seen = (sum(getattr(farm, name) for farm in farms) for name in _TOTALLED)
     return FarmTotals(len(farms), devices, online, offline, never_seen)
+
+
+def team_members(farm: Farm) -> QuerySet[Membership]:
+    """The farm's members, owners first, then by name."""
+    order = Case(When(role=Role.OWNER, then=Value(0)), When(role=Role.MANAGER, then=Value(1)), default=Value(2))
+    return (
+        Membership.objects.filter(farm=farm)
+        .select_related("user")
+        .order_by(order, "user__first_name", "user__last_name", "user__username")
+    )
+
+
+def open_invitations(farm: Farm) -> QuerySet[Invitation]:
+    return Invitation.objects.filter(farm=farm, accepted_at=None, revoked_at=None).select_related("invited_by")
+
+
+def team_events(farm: Farm, limit: int = 50) -> QuerySet[TeamEvent]:
+    return TeamEvent.objects.filter(farm=farm).order_by("-at", "-id")[:limit]
+
+
+def farm_fields_for_settings(farm: Farm) -> QuerySet[Field]:
+    return Field.objects.filter(farm=farm).annotate(device_count=Count("devices")).order_by("name")

@@ -5,11 +5,12 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import AbstractUser, User
 from django.db import transaction
+from django.utils import timezone
 from django.utils.text import slugify
 
-from farm.models import Farm, Field, Membership, Role
+from farm.models import Farm, Field, Membership, Role, TeamEvent, TeamEventKind
 
 
 def farm_create(
@@ -64,3 +65,59 @@ def superuser_ensure(*, username: str, password: str) -> AbstractUser:
     if changed:
         user.save()
     return user
+
+
+def membership_visit_record(*, user_id: int, farm_ref: str) -> int:
+    """Note that the user visited the farm named by slug (or id) now; memberships updated (0 or 1)."""
+    farms = Farm.objects.filter(slug=farm_ref)
+    if farm_ref.isdigit() and not farms.exists():
+        farms = Farm.objects.filter(pk=int(farm_ref))
+    return Membership.objects.filter(user_id=user_id, farm__in=farms).update(last_visit=timezone.now())
+
+
+def farm_settings_update(*, farm: Farm, actor: User, name: str, location: str, time_zone: str) -> Farm:
+    """Change the farm's name, location and time zone (the slug, in links people keep, stays)."""
+    farm.name, farm.location, farm.time_zone = name, location, time_zone
+    farm.full_clean()
+    with transaction.atomic():
+        farm.save(update_fields=["name", "location", "time_zone"])
+        team_event_record(farm=farm, actor=actor, kind=TeamEventKind.SETTINGS)
+    return farm
+
+
+def field_save(*, field: Field, actor: User) -> Field:
+    """Create or change a field (its slug follows its name when new); recorded in the farm's log."""
+    created = field.pk is None
+    if created and not field.slug:
+        field.slug = _free_field_slug(field.farm, field.name)
+    field.full_clean()
+    with transaction.atomic():
+        field.save()
+        verb = "added" if created else "changed"
+        team_event_record(farm=field.farm, actor=actor, kind=TeamEventKind.FIELDS, subject=field.name, detail=verb)
+    return field
+
+
+def field_delete(*, field: Field, actor: User) -> None:
+    """Delete a field; its devices stay on the farm, unassigned (the foreign key sets NULL)."""
+    with transaction.atomic():
+        field.delete()
+        team_event_record(farm=field.farm, actor=actor, kind=TeamEventKind.FIELDS, subject=field.name, detail="deleted")
+
+
+def _free_field_slug(farm: Farm, name: str) -> str:
+    base = slugify(name)[:50] or "field"
+    taken = set(Field.objects.filter(farm=farm, slug__startswith=base).values_list("slug", flat=True))
+    slug, n = base, 2
+    while slug in taken:
+        slug, n = f"{base}-{n}", n + 1
+    return slug
+
+
+def team_event_record(
+    *, farm: Farm, actor: User | None, kind: TeamEventKind, subject: str = "", detail: str = ""
+) -> TeamEvent:
+    name = "" if actor is None else (actor.get_full_name() or actor.get_username())
+    return TeamEvent.objects.create(
+        farm=farm, actor=actor, actor_name=name or "someone", kind=kind, subject=subject[:254], detail=detail[:200]
+    )

@@ -305,3 +305,60 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django": {"level": "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL}},
 }
+
+# --- Team, accounts and login throttling (issue 11) -----------------------------------------
+# Kept in one block, apart from the security settings above, so they merge cleanly.
+
+INSTALLED_APPS += ["axes"]
+# Axes last: it must see the login attempt after authentication and sessions are set up.
+MIDDLEWARE += ["farm.visits.FarmVisitMiddleware", "axes.middleware.AxesMiddleware"]
+AUTHENTICATION_BACKENDS = [
+    # Axes first: a locked-out (username, address) pair is refused before the password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+    # Farm roles as object permissions: user.has_perm("farm.manage_team", farm) (farm/permissions.py).
+    "farm.permissions.FarmRoleBackend",
+]
+
+# The fifth wrong password in a row from one address for one username locks that pair out
+# for LOGIN_LOCKOUT_MINUTES, after which the count starts again. A guesser gets
+# five tries per cool-off instead of thousands a minute, and because the lock is on the pair,
+# someone elsewhere cannot lock the real user out of their own address; a password reset
+# clears it at once (farm/views_account.py).
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1, maximum=100)
+AXES_COOLOFF_TIME = env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1, maximum=24 * 60) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_USERNAME_FORM_FIELD = "username"
+AXES_VERBOSE = False
+# Axes logs every successful login at INFO ("deleted 0 failed attempts"); lockouts are WARNING.
+LOGGING["loggers"]["axes"] = {"level": "WARNING"}  # type: ignore[index]
+# Behind a TLS proxy the client's address is the proxy's last X-Forwarded-For hop.
+AXES_IPWARE_PROXY_COUNT = 1 if env_bool("BEHIND_TLS_PROXY", False) else None
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if env_bool("BEHIND_TLS_PROXY", False) else ["REMOTE_ADDR"]
+)
+
+# Mail: invitations and password resets. Without EMAIL_HOST, messages are written as files to
+# EMAIL_FILE_PATH (var/mail/ by default) — the local sink `make run` uses.
+EMAIL_HOST = env_str("EMAIL_HOST", "")
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1, maximum=65535)
+    EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", EMAIL_PORT == 587)
+    EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", EMAIL_PORT == 465)
+    EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
+    if EMAIL_USE_TLS and EMAIL_USE_SSL:
+        raise ConfigError("EMAIL_USE_TLS and EMAIL_USE_SSL cannot both be on")
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Furrow <furrow@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# How long an invitation link works; resending issues a new link with a fresh period.
+FARM_INVITATION_DAYS = env_int("FARM_INVITATION_DAYS", 7, minimum=1, maximum=90)
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_HOURS", 24, minimum=1, maximum=24 * 7) * 3600

@@ -111,6 +111,7 @@ def test_the_page_costs_the_same_number_of_queries_for_two_devices_or_twenty():
     user = UserFactory.create(is_staff=True)
     client = client_for(user)
     client.get(page_url(small.farm))  # warm the session and content types
+    client.get(page_url(large.farm))  # and take the first visit's one write (farm.visits) out of the count
     with CaptureQueriesContext(connection) as few:
         assert client.get(page_url(small.farm)).status_code == 200
     with CaptureQueriesContext(connection) as many:
