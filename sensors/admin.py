@@ -1,4 +1,4 @@
-"""Admin for device kinds, devices, sensors, unknown devices and dead letters.
+"""Admin for device kinds, devices, sensors, unknown devices, dead letters and skipped fields.
 
 Thin by design: every write goes through ``sensors.services``; pages read
 through ``sensors.selectors``; what the pages display is built by the pure
@@ -26,7 +26,16 @@ from django.utils.safestring import SafeString
 from farm.models import Farm, Field
 from sensors import selectors, services
 from sensors.display import device_mqtt_help, payload_hex_dump, payload_text_preview
-from sensors.models import DeadLetter, Device, DeviceKind, DeviceStatus, MetricSpec, Sensor, UnknownDevice
+from sensors.models import (
+    DeadLetter,
+    Device,
+    DeviceKind,
+    DeviceStatus,
+    MetricSpec,
+    Sensor,
+    SkippedField,
+    UnknownDevice,
+)
 
 if TYPE_CHECKING:
     from sensors.selectors import SensorWithLatest
@@ -48,6 +57,16 @@ def status_badge_html(status: str, label: str) -> SafeString:
         bg,
         label,
     )
+
+
+def wrapped(text: str, limit: int = 600) -> SafeString:
+    """Long text that wraps in a list instead of widening the table (no horizontal scrolling)."""
+    shown = text if len(text) <= limit else text[: limit - 1] + "…"
+    return format_html('<div class="furrow-wrap">{}</div>', shown)
+
+
+class IngestRecordsMedia:
+    css = {"all": ["sensors/admin.css"]}
 
 
 # --- Kinds -------------------------------------------------------------------
@@ -129,14 +148,50 @@ class SensorInline(admin.TabularInline):
         return False
 
 
+class NeedsReviewFilter(admin.SimpleListFilter):
+    title = "needs review"
+    parameter_name = "needs_review"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Device]) -> QuerySet[Device]:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(needs_review=self.value() == "yes")
+        return queryset
+
+
+class SkippedFieldInline(admin.TabularInline):
+    """What the device's stored messages carried that could not be stored, read-only."""
+
+    model = SkippedField
+    fields = ["field", "category", "reason_wrapped", "example", "count", "first_seen", "last_seen"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name = "skipped field"
+    verbose_name_plural = "Skipped fields of stored messages"
+    Media = IngestRecordsMedia
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="reason")
+    def reason_wrapped(self, row: SkippedField) -> SafeString:
+        return wrapped(row.reason)
+
+
 @admin.register(Device)
 class DeviceAdmin(admin.ModelAdmin):
-    list_display = ["name", "uid", "status_badge", "last_seen_ago", "enabled", "where", "kind"]
-    list_filter = ["farm", ("field", FieldListFilter), "kind", "status", "enabled"]
+    list_display = ["name", "uid", "status_badge", "last_seen_ago", "enabled", "review", "where", "kind"]
+    list_filter = ["farm", ("field", FieldListFilter), "kind", "status", "enabled", NeedsReviewFilter]
     search_fields = ["uid", "name"]
     list_select_related = ["farm", "field__farm", "kind"]
     list_per_page = 50
-    actions = ["enable_devices", "disable_devices"]
+    actions = ["enable_devices", "disable_devices", "mark_reviewed"]
     readonly_fields = ["status_badge", "last_seen", "battery", "rssi", "snr", "created_at", "updated_at", "mqtt_help"]
     add_fieldsets = [
         (None, {"fields": ["uid", "name", "kind"]}),
@@ -157,7 +212,7 @@ class DeviceAdmin(admin.ModelAdmin):
         return self.change_fieldsets if obj is not None else self.add_fieldsets
 
     def get_inlines(self, request: HttpRequest, obj: Device | None) -> list[type[admin.options.InlineModelAdmin]]:
-        return [SensorInline] if obj is not None else []
+        return [SensorInline, SkippedFieldInline] if obj is not None else []
 
     def formfield_for_foreignkey(self, db_field: ForeignKey, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "field":
@@ -175,6 +230,15 @@ class DeviceAdmin(admin.ModelAdmin):
     @admin.display(description="status", ordering="status")
     def status_badge(self, device: Device) -> SafeString:
         return status_badge_html(device.status, device.get_status_display())
+
+    @admin.display(description="needs review", boolean=True, ordering="needs_review")
+    def review(self, device: Device) -> bool:
+        return bool(getattr(device, "needs_review", False))
+
+    @admin.action(description="Mark selected devices as reviewed", permissions=["change"])
+    def mark_reviewed(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
+        changed = services.devices_mark_reviewed(devices=queryset)
+        self.message_user(request, f"Marked {changed} sensor(s) as reviewed.", messages.SUCCESS)
 
     @admin.display(description="farm / field", ordering="farm__name")
     def where(self, device: Device) -> str:
@@ -334,14 +398,16 @@ class UnknownDeviceAdmin(admin.ModelAdmin):
 
 @admin.register(DeadLetter)
 class DeadLetterAdmin(admin.ModelAdmin):
-    list_display = ["received_at", "last_received_at", "count", "source", "topic", "short_reason", "payload_size"]
-    list_filter = ["source"]
+    list_display = ["received_at", "last_received_at", "count", "category", "source", "topic_wrapped", "short_reason",
+                    "payload_size"]  # fmt: skip
+    list_filter = ["category", "source"]
+    Media = IngestRecordsMedia
     search_fields = ["topic", "reason"]
     date_hierarchy = "received_at"
-    fields = ["received_at", "last_received_at", "count", "source", "topic", "reason", "payload_size",
+    fields = ["received_at", "last_received_at", "count", "category", "source", "topic", "reason", "payload_size",
               "payload_text", "payload_hex"]  # fmt: skip
-    readonly_fields = ["received_at", "last_received_at", "count", "source", "topic", "reason", "payload_size",
-                       "payload_text", "payload_hex"]  # fmt: skip
+    readonly_fields = ["received_at", "last_received_at", "count", "category", "source", "topic", "reason",
+                       "payload_size", "payload_text", "payload_hex"]  # fmt: skip
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[DeadLetter]:
         return selectors.dead_letter_list()
@@ -353,8 +419,12 @@ class DeadLetterAdmin(admin.ModelAdmin):
         return False
 
     @admin.display(description="reason")
-    def short_reason(self, letter: DeadLetter) -> str:
-        return letter.reason if len(letter.reason) <= 100 else letter.reason[:99] + "…"
+    def short_reason(self, letter: DeadLetter) -> SafeString:
+        return wrapped(letter.reason)
+
+    @admin.display(description="topic", ordering="topic")
+    def topic_wrapped(self, letter: DeadLetter) -> SafeString:
+        return wrapped(letter.topic, 200)
 
     @admin.display(description="payload (text, escaped)")
     def payload_text(self, letter: DeadLetter) -> SafeString:
@@ -369,3 +439,29 @@ class DeadLetterAdmin(admin.ModelAdmin):
     @admin.display(description="payload (hex)")
     def payload_hex(self, letter: DeadLetter) -> SafeString:
         return format_html("<pre>{}</pre>", payload_hex_dump(bytes(letter.payload)))
+
+
+# --- Skipped fields of stored messages ---------------------------------------------
+
+
+@admin.register(SkippedField)
+class SkippedFieldAdmin(admin.ModelAdmin):
+    list_display = ["device", "field", "category", "reason_wrapped", "example", "count", "first_seen", "last_seen"]
+    list_filter = ["category", "device__farm"]
+    search_fields = ["device__uid", "device__name", "field"]
+    list_select_related = ["device__farm"]
+    date_hierarchy = "last_seen"
+    Media = IngestRecordsMedia
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SkippedField]:
+        return selectors.skipped_field_list()
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="reason")
+    def reason_wrapped(self, row: SkippedField) -> SafeString:
+        return wrapped(row.reason)

@@ -6,9 +6,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, TypedDict
 
-from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 
-from sensors.models import DeadLetter, Device, DeviceKind, Reading, Sensor, UnknownDevice
+from sensors.models import DeadLetter, Device, DeviceKind, Reading, Sensor, SkipCategory, SkippedField, UnknownDevice
 
 
 class LatestReading(TypedDict):
@@ -25,7 +25,15 @@ if TYPE_CHECKING:  # django_stubs_ext comes with the dev requirements only
 
 
 def device_list() -> QuerySet[Device]:
-    return Device.objects.select_related("farm", "field__farm", "kind")
+    """Devices with ``needs_review``: a sensor the worker created for an unlisted metric, or keys over its bound."""
+    return Device.objects.select_related("farm", "field__farm", "kind").annotate(needs_review=needs_review())
+
+
+def needs_review() -> Q:
+    """True for a device with a sensor flagged for review or new metric keys skipped over its bound."""
+    flagged = Sensor.objects.filter(device=OuterRef("pk"), needs_review=True)
+    over = SkippedField.objects.filter(device=OuterRef("pk"), category=SkipCategory.METRIC_LIMIT)
+    return Q(Exists(flagged)) | Q(Exists(over))
 
 
 def devices_by_uid(*, uids: Iterable[str]) -> dict[str, Device]:
@@ -68,3 +76,7 @@ def unknown_device_list() -> QuerySet[UnknownDevice]:
 
 def dead_letter_list() -> QuerySet[DeadLetter]:
     return DeadLetter.objects.all()
+
+
+def skipped_field_list() -> QuerySet[SkippedField]:
+    return SkippedField.objects.select_related("device__farm")
