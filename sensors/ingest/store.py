@@ -110,16 +110,22 @@ ON CONFLICT (fingerprint) DO UPDATE SET
     category = EXCLUDED.category,
     source = EXCLUDED.source
 """
-# One row per (device, field) of the batch, counted on; the WHERE keeps a device under
-# SKIPPED_FIELDS_PER_DEVICE distinct fields (it does not count the rows this statement adds).
+# One row per (device, field) of the batch, counted on. A field new to its device is added
+# only while the device has fewer than SKIPPED_FIELDS_PER_DEVICE (``rank`` counts the new
+# ones of this statement); the metric-limit row always is.
 _SKIPPED_SQL = """
 INSERT INTO sensors_skippedfield AS s (device_id, field, category, reason, example, first_seen, last_seen, count)
-SELECT u.* FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[],
-                       %s::timestamptz[], %s::bigint[])
-    AS u(device_id, field, category, reason, example, first_seen, last_seen, count)
-WHERE u.category = 'metric_limit'
-   OR EXISTS (SELECT 1 FROM sensors_skippedfield e WHERE e.device_id = u.device_id AND e.field = u.field)
-   OR (SELECT count(*) FROM sensors_skippedfield e WHERE e.device_id = u.device_id) < %s
+SELECT device_id, field, category, reason, example, first_seen, last_seen, count FROM (
+    SELECT u.*, k.known, row_number() OVER (PARTITION BY u.device_id, k.known ORDER BY u.field) AS rank
+    FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[],
+                %s::timestamptz[], %s::bigint[])
+        AS u(device_id, field, category, reason, example, first_seen, last_seen, count)
+    CROSS JOIN LATERAL (SELECT EXISTS (
+        SELECT 1 FROM sensors_skippedfield e WHERE e.device_id = u.device_id AND e.field = u.field
+    ) AS known) AS k
+) AS r
+WHERE r.known OR r.category = 'metric_limit'
+   OR (SELECT count(*) FROM sensors_skippedfield e WHERE e.device_id = r.device_id) + r.rank <= %s
 ON CONFLICT (device_id, field) DO UPDATE SET
     category = EXCLUDED.category, reason = EXCLUDED.reason, example = EXCLUDED.example,
     first_seen = LEAST(s.first_seen, EXCLUDED.first_seen),
