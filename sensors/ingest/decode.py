@@ -538,7 +538,7 @@ def _skip(
     where = "" if element is None else f"element {element}: "
     key = repr(raw_key) if len(raw_key) <= FIELD_MAX else repr(raw_key[: FIELD_MAX - 1] + "…")
     detail = f"{reason}{sep}{example}" if example else reason
-    field = key[1:-1]  # repr() escapes what PostgreSQL text cannot hold (NUL, lone surrogates)
+    field = key[1:-1][:FIELD_MAX]  # repr() escapes what PostgreSQL text cannot hold (NUL, lone surrogates)
     _note(msg, Skip(field, category, reason, example[:EXAMPLE_MAX], f"{where}{key} ({detail})"))
 
 
