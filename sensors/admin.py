@@ -157,7 +157,8 @@ class NeedsReviewFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Device]) -> QuerySet[Device]:
         if self.value() in ("yes", "no"):
-            return queryset.filter(needs_review=self.value() == "yes")
+            # ``needs_review`` is the annotation of selectors.device_list().
+            return queryset.filter(needs_review=self.value() == "yes")  # type: ignore[misc]
         return queryset
 
 
@@ -166,7 +167,7 @@ class SkippedFieldInline(admin.TabularInline):
 
     model = SkippedField
     fields = ["field", "category", "reason_wrapped", "example", "count", "first_seen", "last_seen"]
-    readonly_fields = fields
+    readonly_fields = ["field", "category", "reason_wrapped", "example", "count", "first_seen", "last_seen"]
     extra = 0
     can_delete = False
     verbose_name = "skipped field"

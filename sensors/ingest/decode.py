@@ -510,11 +510,13 @@ def _key(raw: str, native: bool) -> str | None:
 
 def _skip_number(msg: Decoded, element: int | None, raw_key: str, value: float) -> None:
     """Skip a NaN, an infinity or a value beyond MAX_ABS_VALUE (an int may have thousands of digits)."""
-    if type(value) is int or value - value == 0.0:
-        big_int = type(value) is int and value.bit_length() > 1000  # float() would overflow
-        shown = f"an integer of about {int(value.bit_length() * 0.30103)} digits" if big_int else f"{float(value):g}"
-        reason = f"beyond the absolute bound of ±{MAX_ABS_VALUE:g} that no sensor reaches"
+    reason = f"beyond the absolute bound of ±{MAX_ABS_VALUE:g} that no sensor reaches"
+    if isinstance(value, int):
+        digits = int(value.bit_length() * 0.30103)
+        shown = f"an integer of about {digits} digits" if digits > 300 else f"{float(value):g}"  # float() overflows
         _skip(msg, element, raw_key, SkipCategory.TOO_LARGE, reason, shown)
+    elif value - value == 0.0:
+        _skip(msg, element, raw_key, SkipCategory.TOO_LARGE, reason, f"{value:g}")
     else:
         shown = "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
         _skip(msg, element, raw_key, SkipCategory.NOT_FINITE, "not a finite number", shown)
