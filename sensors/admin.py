@@ -20,7 +20,7 @@ from django.forms import ModelChoiceField
 from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from farm.models import Farm, Field
@@ -162,29 +162,6 @@ class NeedsReviewFilter(admin.SimpleListFilter):
         return queryset
 
 
-class SkippedFieldInline(admin.TabularInline):
-    """What the device's stored messages carried that could not be stored, read-only."""
-
-    model = SkippedField
-    fields = ["field", "category", "reason_wrapped", "example", "count", "first_seen", "last_seen"]
-    readonly_fields = ["field", "category", "reason_wrapped", "example", "count", "first_seen", "last_seen"]
-    extra = 0
-    can_delete = False
-    verbose_name = "skipped field"
-    verbose_name_plural = "Skipped fields of stored messages"
-    Media = IngestRecordsMedia
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    @admin.display(description="reason")
-    def reason_wrapped(self, row: SkippedField) -> SafeString:
-        return wrapped(row.reason)
-
-
 @admin.register(Device)
 class DeviceAdmin(admin.ModelAdmin):
     list_display = ["name", "uid", "status_badge", "last_seen_ago", "enabled", "review", "where", "kind"]
@@ -193,7 +170,9 @@ class DeviceAdmin(admin.ModelAdmin):
     list_select_related = ["farm", "field__farm", "kind"]
     list_per_page = 50
     actions = ["enable_devices", "disable_devices", "mark_reviewed"]
-    readonly_fields = ["status_badge", "last_seen", "battery", "rssi", "snr", "created_at", "updated_at", "mqtt_help"]
+    readonly_fields = ["status_badge", "last_seen", "battery", "rssi", "snr", "created_at", "updated_at", "mqtt_help",
+                       "skipped_fields"]  # fmt: skip
+    Media = IngestRecordsMedia
     add_fieldsets = [
         (None, {"fields": ["uid", "name", "kind"]}),
         ("Where", {"fields": ["farm", "field"]}),
@@ -203,6 +182,7 @@ class DeviceAdmin(admin.ModelAdmin):
         *add_fieldsets,
         ("Link health", {"fields": ["status_badge", "last_seen", ("battery", "rssi", "snr")]}),
         ("Publishing over MQTT", {"fields": ["mqtt_help"]}),
+        ("Skipped fields of stored messages", {"fields": ["skipped_fields"]}),
         ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
 
@@ -213,7 +193,7 @@ class DeviceAdmin(admin.ModelAdmin):
         return self.change_fieldsets if obj is not None else self.add_fieldsets
 
     def get_inlines(self, request: HttpRequest, obj: Device | None) -> list[type[admin.options.InlineModelAdmin]]:
-        return [SensorInline, SkippedFieldInline] if obj is not None else []
+        return [SensorInline] if obj is not None else []
 
     def formfield_for_foreignkey(self, db_field: ForeignKey, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "field":
@@ -231,6 +211,25 @@ class DeviceAdmin(admin.ModelAdmin):
     @admin.display(description="status", ordering="status")
     def status_badge(self, device: Device) -> SafeString:
         return status_badge_html(device.status, device.get_status_display())
+
+    @admin.display(description="skipped fields")
+    def skipped_fields(self, device: Device) -> SafeString:
+        # A read-only section, not an inline: an inline formset would have to be posted with every save.
+        rows = selectors.device_skipped_fields(device_id=device.pk)
+        if not rows:
+            return SafeString("None: every field of its stored messages was stored.")
+        body = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (row.field, row.get_category_display(), wrapped(row.reason), row.example, row.count,
+                 naturaltime(row.first_seen), naturaltime(row.last_seen))
+                for row in rows
+            ),
+        )  # fmt: skip
+        head = "".join(f"<th>{h}</th>" for h in ("field", "category", "reason", "example", "count", "first", "last"))
+        return format_html('<table class="furrow-skipped"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
+                           SafeString(head), body)  # fmt: skip
 
     @admin.display(description="needs review", boolean=True, ordering="needs_review")
     def review(self, device: Device) -> bool:

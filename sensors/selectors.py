@@ -80,3 +80,8 @@ def dead_letter_list() -> QuerySet[DeadLetter]:
 
 def skipped_field_list() -> QuerySet[SkippedField]:
     return SkippedField.objects.select_related("device__farm")
+
+
+def device_skipped_fields(*, device_id: int) -> QuerySet[SkippedField]:
+    """One device's skipped-field counts, latest first (at most the ingest's cap per device)."""
+    return SkippedField.objects.filter(device_id=device_id).order_by("-last_seen")
