@@ -152,6 +152,11 @@ CELERY_BEAT_SCHEDULE["sensors-offline-sweep"] = {
     "task": "sensors.tasks.sweep_offline_devices",
     "schedule": 60.0,
 }
+# Forget dead letters and skipped-field counts older than INGEST_RECORDS_RETENTION_DAYS.
+CELERY_BEAT_SCHEDULE["sensors-purge-ingest-records"] = {
+    "task": "sensors.tasks.purge_ingest_records",
+    "schedule": 3600.0,
+}
 
 # The transactional outbox (docs/architecture.md §1): the sweep drains what a lost nudge left.
 CELERY_BEAT_SCHEDULE["outbox-sweep"] = {
@@ -206,6 +211,11 @@ INGEST_STORE_PROCESS = env_bool("INGEST_STORE_PROCESS", True)
 # Mosquitto) beside the worker, and report a rise in the log, /healthz and the admin
 # (sensors/ingest/brokerwatch.py). Off: no second MQTT connection.
 INGEST_BROKER_WATCH = env_bool("INGEST_BROKER_WATCH", True)
+# Sensors a device may get beyond its kind's metrics, from keys its kind does not list;
+# further new keys are skipped with a reason and the device shows as needing review.
+INGEST_MAX_EXTRA_METRICS = env_int("INGEST_MAX_EXTRA_METRICS", 32, minimum=0, maximum=10_000)
+# Dead letters and skipped-field counts not seen for this many days are purged (hourly).
+INGEST_RECORDS_RETENTION_DAYS = env_int("INGEST_RECORDS_RETENTION_DAYS", 30, minimum=1)
 
 # --- Security ---------------------------------------------------------------
 

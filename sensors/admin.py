@@ -1,4 +1,4 @@
-"""Admin for device kinds, devices, sensors, unknown devices and dead letters.
+"""Admin for device kinds, devices, sensors, unknown devices, dead letters and skipped fields.
 
 Thin by design: every write goes through ``sensors.services``; pages read
 through ``sensors.selectors`` (readings through ``sensors.history.selectors``);
@@ -22,14 +22,23 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.html import escape, format_html
+from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from farm.models import Farm, Field
 from sensors import selectors, services
 from sensors.display import device_mqtt_help, payload_hex_dump, payload_text_preview
 from sensors.history import selectors as history
-from sensors.models import DeadLetter, Device, DeviceKind, DeviceStatus, MetricSpec, Sensor, UnknownDevice
+from sensors.models import (
+    DeadLetter,
+    Device,
+    DeviceKind,
+    DeviceStatus,
+    MetricSpec,
+    Sensor,
+    SkippedField,
+    UnknownDevice,
+)
 
 if TYPE_CHECKING:
     from sensors.history.selectors import SensorWithLatest
@@ -51,6 +60,16 @@ def status_badge_html(status: str, label: str) -> SafeString:
         bg,
         label,
     )
+
+
+def wrapped(text: str, limit: int = 600) -> SafeString:
+    """Long text that wraps in a list instead of widening the table (no horizontal scrolling)."""
+    shown = text if len(text) <= limit else text[: limit - 1] + "…"
+    return format_html('<div class="furrow-wrap">{}</div>', shown)
+
+
+class IngestRecordsMedia:
+    css = {"all": ["sensors/admin.css"]}
 
 
 # --- Kinds -------------------------------------------------------------------
@@ -132,15 +151,31 @@ class SensorInline(admin.TabularInline):
         return False
 
 
+class NeedsReviewFilter(admin.SimpleListFilter):
+    title = "needs review"
+    parameter_name = "needs_review"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Device]) -> QuerySet[Device]:
+        if self.value() in ("yes", "no"):
+            # ``needs_review`` is the annotation of selectors.device_list().
+            return queryset.filter(needs_review=self.value() == "yes")  # type: ignore[misc]
+        return queryset
+
+
 @admin.register(Device)
 class DeviceAdmin(admin.ModelAdmin):
-    list_display = ["name", "uid", "status_badge", "last_seen_ago", "enabled", "where", "kind"]
-    list_filter = ["farm", ("field", FieldListFilter), "kind", "status", "enabled"]
+    list_display = ["name", "uid", "status_badge", "last_seen_ago", "enabled", "review", "where", "kind"]
+    list_filter = ["farm", ("field", FieldListFilter), "kind", "status", "enabled", NeedsReviewFilter]
     search_fields = ["uid", "name"]
     list_select_related = ["farm", "field__farm", "kind"]
     list_per_page = 50
-    actions = ["enable_devices", "disable_devices"]
-    readonly_fields = ["status_badge", "last_seen", "battery", "rssi", "snr", "created_at", "updated_at", "mqtt_help"]
+    actions = ["enable_devices", "disable_devices", "mark_reviewed"]
+    readonly_fields = ["status_badge", "last_seen", "battery", "rssi", "snr", "created_at", "updated_at", "mqtt_help",
+                       "skipped_fields"]  # fmt: skip
+    Media = IngestRecordsMedia
     add_fieldsets = [
         (None, {"fields": ["uid", "name", "kind"]}),
         ("Where", {"fields": ["farm", "field"]}),
@@ -150,6 +185,7 @@ class DeviceAdmin(admin.ModelAdmin):
         *add_fieldsets,
         ("Link health", {"fields": ["status_badge", "last_seen", ("battery", "rssi", "snr")]}),
         ("Publishing over MQTT", {"fields": ["mqtt_help"]}),
+        ("Skipped fields of stored messages", {"fields": ["skipped_fields"]}),
         ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
 
@@ -192,6 +228,34 @@ class DeviceAdmin(admin.ModelAdmin):
     @admin.display(description="status", ordering="status")
     def status_badge(self, device: Device) -> SafeString:
         return status_badge_html(device.status, device.get_status_display())
+
+    @admin.display(description="skipped fields")
+    def skipped_fields(self, device: Device) -> SafeString:
+        # A read-only section, not an inline: an inline formset would have to be posted with every save.
+        rows = selectors.device_skipped_fields(device_id=device.pk)
+        if not rows:
+            return SafeString("None: every field of its stored messages was stored.")
+        body = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (row.field, row.get_category_display(), wrapped(row.reason), row.example, row.count,
+                 naturaltime(row.first_seen), naturaltime(row.last_seen))
+                for row in rows
+            ),
+        )  # fmt: skip
+        head = "".join(f"<th>{h}</th>" for h in ("field", "category", "reason", "example", "count", "first", "last"))
+        return format_html('<table class="furrow-skipped"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
+                           SafeString(head), body)  # fmt: skip
+
+    @admin.display(description="needs review", boolean=True, ordering="needs_review")
+    def review(self, device: Device) -> bool:
+        return bool(getattr(device, "needs_review", False))
+
+    @admin.action(description="Mark selected devices as reviewed", permissions=["change"])
+    def mark_reviewed(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
+        changed = services.devices_mark_reviewed(devices=queryset)
+        self.message_user(request, f"Marked {changed} sensor(s) as reviewed.", messages.SUCCESS)
 
     @admin.display(description="farm / field", ordering="farm__name")
     def where(self, device: Device) -> str:
@@ -351,14 +415,16 @@ class UnknownDeviceAdmin(admin.ModelAdmin):
 
 @admin.register(DeadLetter)
 class DeadLetterAdmin(admin.ModelAdmin):
-    list_display = ["received_at", "last_received_at", "count", "source", "topic", "short_reason", "payload_size"]
-    list_filter = ["source"]
+    list_display = ["received_at", "last_received_at", "count", "category", "source", "topic_wrapped", "short_reason",
+                    "payload_size"]  # fmt: skip
+    list_filter = ["category", "source"]
+    Media = IngestRecordsMedia
     search_fields = ["topic", "reason"]
     date_hierarchy = "received_at"
-    fields = ["received_at", "last_received_at", "count", "source", "topic", "reason", "payload_size",
+    fields = ["received_at", "last_received_at", "count", "category", "source", "topic", "reason", "payload_size",
               "payload_text", "payload_hex"]  # fmt: skip
-    readonly_fields = ["received_at", "last_received_at", "count", "source", "topic", "reason", "payload_size",
-                       "payload_text", "payload_hex"]  # fmt: skip
+    readonly_fields = ["received_at", "last_received_at", "count", "category", "source", "topic", "reason",
+                       "payload_size", "payload_text", "payload_hex"]  # fmt: skip
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[DeadLetter]:
         return selectors.dead_letter_list()
@@ -370,8 +436,12 @@ class DeadLetterAdmin(admin.ModelAdmin):
         return False
 
     @admin.display(description="reason")
-    def short_reason(self, letter: DeadLetter) -> str:
-        return letter.reason if len(letter.reason) <= 100 else letter.reason[:99] + "…"
+    def short_reason(self, letter: DeadLetter) -> SafeString:
+        return wrapped(letter.reason)
+
+    @admin.display(description="topic", ordering="topic")
+    def topic_wrapped(self, letter: DeadLetter) -> SafeString:
+        return wrapped(letter.topic, 200)
 
     @admin.display(description="payload (text, escaped)")
     def payload_text(self, letter: DeadLetter) -> SafeString:
@@ -386,3 +456,29 @@ class DeadLetterAdmin(admin.ModelAdmin):
     @admin.display(description="payload (hex)")
     def payload_hex(self, letter: DeadLetter) -> SafeString:
         return format_html("<pre>{}</pre>", payload_hex_dump(bytes(letter.payload)))
+
+
+# --- Skipped fields of stored messages ---------------------------------------------
+
+
+@admin.register(SkippedField)
+class SkippedFieldAdmin(admin.ModelAdmin):
+    list_display = ["device", "field", "category", "reason_wrapped", "example", "count", "first_seen", "last_seen"]
+    list_filter = ["category", "device__farm"]
+    search_fields = ["device__uid", "device__name", "field"]
+    list_select_related = ["device__farm"]
+    date_hierarchy = "last_seen"
+    Media = IngestRecordsMedia
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SkippedField]:
+        return selectors.skipped_field_list()
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="reason")
+    def reason_wrapped(self, row: SkippedField) -> SafeString:
+        return wrapped(row.reason)

@@ -14,6 +14,9 @@ UID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 DEVEUI_PATTERN = re.compile(r"[0-9A-Fa-f]{16}")
 METRIC_KEY_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
 DEAD_LETTER_MAX_BYTES = 8 * 1024
+# No sensor on earth reports a value beyond this: the ingest worker skips such a value with
+# a reason instead of storing it (a 1e155 would overflow avg(float8) in every chart query).
+MAX_ABS_VALUE = 1e12
 
 
 def normalize_uid(value: str) -> str:
@@ -255,6 +258,33 @@ class UnknownDevice(models.Model):
         return self.uid
 
 
+class RejectCategory(models.TextChoices):
+    """Why a whole message became a dead letter, in a few groups an admin can filter on."""
+
+    TOPIC = "topic", "Topic or device id"
+    PAYLOAD = "payload", "Not JSON, too large or malformed"
+    NO_VALUES = "no_values", "Nothing storable"
+    TIME = "time", "Timestamp out of window"
+    RETAINED = "retained", "Retained telemetry"
+    STATUS = "status", "Bad status"
+    DISABLED = "disabled", "Disabled device"
+    METRIC_LIMIT = "metric_limit", "Too many new metrics"
+    INTERNAL = "internal", "Internal error"
+
+
+class SkipCategory(models.TextChoices):
+    """Why one field of a stored message was skipped."""
+
+    NOT_NUMERIC = "not_numeric", "Not a number (text, null, list)"
+    NOT_FINITE = "not_finite", "NaN or infinite"
+    TOO_LARGE = "too_large", "Beyond the absolute bound"
+    INVALID_KEY = "invalid_key", "Invalid metric key"
+    TOO_DEEP = "too_deep", "Nested too deeply"
+    DUPLICATE = "duplicate", "Duplicate or ignored key"
+    BAD_ELEMENT = "bad_element", "Bad element of an array"
+    METRIC_LIMIT = "metric_limit", "Too many new metrics"
+
+
 class DeadLetter(models.Model):
     """A message the ingest worker rejected, with the reason in plain words.
 
@@ -273,6 +303,7 @@ class DeadLetter(models.Model):
     payload = models.BinaryField(help_text=f"The raw bytes, up to {DEAD_LETTER_MAX_BYTES}.")
     payload_size = models.PositiveIntegerField()
     reason = models.TextField()
+    category = models.CharField(max_length=16, choices=RejectCategory.choices, default=RejectCategory.INTERNAL)
     source = models.CharField(max_length=16, blank=True)
 
     class Meta:
@@ -281,11 +312,53 @@ class DeadLetter(models.Model):
             # The ingest worker's INSERT … ON CONFLICT (fingerprint) dedupe.
             models.UniqueConstraint(fields=["fingerprint"], name="deadletter_unique_fingerprint"),
             models.CheckConstraint(condition=models.Q(count__gte=1), name="deadletter_count_positive"),
+            models.CheckConstraint(
+                condition=models.Q(category__in=RejectCategory.values), name="deadletter_category_valid"
+            ),
         ]
         indexes = [
-            # Admin list and retention sweep: newest dead letters first.
+            # Admin list: newest dead letters first.
             models.Index(fields=["-received_at"], name="deadletter_received_idx"),
+            # The purge task: rows whose last delivery is older than the retention age.
+            models.Index(fields=["last_received_at"], name="deadletter_last_received_idx"),
         ]
 
     def __str__(self) -> str:
         return f"{self.topic}: {self.reason[:60]}"
+
+
+class SkippedField(models.Model):
+    """A field of a device's stored messages that was not stored, counted per (device, field).
+
+    A message with some good readings is stored and is not a dead letter; what it carried
+    that could not be stored (text, NaN, an invalid key, a metric over the device's limit)
+    is counted here, one row per device and field, upserted once per ingest batch.
+    """
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="skipped_fields")
+    # The payload key as sent (escaped, clipped), "ts" or "(element)" for a whole element of an array.
+    field = models.CharField(max_length=128)
+    category = models.CharField(max_length=16, choices=SkipCategory.choices)
+    reason = models.TextField()
+    example = models.TextField(blank=True, help_text="An excerpt of the latest skipped value.")
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    count = models.PositiveBigIntegerField(default=1)
+
+    class Meta:
+        ordering = ["-last_seen"]
+        constraints = [
+            # The ingest worker's INSERT … ON CONFLICT (device_id, field) upsert.
+            models.UniqueConstraint(fields=["device", "field"], name="skippedfield_unique_device_field"),
+            models.CheckConstraint(condition=models.Q(count__gte=1), name="skippedfield_count_positive"),
+            models.CheckConstraint(
+                condition=models.Q(category__in=SkipCategory.values), name="skippedfield_category_valid"
+            ),
+        ]
+        indexes = [
+            # The admin list (newest first) and the purge task (last seen before a cutoff).
+            models.Index(fields=["last_seen"], name="skippedfield_last_seen_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.device_id} · {self.field}: {self.reason[:60]}"

@@ -8,17 +8,25 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from sensors.history.selectors import with_latest
-from sensors.models import DeadLetter, Device, DeviceKind, Sensor, UnknownDevice
+from sensors.models import DeadLetter, Device, DeviceKind, Sensor, SkipCategory, SkippedField, UnknownDevice
 
 if TYPE_CHECKING:
     from sensors.history.selectors import SensorWithLatest
 
 
 def device_list() -> QuerySet[Device]:
-    return Device.objects.select_related("farm", "field__farm", "kind")
+    """Devices with ``needs_review``: a sensor the worker created for an unlisted metric, or keys over its bound."""
+    return Device.objects.select_related("farm", "field__farm", "kind").annotate(needs_review=needs_review())
+
+
+def needs_review() -> Q:
+    """True for a device with a sensor flagged for review or new metric keys skipped over its bound."""
+    flagged = Sensor.objects.filter(device=OuterRef("pk"), needs_review=True)
+    over = SkippedField.objects.filter(device=OuterRef("pk"), category=SkipCategory.METRIC_LIMIT)
+    return Q(Exists(flagged)) | Q(Exists(over))
 
 
 def devices_by_uid(*, uids: Iterable[str]) -> dict[str, Device]:
@@ -44,3 +52,12 @@ def unknown_device_list() -> QuerySet[UnknownDevice]:
 
 def dead_letter_list() -> QuerySet[DeadLetter]:
     return DeadLetter.objects.all()
+
+
+def skipped_field_list() -> QuerySet[SkippedField]:
+    return SkippedField.objects.select_related("device__farm")
+
+
+def device_skipped_fields(*, device_id: int) -> QuerySet[SkippedField]:
+    """One device's skipped-field counts, latest first (at most the ingest's cap per device)."""
+    return SkippedField.objects.filter(device_id=device_id).order_by("-last_seen")

@@ -1,9 +1,10 @@
-"""Writes for device registration: the admin, the CSV import and unknown-device adoption call these."""
+"""Writes for device registration (the admin, the CSV import, unknown-device adoption) and ingest records."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -13,7 +14,17 @@ from django.utils import timezone
 
 from farm.models import Farm, Field
 from sensors.importing import ImportPlan, PlannedDevice
-from sensors.models import Device, DeviceKind, MetricSpec, Sensor, UnknownDevice, normalize_uid
+from sensors.models import (
+    DeadLetter,
+    Device,
+    DeviceKind,
+    MetricSpec,
+    Sensor,
+    SkipCategory,
+    SkippedField,
+    UnknownDevice,
+    normalize_uid,
+)
 
 IMPORT_CHUNK = 500
 
@@ -212,3 +223,42 @@ def _devices_update(
         if progress:
             progress(len(chunk))
     return sensors
+
+
+PURGE_CHUNK = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeResult:
+    dead_letters: int
+    skipped_fields: int
+
+
+def ingest_records_purge(*, older_than: timedelta) -> PurgeResult:
+    """Delete dead letters and skipped-field counts last seen before ``now - older_than``.
+
+    In chunks of PURGE_CHUNK rows, each its own short transaction, so a purge after a
+    flood of bad messages never holds a long lock beside the ingest worker's upserts.
+    """
+    cutoff = timezone.now() - older_than
+    letters = DeadLetter.objects.filter(last_received_at__lt=cutoff)
+    skipped = SkippedField.objects.filter(last_seen__lt=cutoff)
+    return PurgeResult(_delete_in_chunks(letters), _delete_in_chunks(skipped))
+
+
+def _delete_in_chunks(rows: QuerySet[DeadLetter] | QuerySet[SkippedField]) -> int:
+    total = 0
+    while True:
+        ids = list(rows.values_list("pk", flat=True)[:PURGE_CHUNK])
+        if not ids:
+            return total
+        deleted, _ = rows.model._default_manager.filter(pk__in=ids).delete()
+        total += deleted
+
+
+def devices_mark_reviewed(*, devices: QuerySet[Device]) -> int:
+    """Clear what makes devices need review: their sensors' flags and their metric-limit counts."""
+    with transaction.atomic():
+        changed = Sensor.objects.filter(device__in=devices, needs_review=True).update(needs_review=False)
+        SkippedField.objects.filter(device__in=devices, category=SkipCategory.METRIC_LIMIT).delete()
+    return changed

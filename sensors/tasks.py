@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from celery import shared_task
+from datetime import timedelta
 
+from celery import shared_task
+from django.conf import settings
+
+from sensors.services import ingest_records_purge
 from sensors.status import devices_mark_offline
 
 
@@ -11,3 +15,10 @@ from sensors.status import devices_mark_offline
 def sweep_offline_devices() -> int:
     """Mark overdue devices offline; returns how many changed."""
     return len(devices_mark_offline())
+
+
+@shared_task(name="sensors.tasks.purge_ingest_records", ignore_result=True)
+def purge_ingest_records() -> int:
+    """Forget dead letters and skipped-field counts not seen for INGEST_RECORDS_RETENTION_DAYS; how many went."""
+    result = ingest_records_purge(older_than=timedelta(days=settings.INGEST_RECORDS_RETENTION_DAYS))
+    return result.dead_letters + result.skipped_fields

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -30,6 +31,10 @@ def decode(topic: str | bytes, payload: object, *, retained: bool = False):
 
 def readings(msg) -> dict[str, tuple[int, float]]:
     return {key: (ts, value) for ts, key, value in msg.readings}
+
+
+def notes(msg) -> list[str]:
+    return [skip.note for skip in msg.skipped]
 
 
 # --- the formats ----------------------------------------------------------------------------
@@ -122,7 +127,7 @@ def test_it_reads_a_chirpstack_v4_uplink():
     ts = int(datetime(2026, 6, 1, 11, 59, 0, 123456, tzinfo=UTC).timestamp()) * 1_000_000 + 123456
     assert readings(msg) == {"soil_moisture": (ts, 31.5), "temp_c_sht": (ts, 18.25), "battery_level": (ts, 87.0)}
     assert (msg.rssi, msg.snr) == (-87.0, 6.25)  # the best gateway
-    assert msg.skipped == ["'status' (text 'OK')"]
+    assert notes(msg) == ["'status' (text 'OK')"]
 
 
 def things_stack(**overrides):
@@ -183,14 +188,14 @@ def test_it_skips_and_records_null_text_and_lists_but_keeps_the_numbers():
     msg = decode("farm/p/telemetry", {"soil_moisture": 30, "air_temperature": None, "note": "dry", "temps": [1, 2]})
 
     assert readings(msg) == {"soil_moisture": (NOW_US, 30.0)}
-    assert msg.skipped == ["'air_temperature' (null)", "'note' (text 'dry')", "'temps' (an array)"]
+    assert notes(msg) == ["'air_temperature' (null)", "'note' (text 'dry')", "'temps' (an array)"]
 
 
 def test_it_skips_objects_nested_more_than_three_levels():
     msg = decode("farm/p/telemetry", {"a": {"b": {"c": {"d": 1, "e": {"f": 2}}}}})
 
     assert readings(msg) == {"a_b_c_d": (NOW_US, 1.0)}
-    assert msg.skipped == ["'e' (an object nested too deeply)"]
+    assert notes(msg) == ["'e' (an object nested too deeply)"]
 
 
 def test_it_normalises_codec_keys_but_not_native_ones():
@@ -199,7 +204,7 @@ def test_it_normalises_codec_keys_but_not_native_ones():
 
     assert set(readings(lora)) == {"battery_voltage", "soil_ec"}
     assert set(readings(native)) == {"ok"}
-    assert "'batteryVoltage' (not a valid metric key" in native.skipped[0]
+    assert "'batteryVoltage' (not a valid metric key" in notes(native)[0]
 
 
 # --- the bad-input table: each case is rejected with a reason a person can act on --------------
@@ -214,11 +219,12 @@ def test_it_normalises_codec_keys_but_not_native_ones():
         ("farm/probe-1/other", {"x": 1}, "does not handle the topic"),
         ("farm/probe-1/telemetry", b'{"x": "\xff"}', "not valid UTF-8 (bad byte at offset 7)"),
         ("farm/probe-1/telemetry", "soil=31", "not JSON"),
-        ("farm/probe-1/telemetry", '{"x": NaN}', "contains NaN"),
-        ("farm/probe-1/telemetry", '{"x": Infinity}', "contains Infinity"),
-        ("farm/probe-1/telemetry", '{"x": -Infinity}', "contains -Infinity"),
-        ("farm/probe-1/telemetry", '{"x": 1e999}', "'x' is not a finite number"),
-        ("farm/probe-1/telemetry", '{"x": "1e999"}', "'x' is not a finite number"),
+        ("farm/probe-1/telemetry", '{"x": NaN}', "Skipped: 'x' (not a finite number: NaN)"),
+        ("farm/probe-1/telemetry", '{"x": Infinity}', "Skipped: 'x' (not a finite number: Infinity)"),
+        ("farm/probe-1/telemetry", '{"x": -Infinity}', "Skipped: 'x' (not a finite number: -Infinity)"),
+        ("farm/probe-1/telemetry", '{"x": 1e999}', "'x' (not a finite number"),
+        ("farm/probe-1/telemetry", '{"x": "1e999"}', "'x' (not a finite number"),
+        ("farm/probe-1/telemetry", '{"x": 1e155}', "'x' (beyond the absolute bound of ±1e+12"),
         ("farm/probe-1/telemetry", '{"x": 1, "x": 2}', "key 'x' twice"),
         ("farm/probe-1/telemetry", "x" * (64 * 1024 + 1), "the limit is 65,536 (INGEST_MAX_PAYLOAD)"),
         ("farm/probe-1/telemetry", "[" * 60_000, "nested too deeply"),
@@ -282,9 +288,10 @@ def test_it_stores_the_good_elements_of_an_array_and_records_the_bad_ones():
 
     assert msg.reason is None
     assert sorted(v for _, _, v in msg.readings) == [1.0, 4.0]
-    assert [note.split(":")[0] for note in msg.skipped] == ["element 1", "element 2", "element 3", "element 4"]
-    assert "no 'ts'" in msg.skipped[0]
-    assert "ahead of the receive time" in msg.skipped[2]
+    assert [note.split(":")[0] for note in notes(msg)] == ["element 1", "element 2", "element 3", "element 4"]
+    assert "no 'ts'" in notes(msg)[0]
+    assert "ahead of the receive time" in notes(msg)[2]
+    assert [skip.field for skip in msg.skipped] == ["ts", "(element)", "ts", "values"]
 
 
 def test_an_array_with_only_bad_elements_is_rejected_with_every_reason():
@@ -317,7 +324,7 @@ def test_two_codec_keys_that_normalise_to_one_metric_keep_the_first_and_record_t
     msg = decode(f"application/app/device/{DEV_EUI}/event/up", body)
 
     assert [(key, value) for _, key, value in msg.readings] == [("battery_voltage", 3.1), ("t", 1.0)]
-    assert msg.skipped == [
+    assert notes(msg) == [
         "'battery_voltage' = 3.2 (a second payload key that becomes 'battery_voltage' once names are normalised; "
         "kept the first value, 3.1)"
     ]
@@ -333,9 +340,87 @@ def test_a_nested_key_that_flattens_onto_a_flat_key_keeps_the_first_in_each_elem
         (NOW_US - 60_000_000, "a_b", 1.0),
         (NOW_US - 30_000_000, "a_b", 3.0),
     ]
-    assert [note.split(" (")[0] for note in msg.skipped] == ["element 0: 'a_b' = 2", "element 1: 'a_b' = 4"]
+    assert [note.split(" (")[0] for note in notes(msg)] == ["element 0: 'a_b' = 2", "element 1: 'a_b' = 4"]
 
 
 def test_subscription_filters_refuse_a_share_group_that_would_change_the_filter():
     with pytest.raises(ValueError, match="share group"):
         subscription_filters(["native"], "a/b")
+
+
+# --- a bad value costs only itself: NaN, infinities, huge values ---------------------------------
+
+
+def test_it_parses_nan_and_infinity_literals_and_stores_the_finite_values_beside_them():
+    msg = decode(
+        "farm/probe-1/telemetry", '{"soil_moisture": 31.5, "soil_temperature": NaN, "air_temperature": -Infinity}'
+    )
+
+    assert msg.reason is None
+    assert readings(msg) == {"soil_moisture": (NOW_US, 31.5)}
+    assert [(s.field, s.category, s.reason, s.example) for s in msg.skipped] == [
+        ("soil_temperature", "not_finite", "not a finite number", "NaN"),
+        ("air_temperature", "not_finite", "not a finite number", "-Infinity"),
+    ]
+
+
+def test_a_buffered_array_with_a_nan_in_its_middle_element_stores_the_other_elements():
+    body = (
+        f'[{{"ts": {NOW_S - 3}, "rain": 1}}, {{"ts": {NOW_S - 2}, "rain": NaN, "battery": 80}}, '
+        f'{{"ts": {NOW_S - 1}, "rain": 3}}]'
+    )
+
+    msg = decode("farm/probe-1/telemetry", body)
+
+    assert msg.reason is None
+    assert msg.readings == [
+        (NOW_US - 3_000_000, "rain", 1.0),
+        (NOW_US - 2_000_000, "battery", 80.0),
+        (NOW_US - 1_000_000, "rain", 3.0),
+    ]
+    assert notes(msg) == ["element 1: 'rain' (not a finite number: NaN)"]
+
+
+@pytest.mark.parametrize("value", ["1e155", "-1e13", "1000000000001", "99999999999999999999999999", '"2e12"'])
+def test_a_value_beyond_the_absolute_bound_is_skipped_and_the_rest_kept(value):
+    msg = decode("farm/probe-1/telemetry", f'{{"soil_moisture": {value}, "rain": 1e12}}')
+
+    assert readings(msg) == {"rain": (NOW_US, 1e12)}
+    assert [(s.field, s.category) for s in msg.skipped] == [("soil_moisture", "too_large")]
+
+
+def test_a_5000_digit_integer_is_a_skipped_value_not_an_internal_error():
+    msg = decode("farm/probe-1/telemetry", '{"soil_moisture": ' + "7" * 5000 + ', "rain": 2}')
+
+    assert msg.reason is None
+    assert readings(msg) == {"rain": (NOW_US, 2.0)}
+    assert msg.skipped[0].field == "soil_moisture"
+
+
+def test_a_5000_digit_ts_rejects_the_message_with_a_plain_reason():
+    msg = decode("farm/probe-1/telemetry", '{"ts": ' + "1" * 5000 + ', "rain": 2}')
+
+    assert (msg.category, msg.readings) == ("time", [])
+    assert "not a usable time" in (msg.reason or "")
+
+
+def test_a_status_nested_1000_levels_deep_is_rejected_with_a_plain_reason():
+    msg = decode("farm/probe-1/status", '{"status": ' * 1000 + '"online"' + "}" * 1000)
+
+    assert msg.category == "status"
+    assert "must be 'online' or 'offline'" in (msg.reason or "")
+
+
+def test_a_64_kib_string_of_digits_is_decoded_in_linear_time():
+    started = time.monotonic()
+
+    msg = decode("farm/probe-1/telemetry", '{"a": "' + "1" * 60_000 + 'x", "b": 1}')
+
+    assert readings(msg) == {"b": (NOW_US, 1.0)}
+    assert time.monotonic() - started < 0.5  # the old numeric pattern backtracked for ~90 s
+
+
+def test_every_rejection_has_a_category():
+    cases = [("farm/p q/telemetry", "{}"), ("farm/p/telemetry", "nope"), ("farm/p/telemetry", '{"ts": "x", "a": 1}')]
+
+    assert [decode(topic, body).category for topic, body in cases] == ["topic", "payload", "time"]

@@ -17,7 +17,7 @@ from sensors.ingest import pipeline as worker_module
 from sensors.ingest.decode import EPOCH, ONE_US
 from sensors.ingest.pipeline import Ingestor, RawMessage, WorkerConfig
 from sensors.ingest.store import dead_letter_fingerprint
-from sensors.models import DEAD_LETTER_MAX_BYTES, DeadLetter, Device, Reading, Sensor, UnknownDevice
+from sensors.models import DEAD_LETTER_MAX_BYTES, DeadLetter, Device, Reading, Sensor, SkippedField, UnknownDevice
 from tests.factories import DeviceFactory, MetricSpecFactory, SensorFactory
 from tests.mqtt_fixtures import wait_until
 
@@ -151,11 +151,14 @@ def test_bad_messages_become_dead_letters_with_topic_payload_and_reason(ingestor
     assert Reading.objects.get().value == 7.0  # the good message beside them is stored
 
 
-def test_skipped_parts_are_dead_lettered_beside_the_stored_readings(ingestor, probe):
+def test_skipped_parts_of_a_stored_message_are_counted_per_field_not_dead_lettered(ingestor, probe):
     ingestor.ingest([raw("farm/probe-1/telemetry", {"soil_moisture": 3, "note": "dry"})])
 
     assert Reading.objects.get().value == 3.0
-    assert DeadLetter.objects.get().reason == "Stored 1 reading(s); skipped: 'note' (text 'dry')"
+    assert not DeadLetter.objects.exists()
+    assert list(SkippedField.objects.values_list("device", "field", "category", "reason", "example", "count")) == [
+        (probe.pk, "note", "not_numeric", "text", "'dry'", 1)
+    ]
 
 
 def test_every_message_ends_in_exactly_one_outcome(ingestor, probe):
@@ -327,16 +330,15 @@ def test_a_redelivered_bad_message_is_one_dead_letter_counting_its_deliveries(in
     assert result.dead_letters == 1  # deliveries, as the stats count messages
 
 
-def test_a_redelivered_part_good_message_keeps_one_skipped_note(ingestor, probe):
+def test_a_redelivered_part_good_message_counts_on_one_skipped_field_row(ingestor, probe):
     message = raw("farm/probe-1/telemetry", {"ts": NOW_S - 5, "soil_moisture": 3, "note": "dry"})
 
     ingestor.ingest([message])
     ingestor.ingest([message])
 
     assert Reading.objects.count() == 1
-    assert list(DeadLetter.objects.values_list("count", "reason")) == [
-        (2, "Stored 1 reading(s); skipped: 'note' (text 'dry')")
-    ]
+    assert not DeadLetter.objects.exists()
+    assert list(SkippedField.objects.values_list("field", "count")) == [("note", 2)]
 
 
 def test_the_same_payload_on_two_topics_is_two_dead_letters(ingestor, probe):

@@ -7,12 +7,13 @@ in short:
 
 - the topic must be valid UTF-8 and one of the subscribed shapes; a native uid must
   match ``[A-Za-z0-9_-]{1,64}``;
-- the payload must be at most ``max_payload`` bytes, valid UTF-8 and RFC 8259 JSON:
-  ``NaN``/``Infinity`` literals, numbers that overflow a double (``1e999``) and
+- the payload must be at most ``max_payload`` bytes, valid UTF-8 and JSON (RFC 8259 plus
+  the unquoted ``NaN``/``Infinity``/``-Infinity`` that device firmware writes);
   duplicate keys reject the whole message;
 - values: numbers are stored, booleans as 1/0, numeric strings (``"21.5"``) parsed,
-  nested objects flattened with ``_`` (up to three levels); null, text and lists are
-  skipped and recorded;
+  nested objects flattened with ``_`` (up to three levels); null, text, lists, NaN,
+  infinities and values beyond ``MAX_ABS_VALUE`` are skipped and recorded, and the rest
+  of the message is kept; a message left with no reading is rejected;
 - native metric keys must match ``METRIC_KEY_PATTERN``; LoRaWAN codec keys are
   normalised first (``batteryVoltage`` → ``battery_voltage``); when two keys of one
   object become the same metric key (normalised or flattened), the first is kept and
@@ -32,7 +33,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, NamedTuple
 
 from sensors.ingest import topics
-from sensors.models import DEVEUI_PATTERN, METRIC_KEY_PATTERN, UID_PATTERN, normalize_uid
+from sensors.models import (
+    DEVEUI_PATTERN,
+    MAX_ABS_VALUE,
+    METRIC_KEY_PATTERN,
+    UID_PATTERN,
+    RejectCategory,
+    SkipCategory,
+    normalize_uid,
+)
 
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_US: Final = timedelta(microseconds=1)
@@ -40,16 +49,38 @@ MS_THRESHOLD: Final = 100_000_000_000  # 1e11: as seconds that is the year 5138,
 MAX_NESTING: Final = 3
 MAX_KEY_LENGTH: Final = 64
 MAX_SKIPPED_NOTES: Final = 20
+FIELD_MAX: Final = 128  # a skipped payload key as recorded (SkippedField.field)
+EXAMPLE_MAX: Final = 80
 
-_NUMERIC = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*")
+# Unambiguous (``\d+(?:\.\d*)?``, not ``\d+\.?\d*``): the ambiguous form backtracks
+# quadratically, ~90 s on a 64 KiB string of digits.
+_NUMERIC = re.compile(r"\s*[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?\s*")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _NON_KEY = re.compile(r"[^a-z0-9]+")
 _STATUSES: Final = frozenset({"online", "offline"})
 
-_NO_NOTES: Final[list[str]] = []  # most messages skip nothing: spare them an empty list each
-
 Reading = tuple[int, str, float]
 """(ts in epoch microseconds, metric key, value)."""
+
+
+class Skip(NamedTuple):
+    """One part of a message that was not stored.
+
+    ``field``, ``category``, ``reason`` and ``example`` are what the store counts per
+    (device, field); ``note`` is the same in a sentence, for a dead letter's reason.
+    """
+
+    field: str  # the payload key (escaped, clipped), "ts" or "(element)" for a whole element of an array
+    category: str  # a SkipCategory value
+    reason: str  # plain words, without the value: the same for every message that skips the field
+    example: str  # an excerpt of what was sent ("" when the reason says it all)
+    note: str
+
+    def __str__(self) -> str:
+        return self.note
+
+
+_NO_NOTES: Final[list[Skip]] = []  # most messages skip nothing: spare them an empty list each
 
 
 class Limits(NamedTuple):
@@ -62,6 +93,7 @@ class Decoded:
     """The outcome of decoding one message; ``reason`` set means the whole message is rejected."""
 
     __slots__ = (
+        "category",
         "kind",
         "payload",
         "readings",
@@ -70,6 +102,7 @@ class Decoded:
         "retained",
         "rssi",
         "skipped",
+        "skipped_more",
         "snr",
         "source",
         "status",
@@ -86,11 +119,13 @@ class Decoded:
         self.kind = ""
         self.uid = ""
         self.readings: list[Reading] = []
-        self.skipped: list[str] = _NO_NOTES  # shared and never appended to: see _note
+        self.skipped: list[Skip] = _NO_NOTES  # shared and never appended to: see _note
+        self.skipped_more = 0  # skipped parts beyond MAX_SKIPPED_NOTES, counted only
         self.status: str | None = None
         self.rssi: float | None = None
         self.snr: float | None = None
         self.reason: str | None = None
+        self.category = ""  # a RejectCategory value when ``reason`` is set ("" reads as internal)
 
     def __repr__(self) -> str:
         return f"<Decoded {self.source} {self.kind} {self.uid!r} readings={len(self.readings)} reason={self.reason!r}>"
@@ -99,9 +134,18 @@ class Decoded:
 class Rejected(Exception):
     """The whole message is rejected with a human-readable reason."""
 
+    category: str = RejectCategory.PAYLOAD
+
+    def __init__(self, reason: str, category: str | None = None) -> None:
+        super().__init__(reason)
+        if category is not None:
+            self.category = category
+
 
 class BadTime(Rejected):
     """A ``ts`` that cannot be used: the message is rejected, or the element of an array skipped."""
+
+    category = RejectCategory.TIME
 
 
 class _Skip(Exception):
@@ -119,11 +163,18 @@ def _pairs_to_dict(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def _reject_constant(name: str) -> float:
-    raise Rejected(f"The JSON contains {name}, which is not a number in JSON (RFC 8259); Furrow stores finite numbers.")
+def _long_int(text: str) -> float:
+    """An integer literal as a float: only for a payload with one longer than Python's int limit."""
+    return float(text) if len(text) > 4000 else int(text)
 
 
-_JSON = json.JSONDecoder(object_pairs_hook=_pairs_to_dict, parse_constant=_reject_constant)
+# NaN and ±Infinity (firmware writes them unquoted when a sensor fails) parse to floats,
+# which the value rules then skip with a reason; the rest of the message is kept.
+_JSON = json.JSONDecoder(object_pairs_hook=_pairs_to_dict)
+# Python refuses int literals over 4,300 digits (ValueError). Such a payload is decoded
+# again with this slower decoder, where they become floats (inf, or huge) and are then
+# skipped like any value beyond MAX_ABS_VALUE.
+_JSON_LONG_INTS = json.JSONDecoder(object_pairs_hook=_pairs_to_dict, parse_int=_long_int)
 
 
 def decode_message(topic: bytes, payload: bytes, *, retained: bool, received_us: int, limits: Limits) -> Decoded:
@@ -131,13 +182,13 @@ def decode_message(topic: bytes, payload: bytes, *, retained: bool, received_us:
     msg = Decoded(topic, payload, received_us, retained)
     parsed = topics.parse_topic(topic)
     if isinstance(parsed, topics.TopicError):
-        msg.source, msg.reason = parsed.source, parsed.reason
+        msg.source, msg.reason, msg.category = parsed.source, parsed.reason, RejectCategory.TOPIC
         return msg
     msg.source, msg.kind, msg.uid = parsed
     try:
         _decode_payload(msg, limits)
     except Rejected as exc:
-        msg.reason = str(exc)
+        msg.reason, msg.category = str(exc), exc.category
         msg.readings = []
     return msg
 
@@ -155,7 +206,9 @@ def _decode_payload(msg: Decoded, limits: Limits) -> None:
         msg.status = _status(text)
         return
     if msg.retained:
-        raise Rejected("Retained telemetry is the broker replaying an old message, not a new reading.")
+        raise Rejected(
+            "Retained telemetry is the broker replaying an old message, not a new reading.", RejectCategory.RETAINED
+        )
     doc = _load_json(text)
     if msg.source == topics.NATIVE:
         _native(msg, doc, limits)
@@ -172,6 +225,12 @@ def _load_json(text: str) -> Any:
         raise Rejected(f"The payload is not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from None
     except RecursionError:
         raise Rejected("The payload is JSON nested too deeply.") from None
+    except ValueError:  # an integer literal over Python's digit limit: rare, decode it the slow way
+        pass
+    try:
+        return _JSON_LONG_INTS.decode(text)
+    except RecursionError:
+        raise Rejected("The payload is JSON nested too deeply.") from None
 
 
 def _status(text: str) -> str:
@@ -179,14 +238,14 @@ def _status(text: str) -> str:
     if value[:1] in ('"', "{"):
         try:
             value = _JSON.decode(value)
-        except (json.JSONDecodeError, Rejected):
+        except (ValueError, RecursionError, Rejected):  # not JSON, too deep, a huge int, a duplicate key
             value = None
         if isinstance(value, dict):
             value = value.get("status")
     if isinstance(value, str) and value.strip().lower() in _STATUSES:
         return value.strip().lower()
     shown = text[:40]
-    raise Rejected(f"A status message must be 'online' or 'offline', got {shown!r}.")
+    raise Rejected(f"A status message must be 'online' or 'offline', got {shown!r}.", RejectCategory.STATUS)
 
 
 # --- native: farm/<uid>/telemetry ------------------------------------------------------
@@ -196,7 +255,7 @@ def _native(msg: Decoded, doc: Any, limits: Limits) -> None:
     if isinstance(doc, dict):
         ts = _timestamp(doc.get("ts"), msg.received_us, limits)
         try:
-            _native_object(msg, doc, ts, "")
+            _native_object(msg, doc, ts, None)
         except _Skip as exc:
             raise Rejected(f"The telemetry is malformed: {exc}.") from None
     elif isinstance(doc, list):
@@ -206,33 +265,35 @@ def _native(msg: Decoded, doc: Any, limits: Limits) -> None:
     _require_readings(msg, "The message holds no readings.")
 
 
-def _native_object(msg: Decoded, obj: dict[str, Any], ts: int, where: str) -> None:
+def _native_object(msg: Decoded, obj: dict[str, Any], ts: int, element: int | None) -> None:
     values = obj.get("values")
     if isinstance(values, dict):
         for key in obj:
             if key not in ("ts", "values"):
-                _note(msg, f"{where}{key!r} beside 'values' ignored")
-        _metrics(msg, values, ts, where, True)
+                _skip(msg, element, key, SkipCategory.DUPLICATE, "beside 'values', ignored", "")
+        _metrics(msg, values, ts, element, True)
     elif "values" in obj:
         raise _Skip(f"'values' must be an object, got {_json_type(values)}")
     else:
-        _metrics(msg, obj, ts, where, True, "ts")
+        _metrics(msg, obj, ts, element, True, "ts")
 
 
 def _native_array(msg: Decoded, items: list[Any], limits: Limits) -> None:
     if not items:
         raise Rejected("The message is an empty array.")
     for index, item in enumerate(items):
-        where = f"element {index}: "
+        field = "ts"
         try:
             if not isinstance(item, dict):
+                field = "(element)"
                 raise _Skip(f"expected an object, got {_json_type(item)}")
             if "ts" not in item:
                 raise _Skip("no 'ts' (a buffered reading needs its own time)")
             ts = _timestamp(item["ts"], msg.received_us, limits)
-            _native_object(msg, item, ts, where)
+            field = "values"
+            _native_object(msg, item, ts, index)
         except (_Skip, BadTime) as exc:
-            _note(msg, f"{where}{exc}")
+            _note(msg, Skip(field, SkipCategory.BAD_ELEMENT, str(exc), "", f"element {index}: {exc}"))
 
 
 # --- LoRaWAN network servers -----------------------------------------------------------
@@ -277,7 +338,7 @@ def _dev_eui(value: Any, from_topic: str, field: str) -> str:
         return value.lower()
     if value is None and UID_PATTERN.fullmatch(from_topic):
         return normalize_uid(from_topic)
-    raise Rejected(f"The uplink has no valid DevEUI in {field} (16 hex digits), got {value!r}.")
+    raise Rejected(f"The uplink has no valid DevEUI in {field} (16 hex digits), got {_shown(value)}.")
 
 
 def _first(items: Any, key: str) -> Any:
@@ -302,7 +363,7 @@ def _link_health(msg: Decoded, rx: Any, fallback_rssi: str) -> None:
 
 
 def _finite(value: Any) -> float | None:
-    if type(value) in (int, float) and -1e300 < value < 1e300:
+    if type(value) in (int, float) and -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE:
         return float(value)
     return None
 
@@ -312,21 +373,28 @@ def _decoded_values(msg: Decoded, values: Any, ts: int, field: str, hint: str) -
         raise Rejected(f"The uplink has no decoded values ({field} is missing: configure {hint}).")
     if not isinstance(values, dict):
         raise Rejected(f"{field} must be an object, got {_json_type(values)}.")
-    _metrics(msg, values, ts, "", False)
+    _metrics(msg, values, ts, None, False)
     _require_readings(msg, "The uplink holds no numeric values.")
 
 
 def _require_readings(msg: Decoded, rejection: str) -> None:
     """Reject a message that kept no reading, saying what was skipped."""
     if not msg.readings:
-        detail = f" Skipped: {'; '.join(msg.skipped)}." if msg.skipped else ""
-        raise Rejected(f"{rejection}{detail}")
+        raise Rejected(f"{rejection}{skipped_text(msg, ' Skipped: ', '.')}", RejectCategory.NO_VALUES)
+
+
+def skipped_text(msg: Decoded, before: str = "", after: str = "") -> str:
+    """The message's skipped parts in a sentence ("" when it skipped nothing)."""
+    if not msg.skipped:
+        return ""
+    more = f"; … and {msg.skipped_more} more" if msg.skipped_more else ""
+    return f"{before}{'; '.join(s.note for s in msg.skipped)}{more}{after}"
 
 
 # --- values, keys and timestamps --------------------------------------------------------
 
 
-def _metrics(msg: Decoded, obj: dict[str, Any], ts: int, where: str, native: bool, reserved: str = "") -> None:
+def _metrics(msg: Decoded, obj: dict[str, Any], ts: int, element: int | None, native: bool, reserved: str = "") -> None:
     """Append the readings of one object (a message or an element of an array).
 
     Two payload keys may end as one metric key -- a codec's ``batteryVoltage`` beside
@@ -337,8 +405,8 @@ def _metrics(msg: Decoded, obj: dict[str, Any], ts: int, where: str, native: boo
     case skips the check.
     """
     start = len(msg.readings)
-    if _flatten(msg, obj, ts, "", 0, where, native, reserved):
-        _drop_collisions(msg, start, where)
+    if _flatten(msg, obj, ts, "", 0, element, native, reserved):
+        _drop_collisions(msg, start, element)
 
 
 def _flatten(
@@ -347,7 +415,7 @@ def _flatten(
     ts: int,
     prefix: str,
     depth: int,
-    where: str,
+    element: int | None,
     native: bool,
     reserved: str = "",
 ) -> bool:
@@ -371,26 +439,26 @@ def _flatten(
         if prefix and key is not None:
             key = prefix + key if len(prefix) + len(key) <= MAX_KEY_LENGTH else None
         tp = type(value)
-        if tp is float:
-            if value - value != 0.0:
-                raise _not_finite(raw_key, value)
-        elif tp is int:
-            value = _int_value(value, raw_key)
+        if tp is float or tp is int:
+            pass
         elif tp is bool:
             value = 1.0 if value else 0.0
         elif tp is str and _NUMERIC.fullmatch(value):
-            value = _int_value(float(value), raw_key)
+            value = float(value)
         elif tp is dict and key is not None and depth < MAX_NESTING:
-            _flatten(msg, value, ts, key + "_", depth + 1, where, native)
+            _flatten(msg, value, ts, key + "_", depth + 1, element, native)
             may_collide = True
             continue
         else:
-            _note(msg, f"{where}{raw_key!r} ({_skip_kind(value, depth)})")
+            _skip_value(msg, element, raw_key, value, depth)
             continue
-        if key is None:
-            _note(msg, f"{where}{raw_key!r} ({_INVALID_KEY})")
+        # Also false for NaN; an int of any size compares exactly.
+        if not -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE:
+            _skip_number(msg, element, raw_key, value)
+        elif key is None:
+            _skip(msg, element, raw_key, SkipCategory.INVALID_KEY, _INVALID_KEY, "")
         else:
-            append((ts, key, value))
+            append((ts, key, float(value)))
             if not native and key != raw_key:
                 may_collide = True
     return may_collide
@@ -399,7 +467,7 @@ def _flatten(
 _INVALID_KEY: Final = "not a valid metric key: a-z, 0-9 and '_', starting with a letter"
 
 
-def _drop_collisions(msg: Decoded, start: int, where: str) -> None:
+def _drop_collisions(msg: Decoded, start: int, element: int | None) -> None:
     """Keep the first reading of each metric key appended since ``start``; note the others."""
     added = msg.readings[start:]
     first: dict[str, float] = {}
@@ -407,11 +475,13 @@ def _drop_collisions(msg: Decoded, start: int, where: str) -> None:
     for reading in added:
         _, key, value = reading
         if key in first:
-            _note(
-                msg,
+            where = "" if element is None else f"element {element}: "
+            note = (
                 f"{where}{key!r} = {value:g} (a second payload key that becomes {key!r} once names are "
-                f"normalised; kept the first value, {first[key]:g})",
+                f"normalised; kept the first value, {first[key]:g})"
             )
+            reason = "a second payload key that becomes this metric key once names are normalised; the first is kept"
+            _note(msg, Skip(key, SkipCategory.DUPLICATE, reason, f"{value:g}", note))
         else:
             first[key] = value
             kept.append(reading)
@@ -438,28 +508,47 @@ def _key(raw: str, native: bool) -> str | None:
     return key
 
 
-def _int_value(value: float, key: str) -> float:
-    try:
-        number = float(value)
-    except OverflowError:
-        number = float("inf")
-    if number - number != 0.0:
-        raise _not_finite(key, value)
-    return number
+def _skip_number(msg: Decoded, element: int | None, raw_key: str, value: float) -> None:
+    """Skip a NaN, an infinity or a value beyond MAX_ABS_VALUE (an int may have thousands of digits)."""
+    reason = f"beyond the absolute bound of ±{MAX_ABS_VALUE:g} that no sensor reaches"
+    if isinstance(value, int):
+        digits = int(value.bit_length() * 0.30103)
+        shown = f"an integer of about {digits} digits" if digits > 300 else f"{float(value):g}"  # float() overflows
+        _skip(msg, element, raw_key, SkipCategory.TOO_LARGE, reason, shown)
+    elif value - value == 0.0:
+        _skip(msg, element, raw_key, SkipCategory.TOO_LARGE, reason, f"{value:g}")
+    else:
+        shown = "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+        _skip(msg, element, raw_key, SkipCategory.NOT_FINITE, "not a finite number", shown)
 
 
-def _not_finite(key: str, value: object) -> Rejected:
-    return Rejected(f"The value of {key!r} is not a finite number ({str(value)[:40]}); Furrow stores finite numbers.")
-
-
-def _skip_kind(value: Any, depth: int) -> str:
+def _skip_value(msg: Decoded, element: int | None, raw_key: str, value: Any, depth: int) -> None:
+    """Skip a value that is not a number: null, text, a list, an object too deep or under a bad key."""
     if isinstance(value, dict):
-        return "an object nested too deeply" if depth >= MAX_NESTING else "an object under an invalid key"
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        return f"text {value[:30]!r}"
-    return _json_type(value)
+        category = SkipCategory.TOO_DEEP if depth >= MAX_NESTING else SkipCategory.INVALID_KEY
+        reason = "an object nested too deeply" if depth >= MAX_NESTING else "an object under an invalid key"
+        _skip(msg, element, raw_key, category, reason, "")
+    elif isinstance(value, str):
+        _skip(msg, element, raw_key, SkipCategory.NOT_NUMERIC, "text", repr(value[:30]), " ")
+    else:
+        _skip(msg, element, raw_key, SkipCategory.NOT_NUMERIC, _json_type(value), "")
+
+
+def _skip(
+    msg: Decoded, element: int | None, raw_key: str, category: str, reason: str, example: str, sep: str = ": "
+) -> None:
+    where = "" if element is None else f"element {element}: "
+    key = repr(raw_key) if len(raw_key) <= FIELD_MAX else repr(raw_key[: FIELD_MAX - 1] + "…")
+    detail = f"{reason}{sep}{example}" if example else reason
+    field = key[1:-1][:FIELD_MAX]  # repr() escapes what PostgreSQL text cannot hold (NUL, lone surrogates)
+    _note(msg, Skip(field, category, reason, example[:EXAMPLE_MAX], f"{where}{key} ({detail})"))
+
+
+def _shown(value: Any) -> str:
+    """A short excerpt of a JSON value for a reason: never the repr of a whole (maybe deep) structure."""
+    if isinstance(value, (dict, list)):
+        return _json_type(value)
+    return repr(value)[:40]  # an int here has at most 4,300 digits (the JSON decoder's limit)
 
 
 def _json_type(value: Any) -> str:
@@ -475,13 +564,13 @@ def _json_type(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
-def _note(msg: Decoded, note: str) -> None:
+def _note(msg: Decoded, skip: Skip) -> None:
     if msg.skipped is _NO_NOTES:
         msg.skipped = []
     if len(msg.skipped) < MAX_SKIPPED_NOTES:
-        msg.skipped.append(note)
-    elif len(msg.skipped) == MAX_SKIPPED_NOTES:
-        msg.skipped.append("… and more")
+        msg.skipped.append(skip)
+    else:
+        msg.skipped_more += 1
 
 
 def _timestamp(raw: Any, received_us: int, limits: Limits) -> int:

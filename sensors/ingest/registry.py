@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 
 from sensors.models import Device, MetricSpec, Sensor
@@ -54,12 +55,19 @@ class DeviceEntry:
 
 
 class Registry:
-    """uid → device entry with its sensors by metric key, and metric specs by kind."""
+    """uid → device entry with its sensors by metric key, and metric specs by kind.
 
-    def __init__(self, *, check_interval: float = 1.0) -> None:
+    ``max_extra_metrics`` bounds the sensors a device may have beyond its kind's metrics
+    (INGEST_MAX_EXTRA_METRICS); the store checks it when a batch brings a new key.
+    """
+
+    def __init__(self, *, check_interval: float = 1.0, max_extra_metrics: int | None = None) -> None:
         self.devices: dict[str, DeviceEntry] = {}
         self.specs: dict[int, dict[str, SpecEntry]] = {}
         self.check_interval = check_interval
+        self.max_extra_metrics: int = (
+            settings.INGEST_MAX_EXTRA_METRICS if max_extra_metrics is None else max_extra_metrics
+        )
         self._fingerprint: tuple[Any, ...] | None = None
         self._checked_at = float("-inf")
 

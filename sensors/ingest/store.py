@@ -1,7 +1,8 @@
 """Store a batch of decoded messages in one transaction (docs/architecture.md §3–§5).
 
-Every message ends in exactly one of: stored readings (plus a dead-letter note for any
-skipped part), a device status change, a dead letter, or an unknown-device record.
+Every message ends in exactly one of: stored readings (plus a per-(device, field) count
+of any part skipped), a device status change, a dead letter (nothing was stored), or an
+unknown-device record.
 
 Shape of one batch: resolve uids against the cached registry (no query per message),
 create sensors for first-seen metric keys, lock the batch's devices, lock every sensor
@@ -32,9 +33,9 @@ from sensors.hooks import (
     run_batch_writers,
 )
 from sensors.ingest import topics
-from sensors.ingest.decode import EPOCH, ONE_US, Decoded
+from sensors.ingest.decode import EPOCH, ONE_US, Decoded, Skip, skipped_text
 from sensors.ingest.registry import DeviceEntry, Registry
-from sensors.models import DEAD_LETTER_MAX_BYTES, DeviceStatus
+from sensors.models import DEAD_LETTER_MAX_BYTES, DeviceStatus, RejectCategory, SkipCategory
 
 # PostgreSQL's binary timestamptz counts microseconds from 2000-01-01 UTC.
 _PG_EPOCH_US: Final = 946_684_800_000_000
@@ -45,6 +46,13 @@ _COPY_ROW = _COPY_ROW_STRUCT.pack
 LINK_KEYS: Final = ("battery", "rssi", "snr")
 TOPIC_MAX: Final = 512
 REASON_MAX: Final = 4000
+# New metric keys one message may add to its device, on top of the device's own bound
+# (its kind's metrics plus Registry.max_extra_metrics): a burst of keys cannot fill it at once.
+NEW_METRICS_PER_MESSAGE: Final = 16
+# Distinct skipped fields counted per device; beyond it a new field is not counted (a device
+# sending random keys must not grow the table without end). The metric-limit row always is.
+SKIPPED_FIELDS_PER_DEVICE: Final = 100
+METRIC_LIMIT_FIELD: Final = "(new metrics over the limit)"
 
 _TEMP_TABLE_SQL = """
 CREATE TEMP TABLE IF NOT EXISTS furrow_ingest_rows (
@@ -100,15 +108,39 @@ ON CONFLICT (uid) DO UPDATE SET
 # device disabled then enabled changes why its message is here).
 _DEAD_LETTERS_SQL = """
 INSERT INTO sensors_deadletter AS d
-    (fingerprint, received_at, last_received_at, count, topic, payload, payload_size, reason, source)
+    (fingerprint, received_at, last_received_at, count, topic, payload, payload_size, reason, category, source)
 SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[], %s::bigint[], %s::text[], %s::bytea[],
-                     %s::integer[], %s::text[], %s::text[])
+                     %s::integer[], %s::text[], %s::text[], %s::text[])
 ON CONFLICT (fingerprint) DO UPDATE SET
     count = d.count + EXCLUDED.count,
     last_received_at = GREATEST(d.last_received_at, EXCLUDED.last_received_at),
     reason = EXCLUDED.reason,
+    category = EXCLUDED.category,
     source = EXCLUDED.source
 """
+# One row per (device, field) of the batch, counted on. A field new to its device is added
+# only while the device has fewer than SKIPPED_FIELDS_PER_DEVICE (``rank`` counts the new
+# ones of this statement); the metric-limit row always is.
+_SKIPPED_SQL = """
+INSERT INTO sensors_skippedfield AS s (device_id, field, category, reason, example, first_seen, last_seen, count)
+SELECT device_id, field, category, reason, example, first_seen, last_seen, count FROM (
+    SELECT u.*, k.known, row_number() OVER (PARTITION BY u.device_id, k.known ORDER BY u.field) AS rank
+    FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[],
+                %s::timestamptz[], %s::bigint[])
+        AS u(device_id, field, category, reason, example, first_seen, last_seen, count)
+    CROSS JOIN LATERAL (SELECT EXISTS (
+        SELECT 1 FROM sensors_skippedfield e WHERE e.device_id = u.device_id AND e.field = u.field
+    ) AS known) AS k
+) AS r
+WHERE r.known OR r.category = 'metric_limit'
+   OR (SELECT count(*) FROM sensors_skippedfield e WHERE e.device_id = r.device_id) + r.rank <= %s
+ON CONFLICT (device_id, field) DO UPDATE SET
+    category = EXCLUDED.category, reason = EXCLUDED.reason, example = EXCLUDED.example,
+    first_seen = LEAST(s.first_seen, EXCLUDED.first_seen),
+    last_seen = GREATEST(s.last_seen, EXCLUDED.last_seen),
+    count = s.count + EXCLUDED.count
+"""
+_DEVICE_SENSORS_SQL = "SELECT device_id, key, id FROM sensors_sensor WHERE device_id = ANY(%s)"
 # Workers of one share group write the same devices. Each locks its batch's devices in id
 # order before it updates them or their sensors, so two workers queue instead of
 # deadlocking (an UPDATE … FROM unnest locks in whatever order its join plan reads).
@@ -137,13 +169,27 @@ class UnknownUpdate:
 
 
 @dataclass(slots=True)
+class SkippedUpdate:
+    """What one batch adds to one (device, field) skipped-field row."""
+
+    category: str
+    reason: str
+    example: str
+    first_us: int
+    last_us: int
+    count: int = 1
+
+
+@dataclass(slots=True)
 class BatchPlan:
     """The pure part of a batch: what to write, worked out from the registry without a query."""
 
     groups: list[tuple[DeviceEntry, list[tuple[int, str, float]]]] = field(default_factory=list)
+    messages: list[Decoded] = field(default_factory=list)  # the message of each group, index for index
     devices: dict[int, DeviceUpdate] = field(default_factory=dict)
     unknown: dict[str, UnknownUpdate] = field(default_factory=dict)
     dead: list[tuple[Decoded, str]] = field(default_factory=list)
+    skipped: dict[tuple[int, str], SkippedUpdate] = field(default_factory=dict)  # (device id, field) -> counts
     statuses: int = 0
     unknown_messages: int = 0
 
@@ -174,6 +220,7 @@ def plan_batch(messages: Sequence[Decoded], registry: Registry) -> BatchPlan:
         if entry is None:
             _add_unknown(plan, msg)
         elif not entry.enabled:
+            msg.category = RejectCategory.DISABLED
             plan.dead.append(
                 (msg, f"The device {msg.uid!r} is disabled; enable it in the admin to store its readings.")
             )
@@ -194,6 +241,7 @@ def _add_known(plan: BatchPlan, entry: DeviceEntry, msg: Decoded) -> None:
     _seen(update, msg.received_us)
     readings = msg.readings
     plan.groups.append((entry, readings))
+    plan.messages.append(msg)
     for ts, key, value in readings:
         if key in LINK_KEYS:
             _link(update, key, ts, value)
@@ -201,9 +249,27 @@ def _add_known(plan: BatchPlan, entry: DeviceEntry, msg: Decoded) -> None:
         _link(update, "rssi", msg.received_us, msg.rssi)
     if msg.snr is not None:
         _link(update, "snr", msg.received_us, msg.snr)
-    if msg.skipped:
-        note = f"Stored {len(readings)} reading(s); skipped: {'; '.join(msg.skipped)}"
-        plan.dead.append((msg, note))
+    for skip in msg.skipped:
+        _add_skipped(plan, entry.id, skip, msg.received_us)
+
+
+def _add_skipped(plan: BatchPlan, device_id: int, skip: Skip, received_us: int, count: int = 1) -> None:
+    """Count a skipped field of a stored message on its (device, field) row; the latest example wins."""
+    record = plan.skipped.get((device_id, skip.field))
+    if record is None:
+        plan.skipped[device_id, skip.field] = SkippedUpdate(
+            skip.category, skip.reason, skip.example, received_us, received_us, count
+        )
+        return
+    record.count += count
+    record.first_us = min(record.first_us, received_us)
+    if received_us >= record.last_us:
+        record.last_us, record.category, record.reason, record.example = (
+            received_us,
+            skip.category,
+            skip.reason,
+            skip.example,
+        )
 
 
 def _apply_status(update: DeviceUpdate, msg: Decoded) -> None:
@@ -266,6 +332,7 @@ def store_batch(
         changes = _update_devices(plan.devices)
         _upsert_unknown(plan.unknown)
         _insert_dead_letters(plan.dead)
+        _upsert_skipped_fields(plan.skipped)
         result.dead_letters, result.new_sensors = len(plan.dead), len(created)
         outcome = _outcome(plan.groups, created, changes, redelivered)
         run_batch_writers(outcome)
@@ -278,26 +345,132 @@ def store_batch(
 
 
 def _create_sensors(plan: BatchPlan, registry: Registry) -> dict[tuple[int, str], int]:
-    """Create a sensor for each metric key a device sends for the first time."""
-    wanted: dict[tuple[int, str], DeviceEntry] = {}
+    """Create a sensor for each metric key a device sends for the first time, within its bound.
+
+    The registry knows each device's sensors, so a batch without a new key costs nothing
+    here. One with new keys locks its devices first -- the same rows, in the same order,
+    as the batch's own device lock later, so two workers queue instead of deadlocking --
+    and counts each device's sensors in the database under that lock: the bound holds
+    across batches and across workers whose registries are a moment behind. Keys beyond
+    it are taken out of their message's readings and counted as skipped.
+    """
+    wanted: set[tuple[int, str]] = set()
     for entry, readings in plan.groups:
         sensors = entry.sensors
         for _, key, _ in readings:
             if key not in sensors:
-                wanted[(entry.id, key)] = entry
+                wanted.add((entry.id, key))
     if not wanted:
         return {}
+    _lock_devices(plan.devices)
+    existing = _device_sensors({device_id for device_id, _ in wanted})
+    new = _within_bounds(plan, registry, existing)
     now = datetime.now(tz=EPOCH.tzinfo)
     rows: list[tuple[Any, ...]] = []
-    for device_id, key in sorted(wanted):  # sorted: two workers insert the same keys in one order
-        spec = registry.specs.get(wanted[device_id, key].kind_id, {}).get(key)
+    entries = {entry.id: entry for entry, _ in plan.groups}
+    for device_id, key in sorted(new):  # sorted: two workers insert the same keys in one order
+        spec = registry.specs.get(entries[device_id].kind_id, {}).get(key)
         label = spec.label if spec else key.replace("_", " ").capitalize()
         unit, low, high = (spec.unit, spec.min_value, spec.max_value) if spec else ("", None, None)
         rows.append((device_id, key, label, unit, low, high, spec is None, now))
+    kept = {(device_id, key): existing[device_id][key] for device_id, key in wanted if key in existing[device_id]}
+    if not rows:
+        return kept
     with connection.cursor() as cursor:
         cursor.execute(_CREATE_SENSORS_SQL, _columns(rows))
-        cursor.execute(_SENSOR_IDS_SQL, [[d for d, _ in wanted], [k for _, k in wanted]])
-        return {(device_id, key): sensor_id for sensor_id, device_id, key in cursor.fetchall()}
+        cursor.execute(_SENSOR_IDS_SQL, [[d for d, _ in new], [k for _, k in new]])
+        return kept | {(device_id, key): sensor_id for sensor_id, device_id, key in cursor.fetchall()}
+
+
+def _device_sensors(device_ids: set[int]) -> dict[int, dict[str, int]]:
+    """Every sensor of these devices as committed now, by key (read under the batch's device lock)."""
+    found: dict[int, dict[str, int]] = {device_id: {} for device_id in device_ids}
+    with connection.cursor() as cursor:
+        cursor.execute(_DEVICE_SENSORS_SQL, [sorted(device_ids)])
+        for device_id, key, sensor_id in cursor.fetchall():
+            found[device_id][key] = sensor_id
+    return found
+
+
+def _within_bounds(plan: BatchPlan, registry: Registry, existing: dict[int, dict[str, int]]) -> set[tuple[int, str]]:
+    """The new (device, key) sensors the batch may create; drops and counts the readings of the others.
+
+    A key its device's kind lists is always allowed. Any other new key counts against the
+    device's ``registry.max_extra_metrics`` (sensors it already has with unlisted keys
+    included) and against NEW_METRICS_PER_MESSAGE of its message. A message left with no
+    reading becomes a dead letter.
+    """
+    extras: dict[int, int] = {}
+    new: set[tuple[int, str]] = set()
+    groups, messages = plan.groups, plan.messages
+    plan.groups, plan.messages = [], []
+    for (entry, readings), msg in zip(groups, messages, strict=True):
+        have = existing.get(entry.id)
+        refused: list[str] = []
+        if have is not None:
+            specs = registry.specs.get(entry.kind_id, {})
+            if entry.id not in extras:
+                extras[entry.id] = sum(1 for key in have if key not in specs)
+            refused = _refused_keys(entry, readings, have, specs, extras, new, registry.max_extra_metrics)
+        if refused:
+            readings = [reading for reading in readings if reading[1] not in refused]
+            _refuse(plan, entry, msg, refused, readings, registry)
+        if readings:
+            plan.groups.append((entry, readings))
+            plan.messages.append(msg)
+    return new
+
+
+def _refused_keys(
+    entry: DeviceEntry,
+    readings: list[tuple[int, str, float]],
+    have: dict[str, int],
+    specs: dict[str, Any],
+    extras: dict[int, int],
+    new: set[tuple[int, str]],
+    max_extra: int,
+) -> list[str]:
+    """The new unlisted keys of one message beyond its device's or its own bound, in payload order."""
+    refused: list[str] = []
+    added: set[str] = set()
+    for _, key, _ in readings:
+        if key in entry.sensors or key in have or (entry.id, key) in new:
+            continue
+        if key in specs:
+            new.add((entry.id, key))
+        elif key in refused or key in added:
+            continue
+        elif len(added) < NEW_METRICS_PER_MESSAGE and extras[entry.id] < max_extra:
+            new.add((entry.id, key))
+            added.add(key)
+            extras[entry.id] += 1
+        else:
+            refused.append(key)
+    return refused
+
+
+def _refuse(
+    plan: BatchPlan,
+    entry: DeviceEntry,
+    msg: Decoded,
+    refused: list[str],
+    kept: list[tuple[int, str, float]],
+    registry: Registry,
+) -> None:
+    """Count a message's keys over the metric bound on its device; dead-letter it if nothing is left."""
+    listed = len(registry.specs.get(entry.kind_id, {}))
+    reason = (
+        f"new metric keys beyond this device's bound: the {listed} metric(s) of its kind plus "
+        f"{registry.max_extra_metrics} more (INGEST_MAX_EXTRA_METRICS), "
+        f"at most {NEW_METRICS_PER_MESSAGE} new per message"
+    )
+    shown = ", ".join(refused[:5]) + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
+    if kept:
+        skip = Skip(METRIC_LIMIT_FIELD, SkipCategory.METRIC_LIMIT, reason, shown[:80], "")
+        _add_skipped(plan, entry.id, skip, msg.received_us, len(refused))
+        return
+    msg.category = RejectCategory.METRIC_LIMIT
+    plan.dead.append((msg, f"Nothing stored: {len(refused)} {reason} ({shown}).{skipped_text(msg, ' Also skipped: ')}"))
 
 
 def _write_readings(
@@ -470,7 +643,30 @@ class _DeadLetterRow:
     count: int = 1
 
 
-def _insert_dead_letters(dead: list[tuple[Decoded, str]]) -> None:
+def _upsert_skipped_fields(skipped: dict[tuple[int, str], SkippedUpdate]) -> None:
+    if not skipped:
+        return
+    rows: list[tuple[Any, ...]] = []
+    for device_id, name in sorted(skipped):  # sorted: concurrent upserts lock rows in one order
+        r = skipped[device_id, name]
+        rows.append(
+            (
+                device_id,
+                name,
+                r.category,
+                _clip(r.reason, REASON_MAX),
+                r.example,
+                _moment(r.first_us),
+                _moment(r.last_us),
+                r.count,
+            )
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(_SKIPPED_SQL, [*_columns(rows), SKIPPED_FIELDS_PER_DEVICE])
+
+
+def _insert_dead_letters(dead: list[tuple[Decoded, str]], category: str | None = None) -> None:
+    """Upsert dead letters; each takes its message's category unless ``category`` overrides it."""
     if not dead:
         return
     by_fingerprint: dict[str, _DeadLetterRow] = {}
@@ -497,6 +693,7 @@ def _insert_dead_letters(dead: list[tuple[Decoded, str]]) -> None:
                 bytes(payload[:DEAD_LETTER_MAX_BYTES]),
                 len(payload),
                 _clip(r.reason, REASON_MAX),
+                category or r.msg.category or RejectCategory.INTERNAL,
                 r.msg.source,
             )
         )
@@ -518,9 +715,9 @@ def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
 
 
 def dead_letter_rows(dead: list[tuple[Decoded, str]]) -> int:
-    """Store dead letters on their own (used when a batch has to be split after an error)."""
+    """Store dead letters on their own: messages that failed to store (an internal error)."""
     with transaction.atomic():
-        _insert_dead_letters(dead)
+        _insert_dead_letters(dead, RejectCategory.INTERNAL)
     return len(dead)
 
 
