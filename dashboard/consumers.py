@@ -70,9 +70,10 @@ class FarmConsumer(AsyncWebsocketConsumer):
 
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
         # Once we close, the socket is done: leave at once rather than when the client
-        # completes the closing handshake, which a broken or hostile one may never do.
-        await super().close(code=code, reason=reason)
+        # completes the closing handshake, which a broken or hostile one may never do --
+        # and before the close frame goes out, so whoever sees the close sees us gone.
         await self.release()
+        await super().close(code=code, reason=reason)
 
     async def release(self) -> None:
         """Stop the re-check timer, then leave the groups; safe to call more than once."""
