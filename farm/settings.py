@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "sensors",
     "dashboard",
     "outbox",
+    "alerts",
 ]
 # daphne's app only swaps `runserver` for an ASGI one, and it installs Twisted's reactor in
 # every process that loads Django: ~35 MB in each ingest, store and Celery process. The web
