@@ -114,7 +114,9 @@ class AlertRule(models.Model):
         ordering = ["farm", "name"]
         constraints = [
             models.UniqueConstraint(fields=["farm", "name"], name="alertrule_unique_name_per_farm"),
-            models.CheckConstraint(condition=Q(metric__regex=r"^[a-z][a-z0-9_]{0,63}$"), name="alertrule_metric_format"),
+            models.CheckConstraint(
+                condition=Q(metric__regex=r"^[a-z][a-z0-9_]{0,63}$"), name="alertrule_metric_format"
+            ),
             models.CheckConstraint(condition=Q(scope__in=Scope.values), name="alertrule_scope_valid"),
             models.CheckConstraint(condition=Q(kind__in=Kind.values), name="alertrule_kind_valid"),
             models.CheckConstraint(condition=Q(severity__in=Severity.values), name="alertrule_severity_valid"),
@@ -168,7 +170,8 @@ class AlertEpisode(models.Model):
             # The writer maps inserted episodes back to their pair by this key.
             models.UniqueConstraint(fields=["rule", "sensor", "started_at"], name="alertepisode_unique_start"),
             models.CheckConstraint(
-                condition=Q(ended_at__isnull=True) | Q(ended_at__gte=F("started_at")), name="alertepisode_end_after_start"
+                condition=Q(ended_at__isnull=True) | Q(ended_at__gte=F("started_at")),
+                name="alertepisode_end_after_start",
             ),
             models.CheckConstraint(
                 condition=Q(acknowledged_at__isnull=True) | Q(acknowledged_at__gte=F("started_at")),
@@ -243,7 +246,9 @@ class AlertAudit(models.Model):
     rule = models.ForeignKey(AlertRule, on_delete=models.SET_NULL, null=True, blank=True, related_name="audit")
     episode = models.ForeignKey(AlertEpisode, on_delete=models.SET_NULL, null=True, blank=True, related_name="audit")
     rule_name = models.CharField(max_length=120, help_text="Kept when the rule is deleted.")
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     source = models.CharField(max_length=32, default="web", help_text="web, admin or load_alert_rules.")
     at = models.DateTimeField()
     action = models.CharField(max_length=16, choices=AuditAction.choices)

@@ -1,3 +1,9 @@
 TRANSITION_TOPIC = "alerts.transition"
-def alerts_write_batch(outcome): pass
-def transition_recorded(payload): pass
+
+
+def alerts_write_batch(outcome):
+    pass
+
+
+def transition_recorded(payload):
+    pass
