@@ -110,6 +110,10 @@ class RuleIndex:
         self._fingerprint = fingerprint
         return True
 
+    def rules_by_id(self) -> dict[int, RuleEntry]:
+        entries = [e for group in (*self.by_metric.values(), *self.offline_by_farm.values()) for e in group]
+        return {e.id: e for e in entries}
+
     def invalidate(self) -> None:
         self._fingerprint = None
 

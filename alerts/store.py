@@ -156,7 +156,7 @@ class Changes:
         _insert_episodes(self.opened, self.now)
         _update_episodes(list(self.touched.values()))
         _upsert_states(self.states, self.now)
-        outbox_enqueue_many(items=[_outbox_item(n) for n in self.notices])
+        outbox_enqueue_many(items=[outbox_item(n) for n in self.notices])
 
 
 _INSERT_EPISODES_SQL = """
@@ -255,11 +255,12 @@ def _upsert_states(states: dict[Pair, tuple[State, Episode | None]], now: dateti
         cursor.execute(_UPSERT_STATES_SQL, [now, *_columns(rows, 10)])
 
 
-def _outbox_item(n: Notice) -> OutboxItem:
+def outbox_item(n: Notice, *, key: str | None = None, extra: dict[str, Any] | None = None) -> OutboxItem:
+    """The outbox row of a transition; its key (episode and transition) makes it idempotent."""
     episode_id = n.episode.id
     return OutboxItem(
         topic=TRANSITION_TOPIC,
-        key=f"{episode_id}:{n.transition}",
+        key=key or f"{episode_id}:{n.transition}",
         payload={
             "transition": n.transition,
             "episode": episode_id,
@@ -273,5 +274,6 @@ def _outbox_item(n: Notice) -> OutboxItem:
             "at": (from_us(n.at) or _EPOCH).isoformat(),
             "value": n.value,
             "worst": n.episode.worst_value,
+            **(extra or {}),
         },
     )

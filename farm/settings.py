@@ -154,6 +154,11 @@ CELERY_BEAT_SCHEDULE["outbox-sweep"] = {
     "task": "outbox.tasks.sweep_outbox",
     "schedule": env_float("OUTBOX_SWEEP_SECONDS", 30.0, minimum=1.0),
 }
+# Alerts (issue 14): pending → firing, no data, device offline, reminders.
+CELERY_BEAT_SCHEDULE["alerts-sweep"] = {
+    "task": "alerts.tasks.sweep_alerts",
+    "schedule": env_float("ALERTS_SWEEP_SECONDS", 30.0, minimum=1.0),
+}
 OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 8, minimum=1, maximum=100)
 OUTBOX_RETRY_SECONDS = env_int("OUTBOX_RETRY_SECONDS", 10, minimum=1)
 OUTBOX_RETENTION_HOURS = env_int("OUTBOX_RETENTION_HOURS", 168, minimum=1)
