@@ -6,13 +6,14 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from alerts import selectors, services
 from alerts.access import Access, farm_for_alerts
+from alerts.backtest import BACKTEST_DAYS, backtest_run
 from alerts.forms import AcknowledgeForm, AlertRuleForm, initial_of
 from alerts.models import AlertEpisode, AlertRule, Severity
 from alerts.presets import PRESETS
@@ -127,3 +128,40 @@ def rule_delete(request: HttpRequest, farm_ref: str, rule_id: int) -> HttpRespon
     services.rule_delete(rule=rule, actor=request.user)  # type: ignore[arg-type]
     messages.success(request, f"Rule “{rule.name}” deleted.")
     return redirect("alerts-rules", farm_ref=farm.slug)
+
+
+@require_POST
+@login_required
+def rule_backtest(request: HttpRequest, farm_ref: str) -> JsonResponse:
+    """What the posted (unsaved) rule would have done over the last week; the rule form's errors otherwise."""
+    farm, _ = farm_for_alerts(request.user, farm_ref, write=True)
+    rule_id = request.POST.get("rule_id", "")
+    initial = {"id": int(rule_id)} if rule_id.isdigit() else {}
+    form = AlertRuleForm(request.POST, farm=farm, initial=initial)
+    if not form.is_valid() or form.spec is None:
+        return JsonResponse({"errors": {k: [str(e) for e in v] for k, v in form.errors.items()}}, status=400)
+    result = backtest_run(farm=farm, spec=form.spec, now=timezone.now())
+    if result is None:
+        return JsonResponse({"supported": False, "days": BACKTEST_DAYS})
+    chart = result.chart
+    spec = form.spec
+    return JsonResponse(
+        {
+            "supported": True,
+            "days": BACKTEST_DAYS,
+            "sensors": result.sensors,
+            "firings": result.firings,
+            "firing_seconds": result.firing_seconds,
+            "start": result.start_ms,
+            "end": result.end_ms,
+            "chart": None
+            if chart is None
+            else {"label": chart.label, "t": result.chart_t, "v": result.chart_v, "episodes": chart.episodes},
+            "levels": {
+                "threshold": spec.threshold,
+                "threshold_high": spec.threshold_high,
+                "clear": spec.clear,
+                "clear_high": spec.clear_high,
+            },
+        }
+    )
