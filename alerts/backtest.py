@@ -54,7 +54,7 @@ def covered_sensors(farm: Farm, spec: RuleSpec) -> QuerySet[Sensor]:
     elif spec.scope == Scope.DEVICE:
         qs = qs.filter(device=spec.device)
     elif spec.scope == Scope.SENSOR:
-        qs = qs.filter(pk=spec.sensor.pk if spec.sensor else None)
+        qs = qs.filter(pk=spec.sensor.pk) if spec.sensor is not None else qs.none()
     return qs.order_by("id")
 
 
