@@ -30,6 +30,15 @@ def _control(widget: forms.Widget) -> forms.Widget:
     return widget
 
 
+class _NamedChoice(forms.ModelChoiceField):
+    """A field, device or sensor by its own name (its ``str`` repeats the farm)."""
+
+    def label_from_instance(self, obj: Any) -> str:
+        if isinstance(obj, Sensor):
+            return f"{obj.device.name} · {obj.label}"
+        return str(obj.name)
+
+
 class AlertRuleForm(forms.Form):
     name = forms.CharField(max_length=120, widget=_control(forms.TextInput()))
     metric = forms.ChoiceField(help_text="The measurement the rule watches.", widget=_control(forms.Select()))
@@ -67,9 +76,9 @@ class AlertRuleForm(forms.Form):
         widget=_control(forms.NumberInput()),
     )
     scope = forms.ChoiceField(choices=Scope.choices, widget=_control(forms.Select()))
-    field = forms.ModelChoiceField(queryset=Field.objects.none(), required=False, widget=_control(forms.Select()))
-    device = forms.ModelChoiceField(queryset=Device.objects.none(), required=False, widget=_control(forms.Select()))
-    sensor = forms.ModelChoiceField(queryset=Sensor.objects.none(), required=False, widget=_control(forms.Select()))
+    field = _NamedChoice(queryset=Field.objects.none(), required=False, widget=_control(forms.Select()))
+    device = _NamedChoice(queryset=Device.objects.none(), required=False, widget=_control(forms.Select()))
+    sensor = _NamedChoice(queryset=Sensor.objects.none(), required=False, widget=_control(forms.Select()))
     severity = forms.ChoiceField(choices=Severity.choices, initial=Severity.WARNING, widget=_control(forms.Select()))
     note = forms.CharField(
         required=False,

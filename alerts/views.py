@@ -45,7 +45,6 @@ def alerts_page(request: HttpRequest, farm_ref: str) -> HttpResponse:
         "fields": fields,
         "severities": Severity.choices,
         "can_write": access >= Access.WRITE,
-        "ack_form": AcknowledgeForm(),
     }
     return render(request, "alerts/alerts.html", context)
 

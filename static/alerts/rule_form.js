@@ -8,6 +8,30 @@
   var panel = document.getElementById("backtest");
   if (!form || !button || !panel) return;
   var script = document.getElementById("rule-form-script");
+
+  // Show only the inputs the chosen condition and scope use (the server ignores the rest).
+  var LEVELS = { above: ["threshold", "clear", "clear_for_minutes"], below: ["threshold", "clear", "clear_for_minutes"],
+    outside: ["threshold", "threshold_high", "clear", "clear_high", "clear_for_minutes"], no_data: [], device_offline: [] };
+  var ALL_LEVELS = ["threshold", "threshold_high", "clear", "clear_high", "clear_for_minutes"];
+  function rowOf(name) {
+    var input = form.elements[name];
+    return input && input.closest(".form-row");
+  }
+  function toggle() {
+    var kind = form.elements.kind.value;
+    var scope = form.elements.scope.value;
+    ALL_LEVELS.forEach(function (name) {
+      var row = rowOf(name);
+      if (row) row.classList.toggle("rule-form-hidden", (LEVELS[kind] || ALL_LEVELS).indexOf(name) < 0 && !row.classList.contains("has-error"));
+    });
+    ["field", "device", "sensor"].forEach(function (name) {
+      var row = rowOf(name);
+      if (row) row.classList.toggle("rule-form-hidden", name !== scope && !row.classList.contains("has-error"));
+    });
+  }
+  form.elements.kind.addEventListener("change", toggle);
+  form.elements.scope.addEventListener("change", toggle);
+  toggle();
   var plotlyLoading = null;
 
   function loadPlotly() {
