@@ -74,6 +74,18 @@ def rule_update(*, rule: AlertRule, spec: RuleSpec, actor: User | None, source: 
 
 
 @transaction.atomic
+def rule_admin_saved(
+    *, rule: AlertRule, actor: User, initial: dict[str, Any], changed: list[str], created: bool
+) -> None:
+    """Record an admin save (the admin writes the row itself); reset states as ``rule_update`` would."""
+    changes = {name: [_audit_value(initial.get(name)), _audit_value(getattr(rule, name, None))] for name in changed}
+    if not created and any(name in changes for name in _RESETS):
+        _reset_states(rule, reason="rule disabled" if not rule.enabled else "rule changed")
+    action = AuditAction.CREATED if created else AuditAction.UPDATED
+    _record(farm=rule.farm, rule=rule, actor=actor, action=action, source="admin", changes=changes)
+
+
+@transaction.atomic
 def rule_delete(*, rule: AlertRule, actor: User | None, source: str = "web") -> None:
     _record(farm=rule.farm, rule=None, actor=actor, action=AuditAction.DELETED, source=source, rule_name=rule.name)
     rule.delete()

@@ -164,3 +164,23 @@ def test_a_rule_of_another_farm_is_not_found(farm, sensor):
     other = make_rule(cast(Farm, FarmFactory()))
     client = client_as(farm, "owner")
     assert client.get(reverse("alerts-rule-edit", args=[farm.slug, other.pk])).status_code == 404
+
+
+def test_an_admin_edit_is_audited_and_disabling_there_closes_the_episode(farm, sensor):
+    rule = make_rule(farm)
+    episode = open_episode(rule, sensor)
+    admin = UserFactory(is_staff=True, is_superuser=True)
+    client = Client()
+    client.force_login(cast(User, admin))
+    url = reverse("admin:alerts_alertrule_change", args=[rule.pk])
+    form = client.get(url).context["adminform"].form
+    data = {k: ("" if v is None else v) for k, v in form.initial.items() if k in form.fields}
+    data.pop("enabled")  # an unchecked box
+    data.update(threshold="18", muted_until_0="", muted_until_1="")
+    response = client.post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    audit = AlertAudit.objects.get(source="admin")
+    assert audit.changes["threshold"] == [20.0, 18.0]
+    assert audit.actor == admin
+    episode.refresh_from_db()
+    assert episode.end_reason == "rule disabled"
