@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "sensors",
     "dashboard",
     "outbox",
+    "alerts",
 ]
 # daphne's app only swaps `runserver` for an ASGI one, and it installs Twisted's reactor in
 # every process that loads Django: ~35 MB in each ingest, store and Celery process. The web
@@ -162,6 +163,11 @@ CELERY_BEAT_SCHEDULE["sensors-purge-ingest-records"] = {
 CELERY_BEAT_SCHEDULE["outbox-sweep"] = {
     "task": "outbox.tasks.sweep_outbox",
     "schedule": env_float("OUTBOX_SWEEP_SECONDS", 30.0, minimum=1.0),
+}
+# Alerts (issue 14): pending → firing, no data, device offline, reminders.
+CELERY_BEAT_SCHEDULE["alerts-sweep"] = {
+    "task": "alerts.tasks.sweep_alerts",
+    "schedule": env_float("ALERTS_SWEEP_SECONDS", 30.0, minimum=1.0),
 }
 OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 8, minimum=1, maximum=100)
 OUTBOX_RETRY_SECONDS = env_int("OUTBOX_RETRY_SECONDS", 10, minimum=1)

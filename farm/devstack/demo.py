@@ -13,6 +13,7 @@ from decimal import Decimal
 from django.contrib.auth.models import AbstractUser
 from django.db import transaction
 
+from alerts.demo import demo_rules_ensure
 from farm.models import Farm, Role
 from farm.services import farm_create, field_create, membership_set, superuser_ensure
 from sensors.models import DeviceKind
@@ -89,5 +90,6 @@ def demo_seed(*, username: str, password: str) -> DemoSeed:
     created = farm is None
     if farm is None:
         farm = demo_farm_create()
+        demo_rules_ensure(farm=farm)
     membership_set(farm=farm, user=user, role=Role.OWNER)
     return DemoSeed(farm=farm, user=user, created=created)

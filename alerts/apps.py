@@ -1,0 +1,15 @@
+from django.apps import AppConfig
+
+
+class AlertsConfig(AppConfig):
+    name = "alerts"
+    verbose_name = "Alerts"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from alerts import writer
+        from outbox.handlers import register_outbox_handler
+        from sensors.hooks import register_batch_writer
+
+        register_batch_writer(writer.alerts_write_batch)
+        register_outbox_handler(writer.TRANSITION_TOPIC, writer.transition_recorded)

@@ -1,0 +1,75 @@
+"""Reads for the alerts pages: a farm's episodes by what needs attention, and its rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import QuerySet
+
+from alerts.models import AlertAudit, AlertEpisode, AlertRule
+from farm.models import Farm
+
+RESOLVED_WINDOW = timedelta(days=7)
+RESOLVED_LIMIT = 100
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeFilters:
+    severity: str = ""
+    field_id: int | None = None
+    state: str = ""  # "", "firing", "acknowledged", "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class FarmAlerts:
+    firing: list[AlertEpisode]
+    acknowledged: list[AlertEpisode]
+    resolved: list[AlertEpisode]
+
+
+def _episodes(farm: Farm, filters: EpisodeFilters) -> QuerySet[AlertEpisode]:
+    qs = AlertEpisode.objects.filter(rule__farm=farm).select_related(
+        "rule", "sensor", "sensor__device", "sensor__device__field", "acknowledged_by"
+    )
+    if filters.severity:
+        qs = qs.filter(rule__severity=filters.severity)
+    if filters.field_id is not None:
+        qs = qs.filter(sensor__device__field_id=filters.field_id)
+    return qs
+
+
+def farm_alerts(farm: Farm, *, now: datetime, filters: EpisodeFilters) -> FarmAlerts:
+    """Firing (most severe, then newest first), acknowledged, then resolved in the last week."""
+    qs = _episodes(farm, filters)
+    open_ = list(qs.filter(ended_at__isnull=True).order_by("-started_at")) if filters.state != "resolved" else []
+    rank = {"critical": 0, "warning": 1, "info": 2}
+    firing = sorted((e for e in open_ if e.acknowledged_at is None), key=lambda e: rank.get(e.rule.severity, 3))
+    acknowledged = [e for e in open_ if e.acknowledged_at is not None]
+    resolved: list[AlertEpisode] = []
+    if filters.state in ("", "resolved"):
+        recent = qs.filter(ended_at__gte=now - RESOLVED_WINDOW).order_by("-ended_at")
+        resolved = list(recent[:RESOLVED_LIMIT])
+    if filters.state == "firing":
+        acknowledged = []
+    if filters.state == "acknowledged":
+        firing = []
+    return FarmAlerts(firing, acknowledged, resolved)
+
+
+def farm_rules(farm: Farm) -> QuerySet[AlertRule]:
+    return (
+        AlertRule.objects.filter(farm=farm).select_related("field", "device", "sensor", "updated_by").order_by("name")
+    )
+
+
+def farm_rule(farm: Farm, rule_id: int) -> AlertRule:
+    return AlertRule.objects.select_related("farm").get(farm=farm, pk=rule_id)
+
+
+def farm_episode(farm: Farm, episode_id: int) -> AlertEpisode:
+    return AlertEpisode.objects.select_related("rule", "rule__farm").get(rule__farm=farm, pk=episode_id)
+
+
+def rule_audit(rule: AlertRule, *, limit: int = 20) -> QuerySet[AlertAudit]:
+    return AlertAudit.objects.filter(rule=rule).select_related("actor").order_by("-at", "-id")[:limit]
