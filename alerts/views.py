@@ -1,4 +1,4 @@
-"""The alerts pages: a farm's alerts, acknowledging one, and its rules. Access is decided by ``alerts.access``."""
+"""The alerts pages: a farm's alerts, acknowledging one, and its rules. Access is decided by ``farm.permissions``."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from alerts import selectors, services
-from alerts.access import Access, farm_for_alerts
 from alerts.backtest import BACKTEST_DAYS, backtest_run
 from alerts.forms import AcknowledgeForm, AlertRuleForm, initial_of
 from alerts.models import AlertEpisode, AlertRule, Severity
 from alerts.presets import PRESETS
 from farm.models import Field
+from farm.permissions import Action, can, farm_for
 
 
 def _filters(request: HttpRequest, fields: list[Field]) -> selectors.EpisodeFilters:
@@ -35,7 +35,7 @@ def _filters(request: HttpRequest, fields: list[Field]) -> selectors.EpisodeFilt
 @require_GET
 @login_required
 def alerts_page(request: HttpRequest, farm_ref: str) -> HttpResponse:
-    farm, access = farm_for_alerts(request.user, farm_ref)
+    farm = farm_for(request.user, farm_ref, Action.VIEW_FARM)
     fields = list(Field.objects.filter(farm=farm).order_by("name"))
     filters = _filters(request, fields)
     context: dict[str, Any] = {
@@ -44,7 +44,7 @@ def alerts_page(request: HttpRequest, farm_ref: str) -> HttpResponse:
         "filters": filters,
         "fields": fields,
         "severities": Severity.choices,
-        "can_write": access >= Access.WRITE,
+        "can_write": can(request.user, farm, Action.ACKNOWLEDGE_ALERTS),
     }
     return render(request, "alerts/alerts.html", context)
 
@@ -52,7 +52,7 @@ def alerts_page(request: HttpRequest, farm_ref: str) -> HttpResponse:
 @require_POST
 @login_required
 def acknowledge(request: HttpRequest, farm_ref: str, episode_id: int) -> HttpResponse:
-    farm, _ = farm_for_alerts(request.user, farm_ref, write=True)
+    farm = farm_for(request.user, farm_ref, Action.ACKNOWLEDGE_ALERTS)
     try:
         episode = selectors.farm_episode(farm, episode_id)
     except AlertEpisode.DoesNotExist:
@@ -74,12 +74,12 @@ def acknowledge(request: HttpRequest, farm_ref: str, episode_id: int) -> HttpRes
 @require_GET
 @login_required
 def rules_page(request: HttpRequest, farm_ref: str) -> HttpResponse:
-    farm, access = farm_for_alerts(request.user, farm_ref)
+    farm = farm_for(request.user, farm_ref, Action.VIEW_FARM)
     context = {
         "farm": farm,
         "rules": selectors.farm_rules(farm),
         "presets": PRESETS,
-        "can_write": access >= Access.WRITE,
+        "can_write": can(request.user, farm, Action.EDIT_RULES),
         "now": timezone.now(),
     }
     return render(request, "alerts/rules.html", context)
@@ -88,7 +88,7 @@ def rules_page(request: HttpRequest, farm_ref: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @login_required
 def rule_new(request: HttpRequest, farm_ref: str) -> HttpResponse:
-    farm, _ = farm_for_alerts(request.user, farm_ref, write=True)
+    farm = farm_for(request.user, farm_ref, Action.EDIT_RULES)
     preset = PRESETS.get(request.GET.get("preset", ""), {})
     initial = {"enabled": True, "scope": "farm", "for_minutes": 0, "clear_for_minutes": 0, **preset}
     form = AlertRuleForm(request.POST or None, farm=farm, initial=initial)
@@ -102,7 +102,7 @@ def rule_new(request: HttpRequest, farm_ref: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @login_required
 def rule_edit(request: HttpRequest, farm_ref: str, rule_id: int) -> HttpResponse:
-    farm, _ = farm_for_alerts(request.user, farm_ref, write=True)
+    farm = farm_for(request.user, farm_ref, Action.EDIT_RULES)
     try:
         rule = selectors.farm_rule(farm, rule_id)
     except AlertRule.DoesNotExist:
@@ -119,7 +119,7 @@ def rule_edit(request: HttpRequest, farm_ref: str, rule_id: int) -> HttpResponse
 @require_POST
 @login_required
 def rule_delete(request: HttpRequest, farm_ref: str, rule_id: int) -> HttpResponse:
-    farm, _ = farm_for_alerts(request.user, farm_ref, write=True)
+    farm = farm_for(request.user, farm_ref, Action.EDIT_RULES)
     try:
         rule = selectors.farm_rule(farm, rule_id)
     except AlertRule.DoesNotExist:
@@ -133,7 +133,7 @@ def rule_delete(request: HttpRequest, farm_ref: str, rule_id: int) -> HttpRespon
 @login_required
 def rule_backtest(request: HttpRequest, farm_ref: str) -> JsonResponse:
     """What the posted (unsaved) rule would have done over the last week; the rule form's errors otherwise."""
-    farm, _ = farm_for_alerts(request.user, farm_ref, write=True)
+    farm = farm_for(request.user, farm_ref, Action.EDIT_RULES)
     rule_id = request.POST.get("rule_id", "")
     initial = {"id": int(rule_id)} if rule_id.isdigit() else {}
     form = AlertRuleForm(request.POST, farm=farm, initial=initial)

@@ -19,10 +19,13 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
+from alerts.models import AlertEpisode
 from farm.invitations import invitation_create, invitation_token
 from farm.models import Farm, Role
 from farm.permissions import MINIMUM_ROLE, Action, can
+from tests.alert_fixtures import make_rule
 from tests.factories import (
     DeviceFactory,
     FarmFactory,
@@ -44,6 +47,8 @@ class World:
     invitation: Any
     second_viewer: Any  # the membership that role changes and removals act on
     manager: Any
+    rule: Any
+    episode: Any
 
 
 def make_world() -> World:
@@ -66,7 +71,9 @@ def make_world() -> World:
         base_url="/",
     )
     invitation.token = invitation_token(invitation)  # type: ignore[attr-defined]
-    return World(farm, users, field, sensor, invitation, second_viewer, manager)
+    rule = make_rule(cast(Farm, farm))
+    episode = AlertEpisode.objects.create(rule=rule, sensor=sensor, started_at=timezone.now(), worst_value=4)
+    return World(farm, users, field, sensor, invitation, second_viewer, manager, rule, episode)
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,7 @@ SIGNED_IN = ("login", "ok", "ok", "ok", "ok", "ok")
 FARM_VIEW = ("login", "404", "ok", "ok", "ok", "ok")
 OWNER_ACT = ("login", "404", "403", "403", "redirect", "redirect")
 MANAGER_PAGE = ("login", "404", "403", "ok", "ok", "ok")
+MANAGER_ACT = ("login", "404", "403", "redirect", "redirect", "redirect")
 OWNER_PAGE = ("login", "404", "403", "403", "ok", "ok")
 ADMIN = ("login", "login", "login", "login", "login", "ok")
 
@@ -131,6 +139,14 @@ ROWS = [
         lambda w: [w.farm.slug, w.field.pk],
         ("login", "404", "403", "redirect", "redirect", "redirect"),
     ),
+    # Alerts: viewers read; managers and owners acknowledge and edit rules.
+    Row("alerts-page", "get", farm, FARM_VIEW),
+    Row("alerts-acknowledge", "post", lambda w: [w.farm.slug, w.episode.pk], MANAGER_ACT),
+    Row("alerts-rules", "get", farm, FARM_VIEW),
+    Row("alerts-rule-new", "get", farm, MANAGER_PAGE),
+    Row("alerts-rule-backtest", "post", farm, ("login", "404", "403", "400", "400", "400")),
+    Row("alerts-rule-edit", "get", lambda w: [w.farm.slug, w.rule.pk], MANAGER_PAGE),
+    Row("alerts-rule-delete", "post", lambda w: [w.farm.slug, w.rule.pk], MANAGER_ACT),
     # The person's own account.
     Row("account-profile", "get", none, SIGNED_IN),
     Row("password-change", "get", none, SIGNED_IN),
