@@ -19,7 +19,8 @@ from alerts.models import THRESHOLD_KINDS, AlertRule, Scope
 from alerts.specs import RuleSpec
 from alerts.store import to_us
 from farm.models import Farm
-from sensors.models import Reading, Sensor
+from sensors.history.selectors import sensor_raw_points
+from sensors.models import Sensor
 
 BACKTEST_DAYS = 7
 MAX_SENSORS = 50
@@ -83,16 +84,8 @@ def backtest_run(*, farm: Farm, spec: RuleSpec, now: datetime) -> Backtest | Non
 
 
 def _readings(sensor_id: int, start: datetime, end: datetime) -> tuple[list[int], list[float]]:
-    # Served by the readings primary key (sensor_id, ts): one range scan per sensor.
-    rows = (
-        Reading.objects.filter(sensor_id=sensor_id, ts__gt=start, ts__lte=end).order_by("ts").values_list("ts", "value")
-    )
-    ts: list[int] = []
-    values: list[float] = []
-    for t, v in rows.iterator(chunk_size=5000):
-        ts.append(to_us(t) or 0)
-        values.append(v)
-    return ts, values
+    points = sensor_raw_points(sensor_id=sensor_id, start=start, end=end)
+    return points.ts, points.values
 
 
 def _summary(runs: list[tuple[SensorRun, list[int], list[float]]], start: datetime, end: datetime) -> Backtest:

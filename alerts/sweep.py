@@ -32,6 +32,8 @@ sweep_index = RuleIndex()
 
 # States for every (no-data or device-offline rule, covered sensor) that has none yet; a
 # no-data state starts from the sensor's newest reading (one backward probe of the readings key).
+# A write that seeds states, so it reads the newest reading in SQL rather than through the
+# readings' selectors (sensors/history/selectors.py), which serve every read that returns data.
 _MATERIALIZE_SQL = """
 INSERT INTO alerts_alertstate (rule_id, sensor_id, state, since, last_ts, current_value, updated_at)
 SELECT r.id, s.id, 'ok', %(now)s, latest.ts, latest.value, %(now)s

@@ -25,6 +25,7 @@ from alerts.models import AlertEpisode
 from farm.invitations import invitation_create, invitation_token
 from farm.models import Farm, Role
 from farm.permissions import MINIMUM_ROLE, Action, can
+from sensors.models import Sensor
 from tests.alert_fixtures import make_rule
 from tests.factories import (
     DeviceFactory,
@@ -72,7 +73,9 @@ def make_world() -> World:
     )
     invitation.token = invitation_token(invitation)  # type: ignore[attr-defined]
     rule = make_rule(cast(Farm, farm))
-    episode = AlertEpisode.objects.create(rule=rule, sensor=sensor, started_at=timezone.now(), worst_value=4)
+    episode = AlertEpisode.objects.create(
+        rule=rule, sensor=cast(Sensor, sensor), started_at=timezone.now(), worst_value=4
+    )
     return World(farm, users, field, sensor, invitation, second_viewer, manager, rule, episode)
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.db import connection
@@ -28,7 +28,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 
 from sensors.models import Reading, Sensor
 
-from .types import LatestReading, MeanSeries, ReadingPoint, Series
+from .types import LatestReading, MeanSeries, RawPoints, ReadingPoint, Series
 
 if TYPE_CHECKING:  # django_stubs_ext comes with the dev requirements only
     from typing import TypeAlias
@@ -67,6 +67,10 @@ _MEANS_SQL = """
 # loading a later one raises. A day's margin keeps any session time zone inside it.
 _TS_MIN = datetime(1, 1, 2, tzinfo=UTC)
 _TS_MAX = datetime(9999, 12, 30, tzinfo=UTC)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
 
 
 def bucket_seconds_for(*, span_seconds: float, max_points: int) -> int:
@@ -144,3 +148,16 @@ def sensor_readings_latest(*, sensor_id: int, limit: int = 50) -> list[ReadingPo
 def _readable(readings: QuerySet[Reading]) -> QuerySet[Reading]:
     """Only readings Python and JSON can carry: a finite value at a time ``datetime`` can hold."""
     return readings.filter(value__gt=-math.inf, value__lt=math.inf, ts__gte=_TS_MIN, ts__lt=_TS_MAX)
+
+
+def sensor_raw_points(*, sensor_id: int, start: datetime, end: datetime) -> RawPoints:
+    """Every finite reading in ``(start, end]``, oldest first: what a replay (the alert backtest) needs.
+
+    One range scan of the primary key (sensor_id, ts), streamed in chunks.
+    """
+    rows = _readable(Reading.objects.filter(sensor_id=sensor_id, ts__gt=start, ts__lte=end))
+    points = RawPoints(sensor_id)
+    for ts, value in rows.order_by("ts").values_list("ts", "value").iterator(chunk_size=5000):
+        points.ts.append((ts - _EPOCH) // _ONE_US)
+        points.values.append(value)
+    return points

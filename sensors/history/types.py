@@ -52,3 +52,12 @@ class MeanSeries:
     sensor_id: int
     t: list[int] = field(default_factory=list)
     mean: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class RawPoints:
+    """One sensor's raw readings in a range, column by column, oldest first (µs since the epoch)."""
+
+    sensor_id: int
+    ts: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
