@@ -109,6 +109,14 @@ class DeviceRow:
     metrics: list[Card] = field(default_factory=list)
     state: DeviceState = DeviceState.NEVER_SEEN
 
+    @property
+    def last_report(self) -> datetime | None:
+        """The device's last contact, or its newest reading if that is newer (JS: ``lastReport``)."""
+        times = [c.sensor.last_ts for c in self.metrics if c.sensor.last_ts is not None]
+        if self.device.last_seen is not None:
+            times.append(self.device.last_seen)
+        return max(times, default=None)
+
 
 @dataclass(frozen=True, slots=True)
 class MetricSummary:
