@@ -229,8 +229,8 @@ def farm_sections(farm: Farm, *, now: datetime) -> tuple[list[Section], dict[int
     for row in rows.values():
         row.state = device_state(device_status=row.device.status, metric_states=[c.state for c in row.metrics])
     for device in selectors.sensorless_devices(farm.pk):
-        section = sections.get(str(device.field_id), unassigned)
-        section.devices.append(DeviceRow(device=device, state=device_state(device_status=device.status, metric_states=[])))
+        state = device_state(device_status=device.status, metric_states=[])
+        sections.get(str(device.field_id), unassigned).devices.append(DeviceRow(device=device, state=state))
     for section in (*sections.values(), unassigned):
         section.devices.sort(key=lambda r: (r.device.name.casefold(), r.device.pk))
     ordered = [*sections.values(), unassigned]

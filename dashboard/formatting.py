@@ -46,7 +46,7 @@ def reading_text(value: float | None) -> str:
 
 
 def range_text(low: float | None, high: float | None) -> str:
-    """A metric across devices: ``23.1–31.4``, one value when they agree, ``—`` when none reported (JS: ``rangeText``)."""
+    """A metric across devices: ``23.1–31.4``, one value when they agree, ``—`` if none (JS: ``rangeText``)."""
     if low is None or high is None:
         return "—"
     if reading_text(low) == reading_text(high):
