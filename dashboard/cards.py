@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from farm.models import Farm
 from sensors.history.types import MeanSeries
-from sensors.models import Device, DeviceStatus, Sensor
+from sensors.models import Device, DeviceStatus
 
 from . import charts, selectors
 
@@ -93,7 +93,7 @@ NO_SPARK_KEYS = frozenset({"wind_direction"})
 class Card:
     """One metric of a device: its sensor, state and sparkline."""
 
-    sensor: Sensor
+    sensor: SensorWithLatest
     state: CardState
     spark: charts.SparkPaths
     span: float = 0.0  # the least span of its y-axis

@@ -105,6 +105,7 @@ def test_a_device_is_one_row_with_all_its_metrics_and_a_badge_only_when_not_fine
 def test_a_fields_summary_gives_its_soil_moisture_range_and_the_devices_needing_attention():
     setup = farm_with_sensors(devices=3)
     field = setup.devices[0].field
+    assert field is not None
     for device in setup.devices[1:]:
         device.field = field
         device.save()
