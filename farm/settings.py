@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import dj_database_url
-from csp.constants import NONE, SELF, UNSAFE_INLINE
+from csp.constants import NONE, SELF
 
 from farm.env import (
     ConfigError,
@@ -230,9 +230,8 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 
 # Content-Security-Policy (django-csp; Django 5.2 has none of its own). Scripts, styles, images
 # and the WebSocket come from this origin only ('self' covers ws:/wss: to it in CSP Level 3
-# browsers); no inline script, no eval, no plugins, no framing. style-src-attr allows style
-# *attributes* only (status-bar widths in the templates, the admin's badges): they cannot use
-# selectors, and what url() they name is still held to img-src (README, "Content-Security-Policy").
+# browsers); no inline script, no eval, no plugins, no framing, no style attributes (scripts set
+# styles through the CSSOM, which CSP does not govern; README, "Content-Security-Policy").
 # Plotly.js (static/vendor/plotly) adds <style> elements: empty ones it then fills through the
 # CSSOM (not subject to CSP), and MapLibre's stylesheet, bundled for map traces we never draw.
 # Hashes admit exactly those; tests/test_web_headers.py recomputes them from the vendored bundle.
@@ -245,7 +244,7 @@ CONTENT_SECURITY_POLICY = {
         "default-src": [NONE],
         "script-src": [SELF],
         "style-src": [SELF, *PLOTLY_STYLE_HASHES],
-        "style-src-attr": [UNSAFE_INLINE],
+        "style-src-attr": [NONE],  # no style="": classes, or el.style from a script
         "img-src": [SELF, "data:"],
         "font-src": [SELF],
         "connect-src": [SELF],

@@ -70,6 +70,7 @@ def test_every_response_carries_the_policy(client, url):
     assert policy["default-src"] == ["'none'"]
     assert policy["frame-ancestors"] == ["'none'"]
     assert "'unsafe-inline'" not in policy["style-src"]
+    assert policy["style-src-attr"] == ["'none'"]
 
 
 def test_pages_have_no_inline_script_or_style_element(member_client, admin_client):
@@ -83,6 +84,7 @@ def test_pages_have_no_inline_script_or_style_element(member_client, admin_clien
         assert inline is None, "an inline <script> the policy would block"
         assert not re.search(r"<style\b", html), "a <style> element the policy would block"
         assert not re.search(r"\son[a-z]+\s*=", html), "an inline event handler the policy would block"
+        assert not re.search(r"\sstyle\s*=", html), "a style attribute the policy would block"
 
 
 def test_the_plotly_style_hashes_match_the_vendored_bundle():
