@@ -780,10 +780,38 @@
   // paint, so the first chart opened does not wait for it (the browser caches it after that).
   function preloadPlotly() {
     var start = function () {
-      loadPlotly().catch(function () {});
+      loadPlotly().then(warmPlotly).catch(function () {});
     };
     if (window.requestIdleCallback) window.requestIdleCallback(start, { timeout: 1500 });
     else window.setTimeout(start, 500);
+  }
+
+  // Plotly's first plot on a page sets up its fonts, defs and layout machinery: about as long
+  // again as loading it on a busy machine. Draw one date chart off-screen while idle, so the
+  // first real chart does not pay for it.
+  function warmPlotly(Plotly) {
+    if (chart.sensorId !== null) return;
+    var node = document.createElement("div");
+    node.setAttribute("aria-hidden", "true");
+    node.style.position = "fixed";
+    node.style.left = "-10000px";
+    node.style.width = "600px";
+    node.style.height = "300px";
+    document.body.appendChild(node);
+    var x = [farmTime(0), farmTime(3600e3)];
+    var traces = [
+      { x: x, y: [0, 1], mode: "lines" },
+      { x: x, y: [0, 1], fill: "tonexty" },
+    ];
+    var layout = { xaxis: { type: "date" }, hovermode: "x unified" };
+    Plotly.newPlot(node, traces, layout, { displayModeBar: false })
+      .then(function () {
+        Plotly.purge(node);
+        node.remove();
+      })
+      .catch(function () {
+        node.remove();
+      });
   }
 
   // Plotly has no time zones: hand it wall-clock strings in the farm's zone. Offsets change
