@@ -36,12 +36,17 @@ DEVICE_STATE_BADGES = {
 }
 
 
-def reading_text(value: float | None) -> str:
+# Units whose readings carry no meaningful fraction on a dashboard (a bearing, irradiance).
+WHOLE_UNITS = frozenset({"°", "W/m²"})
+
+
+def reading_text(value: float | None, unit: str = "") -> str:
     """Fixed decimals by magnitude so a ticking value does not jitter in width (JS: ``formatValue``)."""
     if value is None:
         return "—"
     magnitude = abs(value)
-    decimals = 0 if magnitude >= 1000 else 1 if magnitude >= 1 or value == 0 else 2
+    whole = magnitude >= 1000 or unit in WHOLE_UNITS
+    decimals = 0 if whole else 1 if magnitude >= 1 or value == 0 else 2
     return f"{value:,.{decimals}f}"
 
 

@@ -16,6 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from dashboard.cards import CardState, card_state
+from dashboard.formatting import reading_text
 from sensors.models import DeviceStatus
 from tests.dashboard_fixtures import every, farm_with_sensors, member_of, readings_insert
 from tests.factories import DeviceFactory, SensorFactory, UserFactory
@@ -260,3 +261,17 @@ def test_no_stored_value_takes_the_page_down_or_breaks_its_config():
     assert "nan" not in html.lower()
     assert "inf" not in re.sub(r"info|infer", "", html.lower())
     assert card_states(html) == {huge.pk: "out_of_range", broken.pk: "fresh", timeless.pk: "fresh"}
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "text"),
+    [
+        (156.04, "°", "156"),
+        (25.5, "W/m²", "26"),
+        (5.62, "°C", "5.6"),
+        (1013.2, "hPa", "1,013"),
+        (0.084, "dS/m", "0.08"),
+    ],
+)
+def test_a_reading_has_the_decimals_its_unit_and_size_deserve(value, unit, text):
+    assert reading_text(value, unit) == text

@@ -13,8 +13,8 @@ register = template.Library()
 
 
 @register.filter
-def reading(value: float | None) -> str:
-    return formatting.reading_text(value)
+def reading(value: float | None, unit: str = "") -> str:
+    return formatting.reading_text(value, unit)
 
 
 @register.filter

@@ -72,12 +72,15 @@
 
   // ---- Formatting (mirrors dashboard/formatting.py) --------------------------------------
 
-  function formatValue(value) {
+  var WHOLE_UNITS = { "°": true, "W/m²": true };
+
+  function formatValue(value, unit) {
     if (value === null || value === undefined) {
       return "—";
     }
     var magnitude = Math.abs(value);
-    var decimals = magnitude >= 1000 ? 0 : magnitude >= 1 || value === 0 ? 1 : 2;
+    var whole = magnitude >= 1000 || WHOLE_UNITS[unit] === true;
+    var decimals = whole ? 0 : magnitude >= 1 || value === 0 ? 1 : 2;
     return value.toLocaleString("en-GB", { minimumFractionDigits: decimals, maximumFractionDigits: decimals });
   }
 
@@ -293,7 +296,7 @@
     if (!full) {
       return;
     }
-    card.parts.value.textContent = formatValue(card.value);
+    card.parts.value.textContent = formatValue(card.value, card.unit);
     card.el.setAttribute("data-value", card.value === null ? "" : String(card.value));
     card.el.setAttribute("data-ts", card.ts === null ? "" : String(card.ts));
     renderSpark(card, now);
@@ -907,7 +910,7 @@
   function renderChartNow(card) {
     var node = document.getElementById("chart-now");
     node.innerHTML = "";
-    node.appendChild(document.createTextNode(formatValue(card.value)));
+    node.appendChild(document.createTextNode(formatValue(card.value, card.unit)));
     if (card.unit) {
       var unit = document.createElement("small");
       unit.textContent = card.unit;
