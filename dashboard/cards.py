@@ -1,7 +1,7 @@
-"""What the farm page shows: sections of sensor cards, each with its state.
+"""What the farm page shows: a section per field, a row per device, a cell per metric.
 
 The state rules live here and, for live updates, in ``dashboard.js``
-(``cardState``): keep the two in step.
+(``cardState``, ``deviceState``, ``renderSection``): keep the two in step.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from farm.models import Farm
 from sensors.history.types import MeanSeries
-from sensors.models import Device, DeviceStatus, Sensor
+from sensors.models import Device, DeviceStatus
 
 from . import charts, selectors
 
@@ -55,11 +55,78 @@ def card_state(
     return CardState.FRESH
 
 
+class DeviceState(StrEnum):
+    """One state per device, worst first; ``OK`` is not shown on the page."""
+
+    OFFLINE = "offline"
+    NEVER_SEEN = "never_seen"
+    OUT_OF_RANGE = "out_of_range"
+    STALE = "stale"
+    OK = "ok"
+
+
+def device_state(*, device_status: str, metric_states: list[CardState]) -> DeviceState:
+    """Offline beats everything; a device with no reading at all was never seen.
+
+    A metric without data beside metrics with data is no device problem (a gauge may
+    not report every field), so only the states of metrics with data count after that.
+    """
+    if device_status == DeviceStatus.OFFLINE:
+        return DeviceState.OFFLINE
+    reported = [s for s in metric_states if s is not CardState.NO_DATA]
+    if not reported:
+        return DeviceState.NEVER_SEEN
+    if CardState.OUT_OF_RANGE in reported:
+        return DeviceState.OUT_OF_RANGE
+    if CardState.STALE in reported:
+        return DeviceState.STALE
+    return DeviceState.OK
+
+
+# The metrics a field's summary line shows as a range across its devices, in this order.
+SUMMARY_KEYS = ("soil_moisture", "air_temperature", "water_level")
+# Metrics whose line over hours says nothing at a glance (a compass bearing wraps at 360°).
+NO_SPARK_KEYS = frozenset({"wind_direction"})
+
+
 @dataclass(frozen=True, slots=True)
 class Card:
-    sensor: Sensor
+    """One metric of a device: its sensor, state and sparkline."""
+
+    sensor: SensorWithLatest
     state: CardState
     spark: charts.SparkPaths
+    span: float = 0.0  # the least span of its y-axis
+
+    @property
+    def shows_spark(self) -> bool:
+        return self.sensor.key not in NO_SPARK_KEYS
+
+
+@dataclass(slots=True)
+class DeviceRow:
+    device: Device
+    metrics: list[Card] = field(default_factory=list)
+    state: DeviceState = DeviceState.NEVER_SEEN
+
+    @property
+    def last_report(self) -> datetime | None:
+        """The device's last contact, or its newest reading if that is newer (JS: ``lastReport``)."""
+        times = [c.sensor.last_ts for c in self.metrics if c.sensor.last_ts is not None]
+        if self.device.last_seen is not None:
+            times.append(self.device.last_seen)
+        return max(times, default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSummary:
+    """A metric's current values across a field's devices: ``low``–``high`` (None when none reported)."""
+
+    key: str
+    label: str
+    unit: str
+    low: float | None
+    high: float | None
 
 
 @dataclass(slots=True)
@@ -67,8 +134,32 @@ class Section:
     key: str
     title: str
     subtitle: str = ""
-    cards: list[Card] = field(default_factory=list)
-    waiting_devices: list[Device] = field(default_factory=list)
+    devices: list[DeviceRow] = field(default_factory=list)
+
+    @property
+    def attention(self) -> int:
+        return sum(row.state is not DeviceState.OK for row in self.devices)
+
+    @property
+    def summary(self) -> list[MetricSummary]:
+        by_key: dict[str, list[Card]] = {}
+        for row in self.devices:
+            for card in row.metrics:
+                if card.sensor.key in SUMMARY_KEYS:
+                    by_key.setdefault(card.sensor.key, []).append(card)
+        return [_metric_summary(by_key[key]) for key in SUMMARY_KEYS if key in by_key]
+
+
+def _metric_summary(cards: list[Card]) -> MetricSummary:
+    values = [c.sensor.last_value for c in cards if c.sensor.last_value is not None]
+    first = cards[0].sensor
+    return MetricSummary(
+        key=first.key,
+        label=first.label,
+        unit=first.unit,
+        low=min(values) if values else None,
+        high=max(values) if values else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,15 +191,24 @@ def sensor_card(sensor: SensorWithLatest, *, spark: MeanSeries, now: datetime, s
         max_value=sensor.max_value,
         now=now,
     )
-    paths = charts.sparkline_paths(spark, start_ms=spark_end_ms - charts.SPARKLINE_SECONDS * 1000, end_ms=spark_end_ms)
-    return Card(sensor=sensor, state=state, spark=paths)
+    span = charts.min_span(unit=sensor.unit, min_value=sensor.min_value, max_value=sensor.max_value)
+    paths = charts.sparkline_paths(
+        spark,
+        start_ms=spark_end_ms - charts.SPARKLINE_SECONDS * 1000,
+        end_ms=spark_end_ms,
+        span=span,
+        min_value=sensor.min_value,
+        max_value=sensor.max_value,
+    )
+    return Card(sensor=sensor, state=state, spark=paths, span=span)
 
 
 def farm_sections(farm: Farm, *, now: datetime) -> tuple[list[Section], dict[int, MeanSeries]]:
     """Each field as a section (in name order), then "Unassigned"; plus the sparkline data.
 
-    Fixed query count: fields, sensors (with device, field, kind), devices
-    without sensors, and one sparkline query for the whole farm.
+    A section holds one row per device (name order) with all its metrics. Fixed query
+    count: fields, sensors (with device, field, kind), devices without sensors, and one
+    sparkline query for the whole farm.
     """
     sections: dict[str, Section] = {
         str(f.pk): Section(key=str(f.pk), title=f.name, subtitle=_field_subtitle(f.crop, f.area_ha))
@@ -119,13 +219,22 @@ def farm_sections(farm: Farm, *, now: datetime) -> tuple[list[Section], dict[int
     end = charts.window_end(now)
     sparks = charts.farm_sparklines(sensor_ids=[s.pk for s in sensors], end=end)
     end_ms = int(end.timestamp() * 1000)
+    rows: dict[int, DeviceRow] = {}
     for sensor in sensors:
-        section = sections.get(str(sensor.device.field_id), unassigned)
-        section.cards.append(sensor_card(sensor, spark=sparks[sensor.pk], now=now, spark_end_ms=end_ms))
+        row = rows.get(sensor.device_id)
+        if row is None:
+            row = rows[sensor.device_id] = DeviceRow(device=sensor.device)
+            sections.get(str(sensor.device.field_id), unassigned).devices.append(row)
+        row.metrics.append(sensor_card(sensor, spark=sparks[sensor.pk], now=now, spark_end_ms=end_ms))
+    for row in rows.values():
+        row.state = device_state(device_status=row.device.status, metric_states=[c.state for c in row.metrics])
     for device in selectors.sensorless_devices(farm.pk):
-        sections.get(str(device.field_id), unassigned).waiting_devices.append(device)
+        state = device_state(device_status=device.status, metric_states=[])
+        sections.get(str(device.field_id), unassigned).devices.append(DeviceRow(device=device, state=state))
+    for section in (*sections.values(), unassigned):
+        section.devices.sort(key=lambda r: (r.device.name.casefold(), r.device.pk))
     ordered = [*sections.values(), unassigned]
-    return [s for s in ordered if s is not unassigned or s.cards or s.waiting_devices], sparks
+    return [s for s in ordered if s is not unassigned or s.devices], sparks
 
 
 def _field_subtitle(crop: str, area_ha: object) -> str:

@@ -19,14 +19,51 @@ STATE_BADGES = {
     "no_data": "badge-never",
 }
 
+# A device's one state; "ok" is not shown (a badge on every healthy device is noise).
+DEVICE_STATE_LABELS = {
+    "ok": "",
+    "stale": "Stale",
+    "offline": "Offline",
+    "out_of_range": "Out of range",
+    "never_seen": "Never seen",
+}
+DEVICE_STATE_BADGES = {
+    "ok": "badge-online",
+    "stale": "badge-warn",
+    "offline": "badge-offline",
+    "out_of_range": "badge-range",
+    "never_seen": "badge-never",
+}
 
-def reading_text(value: float | None) -> str:
+
+# Units whose readings carry no meaningful fraction on a dashboard (a bearing, irradiance).
+WHOLE_UNITS = frozenset({"°", "W/m²"})
+
+
+def reading_text(value: float | None, unit: str = "") -> str:
     """Fixed decimals by magnitude so a ticking value does not jitter in width (JS: ``formatValue``)."""
     if value is None:
         return "—"
     magnitude = abs(value)
-    decimals = 0 if magnitude >= 1000 else 1 if magnitude >= 1 or value == 0 else 2
+    whole = magnitude >= 1000 or unit in WHOLE_UNITS
+    decimals = 0 if whole else 1 if magnitude >= 1 or value == 0 else 2
     return f"{value:,.{decimals}f}"
+
+
+def range_text(low: float | None, high: float | None) -> str:
+    """A metric across devices: ``23.1–31.4``, one value when they agree, ``—`` if none (JS: ``rangeText``)."""
+    if low is None or high is None:
+        return "—"
+    if reading_text(low) == reading_text(high):
+        return reading_text(low)
+    return f"{reading_text(low)}–{reading_text(high)}"
+
+
+def attention_text(count: int) -> str:
+    """A field's devices that need a look (JS: ``attentionText``)."""
+    if count == 0:
+        return "All devices fine"
+    return f"{count} device needs attention" if count == 1 else f"{count} devices need attention"
 
 
 def plain_number(value: float) -> str:

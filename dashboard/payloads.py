@@ -197,6 +197,7 @@ def series_payload(*, sensor: Sensor, series: Series, range_key: str, width: int
             "unit": sensor.unit,
             "min": sensor.min_value,
             "max": sensor.max_value,
+            "span": charts.min_span(unit=sensor.unit, min_value=sensor.min_value, max_value=sensor.max_value),
             "device": sensor.device.name,
         },
         "range": range_key,

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import dj_database_url
-from csp.constants import NONE, SELF, UNSAFE_INLINE
+from csp.constants import NONE, SELF
 
 from farm.env import (
     ConfigError,
@@ -246,22 +246,21 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 
 # Content-Security-Policy (django-csp; Django 5.2 has none of its own). Scripts, styles, images
 # and the WebSocket come from this origin only ('self' covers ws:/wss: to it in CSP Level 3
-# browsers); no inline script, no eval, no plugins, no framing. style-src-attr allows style
-# *attributes* only (status-bar widths in the templates, the admin's badges): they cannot use
-# selectors, and what url() they name is still held to img-src (README, "Content-Security-Policy").
-# Plotly.js (loaded with the first chart) adds <style> elements: empty ones it then fills through
-# the CSSOM (not subject to CSP), and MapLibre's stylesheet, bundled for map traces we never draw.
-# Hashes admit exactly those; tests/test_web_headers.py recomputes them from the installed bundle.
+# browsers); no inline script, no eval, no plugins, no framing, no style attributes (scripts set
+# styles through the CSSOM, which CSP does not govern; README, "Content-Security-Policy").
+# Plotly.js (static/vendor/plotly) adds <style> elements: empty ones it then fills through the
+# CSSOM (not subject to CSP), and MapLibre's stylesheet, bundled for map traces we never draw.
+# Hashes admit exactly those; tests/test_web_headers.py recomputes them from the vendored bundle.
 PLOTLY_STYLE_HASHES = [
     "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='",  # the empty string
-    "'sha256-ji27qzEtxXZW+7dun6UwjHXJ18e6WAin1VvNtkzIE/o='",  # MapLibre's CSS in plotly.js 4.1.1
+    "'sha256-ji27qzEtxXZW+7dun6UwjHXJ18e6WAin1VvNtkzIE/o='",  # MapLibre's CSS in plotly.js 4.1.1 (basic)
 ]
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [NONE],
         "script-src": [SELF],
         "style-src": [SELF, *PLOTLY_STYLE_HASHES],
-        "style-src-attr": [UNSAFE_INLINE],
+        "style-src-attr": [NONE],  # no style="": classes, or el.style from a script
         "img-src": [SELF, "data:"],
         "font-src": [SELF],
         "connect-src": [SELF],
@@ -287,15 +286,13 @@ LOGOUT_REDIRECT_URL = "login"
 
 STATIC_URL = "/static/"
 # Every page uses {% static %}, so only hashed names are needed: halves collectstatic
-# (whitenoise would otherwise brotli-compress the 4.6 MB Plotly bundle twice).
+# (whitenoise would otherwise brotli-compress the Plotly bundle twice).
 WHITENOISE_KEEP_ONLY_HASHED_FILES = True
 STATIC_ROOT = VAR_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-# Dashboard (issue 4): Plotly.js comes from the installed plotly package, not a CDN.
 STATICFILES_FINDERS = [
     "django.contrib.staticfiles.finders.FileSystemFinder",
     "django.contrib.staticfiles.finders.AppDirectoriesFinder",
-    "dashboard.staticfinders.PlotlyFinder",
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

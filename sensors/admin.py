@@ -43,23 +43,10 @@ from sensors.models import (
 if TYPE_CHECKING:
     from sensors.history.selectors import SensorWithLatest
 
-STATUS_COLOURS = {
-    DeviceStatus.ONLINE: ("#1b5e20", "#c8e6c9"),
-    DeviceStatus.OFFLINE: ("#b71c1c", "#ffcdd2"),
-    DeviceStatus.UNKNOWN: ("#37474f", "#eceff1"),
-}
-
 
 def status_badge_html(status: str, label: str) -> SafeString:
-    fg, bg = STATUS_COLOURS.get(DeviceStatus(status), STATUS_COLOURS[DeviceStatus.UNKNOWN])
-    return format_html(
-        '<span class="furrow-status furrow-status-{}" style="color:{};background:{};padding:1px 8px;'
-        'border-radius:9px;font-weight:600;white-space:nowrap">{}</span>',
-        status,
-        fg,
-        bg,
-        label,
-    )
+    """A coloured badge; the colours are classes in static/css/admin.css (the CSP allows no style attribute)."""
+    return format_html('<span class="furrow-status furrow-status-{}">{}</span>', DeviceStatus(status).value, label)
 
 
 def wrapped(text: str, limit: int = 600) -> SafeString:
@@ -123,8 +110,8 @@ class SensorInlineForm(forms.ModelForm):
         widgets = {
             "label": forms.TextInput(attrs={"size": 22}),
             "unit": forms.TextInput(attrs={"size": 6}),
-            "min_value": forms.NumberInput(attrs={"style": "width:6em"}),
-            "max_value": forms.NumberInput(attrs={"style": "width:6em"}),
+            "min_value": forms.NumberInput(attrs={"class": "furrow-narrow"}),
+            "max_value": forms.NumberInput(attrs={"class": "furrow-narrow"}),
         }
 
 
@@ -451,7 +438,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
             if letter.payload_size > len(stored)
             else ""
         )
-        return format_html("<pre style='white-space:pre-wrap'>{}</pre><p>{}</p>", payload_text_preview(stored), note)
+        return format_html('<pre class="furrow-payload">{}</pre><p>{}</p>', payload_text_preview(stored), note)
 
     @admin.display(description="payload (hex)")
     def payload_hex(self, letter: DeadLetter) -> SafeString:

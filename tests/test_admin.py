@@ -271,9 +271,7 @@ def test_the_device_list_shows_status_as_a_coloured_badge_and_last_seen(admin_cl
     DeviceFactory.create(name="Seen probe", status=DeviceStatus.ONLINE, last_seen=timezone.now() - timedelta(minutes=5))
     DeviceFactory.create(name="Silent probe")
     page = html_text(admin_client.get(reverse("admin:sensors_device_changelist")))
-    assert re.search(
-        r'<span class="furrow-status furrow-status-online" style="color:#1b5e20;[^"]*">Online</span>', page
-    )
+    assert '<span class="furrow-status furrow-status-online">Online</span>' in page
     assert "Never seen" in page
     assert "5\xa0minutes ago" in page
     assert "never" in page

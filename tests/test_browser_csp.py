@@ -48,7 +48,7 @@ def test_the_dashboard_and_its_chart_run_under_the_policy(live_stack: LiveStack,
         page.locator('[data-action="open-chart"]').first.click()
         plot = page.locator("#chart-plot .main-svg").first
         expect(plot).to_be_visible(timeout=15_000)
-        page.locator("#chart-plot").hover()  # the mode bar appears, with its hover styles
+        page.locator("#chart-plot").hover()  # the hover label appears, with its styles
         page.locator('#chart-plot [data-range], [data-range="24h"]').first.click()
         page.wait_for_timeout(1000)
         assert page.evaluate("typeof window.Plotly") == "object"

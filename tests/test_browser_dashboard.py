@@ -63,13 +63,19 @@ def test_the_demo_dashboard_shows_a_published_reading_and_catches_up_after_daphn
         sign_in(page, base)
         page.goto(f"{base}/farms/{demo['slug']}/")
         pill = page.locator("#live-status")
-        card = page.locator(f"#sensor-{demo['sensors'][f'{PROBE}/soil_moisture']}.sensor-card")
+        card = page.locator(f"#sensor-{demo['sensors'][f'{PROBE}/soil_moisture']}.metric")
+        row = page.locator(f"#device-{demo['devices'][PROBE]}.device")
+        moisture_range = '[data-summary-key="soil_moisture"] [data-role=range]'
+        field_moisture = page.locator(f"section.field:has(#device-{demo['devices'][PROBE]}) {moisture_range}")
         expect(pill).to_have_attribute("data-state", "live", timeout=10_000)
 
         value = fresh_value(card.get_attribute("data-value"))
         publish_moisture(live_stack, value)
         expect(card).to_have_attribute("data-value", str(value), timeout=2000)
         expect(card.locator("[data-role=value]")).to_have_text(f"{value:.1f}", timeout=2000)
+        expect(row).to_have_attribute("data-state", "ok")  # its other metrics have no reading yet: not a problem
+        expect(row.locator("[data-role=badge]")).to_be_hidden()
+        expect(field_moisture).to_contain_text(f"{value:.1f}")  # one end of the field's range
         page.screenshot(path=ARTIFACTS / "browser-dashboard-live.png", full_page=True)
 
         live_stack.daphne.kill()
@@ -85,4 +91,58 @@ def test_the_demo_dashboard_shows_a_published_reading_and_catches_up_after_daphn
         expect(card.locator("[data-role=value]")).to_have_text(f"{missed:.1f}", timeout=2000)
         assert page.evaluate("window.furrow.stats.reconnects") >= 1
         page.screenshot(path=ARTIFACTS / "browser-dashboard-caught-up.png", full_page=True)
+    page.close()
+
+
+def test_the_demo_farm_fits_one_desktop_screen_and_about_two_phone_screens(live_stack, demo, chromium):
+    page = chromium.new_page(viewport={"width": 1440, "height": 900})
+    sign_in(page, live_stack.daphne.base_url)
+    page.goto(f"{live_stack.daphne.base_url}/farms/{demo['slug']}/")
+    rows = page.locator(".device")
+    assert rows.count() == len(demo["devices"])
+    assert rows.last.bounding_box()["y"] + rows.last.bounding_box()["height"] <= 900
+    page.set_viewport_size({"width": 390, "height": 844})
+    height = page.evaluate("document.querySelector('.dash').getBoundingClientRect().bottom + scrollY")
+    assert height <= 2.2 * 844, f"the farm is {height / 844:.1f} phone screens long"
+    # A chip jumps to its field, below the sticky index.
+    page.locator(".field-chip").nth(1).click()
+    field = page.locator(".field").nth(1)
+    assert 0 <= field.bounding_box()["y"] < 120
+    page.close()
+
+
+def test_the_opened_chart_is_in_the_url_survives_a_reload_and_does_not_magnify_noise(live_stack, demo, chromium):
+    from playwright.sync_api import expect
+
+    base = live_stack.daphne.base_url
+    sensor = demo["sensors"][f"{PROBE}/soil_moisture"]
+    now = int(time.time())
+    for i, value in enumerate((30.0, 30.1, 30.0, 30.2)):  # noise of a tenth of a percent
+        live_stack.publish(f"farm/{PROBE}/telemetry", json.dumps({"ts": now - 60 * (4 - i), "soil_moisture": value}))
+    live_stack.wait_stored(sensor, 30.2)
+    page = chromium.new_page(viewport={"width": 1440, "height": 900})
+    sign_in(page, base)
+    page.goto(f"{base}/farms/{demo['slug']}/")
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "live", timeout=10_000)
+    clicked = page.evaluate("performance.now()")
+    page.locator(f"#sensor-{sensor} [data-action=open-chart]").click()
+    expect(page.locator("#chart-plot .main-svg").first).to_be_attached(timeout=30_000)
+    drawn = page.evaluate("performance.now()")
+    print(f"\nfirst chart drawn {(drawn - clicked) / 1000:.2f} s after the click")  # measured, not asserted
+    page.locator('[data-range="24h"]').click()
+    expect(page).to_have_url(f"{base}/farms/{demo['slug']}/?chart={sensor}&range=24h")
+    assert page.locator(".modebar").count() == 0, "no Plotly toolbar over the plot"
+
+    started = page.evaluate("performance.timeOrigin")
+    page.reload()
+    expect(page.locator("#chart-dialog")).to_have_attribute("open", "", timeout=10_000)
+    expect(page.locator('[data-range="24h"]')).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#chart-plot .main-svg").first).to_be_attached(timeout=30_000)
+    print(f"chart reopened from the URL {page.evaluate('performance.now()') / 1000:.2f} s after the reload began")
+    assert page.evaluate("performance.timeOrigin") > started
+    low, high = page.evaluate("document.getElementById('chart-plot').layout.yaxis.range")
+    assert high - low >= 5.0, "a 0.2 % wobble is drawn on at least the metric's 5 % span"
+
+    page.keyboard.press("Escape")
+    expect(page).to_have_url(f"{base}/farms/{demo['slug']}/")
     page.close()

@@ -1,9 +1,11 @@
-"""The farm dashboard page: who may open it, what each card says, and what it costs."""
+"""The farm dashboard page: who may open it, what each field, device and metric says, and what it costs."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import time_machine
@@ -14,6 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from dashboard.cards import CardState, card_state
+from dashboard.formatting import reading_text
 from sensors.models import DeviceStatus
 from tests.dashboard_fixtures import every, farm_with_sensors, member_of, readings_insert
 from tests.factories import DeviceFactory, SensorFactory, UserFactory
@@ -21,6 +24,7 @@ from tests.history_fixtures import HUGE_VALUES, NON_FINITE_VALUES, readings_inse
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 CARD = re.compile(r'id="sensor-(\d+)" data-state="(\w+)"')
+DEVICE = re.compile(r'<li class="device" id="device-(\d+)" data-device-id="\d+" data-state="(\w+)"')
 CONFIG = re.compile(r'<script id="dashboard-config" type="application/json">(.*?)</script>', re.DOTALL)
 
 pytestmark = pytest.mark.django_db
@@ -38,6 +42,10 @@ def client_for(user) -> Client:
 
 def card_states(html: str) -> dict[int, str]:
     return {int(pk): state for pk, state in CARD.findall(html)}
+
+
+def device_states(html: str) -> dict[int, str]:
+    return {int(pk): state for pk, state in DEVICE.findall(html)}
 
 
 def set_latest(sensor, value, seconds_ago):
@@ -66,6 +74,48 @@ def test_each_card_shows_its_state():
     }
     assert "31.2" in html
     assert "1 min ago" in html
+    assert device_states(html) == {
+        fresh.device_id: "ok",
+        stale.device_id: "stale",
+        offline.device_id: "offline",
+        out_of_range.device_id: "out_of_range",
+        empty.device_id: "never_seen",
+    }
+
+
+@time_machine.travel(NOW, tick=False)
+def test_a_device_is_one_row_with_all_its_metrics_and_a_badge_only_when_not_fine():
+    setup = farm_with_sensors(devices=2)
+    fine, late = setup.devices
+    moisture = setup.sensors[0]
+    temperature = SensorFactory.create(device=fine, key="soil_temperature", label="Soil temperature", unit="°C")
+    set_latest(moisture, 31.2, 60)
+    set_latest(temperature, 12.5, 60)
+    set_latest(setup.sensors[1], 20.0, 3600)
+    html = client_for(member_of(setup.farm).user).get(page_url(setup.farm)).content.decode()
+    row = html[html.index(f'id="device-{fine.pk}"') : html.index(f'id="device-{late.pk}"')]
+    assert f'id="sensor-{moisture.pk}"' in row
+    assert f'id="sensor-{temperature.pk}"' in row
+    assert re.search(r'data-role="badge" hidden>', row), "a fine device shows no state"
+    assert "Fresh" not in html
+    late_row = html[html.index(f'id="device-{late.pk}"') :]
+    assert re.search(r'data-role="badge"><span class="dot"></span><span data-role="state-label">Stale<', late_row)
+
+
+@time_machine.travel(NOW, tick=False)
+def test_a_fields_summary_gives_its_soil_moisture_range_and_the_devices_needing_attention():
+    setup = farm_with_sensors(devices=3)
+    field = setup.devices[0].field
+    assert field is not None
+    for device in setup.devices[1:]:
+        device.field = field
+        device.save()
+    for sensor, value, age in zip(setup.sensors, (23.4, 31.0, 27.0), (60, 60, 3600), strict=True):
+        set_latest(sensor, value, age)
+    html = client_for(member_of(setup.farm).user).get(page_url(setup.farm)).content.decode()
+    section = html[html.index(f'id="section-{field.pk}"') :]
+    assert re.search(r'data-summary-key="soil_moisture">.*?<b data-role="range">23.4–31.0</b>', section)
+    assert 'data-count="1">1 device needs attention<' in section
 
 
 @time_machine.travel(NOW, tick=False)
@@ -82,6 +132,10 @@ def test_cards_are_grouped_by_field_with_unassigned_devices_last():
     assert "Loose probe" in unassigned
     assert f'id="device-{waiting.pk}"' in unassigned
     assert "Waiting for its first report" in unassigned
+    assert device_states(html)[waiting.pk] == "never_seen"
+    start = html.index('id="field-index"')
+    index = html[start : html.index("</nav>", start)]
+    assert index.index(f'href="#section-{field.pk}"') < index.index('href="#section-unassigned"')
 
 
 @time_machine.travel(NOW, tick=False)
@@ -157,14 +211,17 @@ def test_the_page_carries_what_the_live_script_needs():
     assert config["timeZone"] == "Europe/London"
     html = response.content.decode()
     assert 'id="dashboard-config"' in html
-    assert 'data-plotly="/static/vendor/plotly/plotly.min.js"' in html
+    assert 'data-plotly="/static/vendor/plotly/plotly-basic.min.js"' in html
     assert 'id="live-status" data-state="connecting"' in html
 
 
-def test_plotly_is_served_from_the_installed_package_not_a_cdn():
-    found = finders.find("vendor/plotly/plotly.min.js")
+def test_plotly_is_the_vendored_basic_bundle_unmodified():
+    """Served from our static files (no CDN), byte for byte what static/vendor/plotly/README.md names."""
+    found = finders.find("vendor/plotly/plotly-basic.min.js")
     assert found is not None
-    assert found.endswith("plotly/package_data/plotly.min.js")
+    readme = Path(found).with_name("README.md").read_text(encoding="utf-8")
+    [pinned] = re.findall(r"sha256 of `plotly-basic.min.js`: ([0-9a-f]{64})", readme)
+    assert hashlib.sha256(Path(found).read_bytes()).hexdigest() == pinned
 
 
 @pytest.mark.parametrize(
@@ -205,3 +262,17 @@ def test_no_stored_value_takes_the_page_down_or_breaks_its_config():
     assert "nan" not in html.lower()
     assert "inf" not in re.sub(r"info|infer", "", html.lower())
     assert card_states(html) == {huge.pk: "out_of_range", broken.pk: "fresh", timeless.pk: "fresh"}
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "text"),
+    [
+        (156.04, "°", "156"),
+        (25.5, "W/m²", "26"),
+        (5.62, "°C", "5.6"),
+        (1013.2, "hPa", "1,013"),
+        (0.084, "dS/m", "0.08"),
+    ],
+)
+def test_a_reading_has_the_decimals_its_unit_and_size_deserve(value, unit, text):
+    assert reading_text(value, unit) == text

@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from dashboard import charts
 from sensors.history.selectors import bucket_seconds_for
+from sensors.history.types import MeanSeries
 from tests.dashboard_fixtures import every, farm_with_sensors, member_of, readings_insert
 from tests.factories import UserFactory
 from tests.history_fixtures import HUGE_VALUES, NON_FINITE_VALUES, readings_insert_sql, strict_json
@@ -82,7 +83,8 @@ def test_it_reads_only_the_requested_sensor_and_range(setup, manager_client):
     body = manager_client.get(series_url(setup.farm, mine.pk), {"range": "1h"}).json()
     assert body["avg"] == [2.0]
     assert body["sensor"] == {
-        "id": mine.pk, "label": mine.label, "unit": "%", "min": 0.0, "max": 100.0, "device": mine.device.name,
+        "id": mine.pk, "label": mine.label, "unit": "%", "min": 0.0, "max": 100.0, "span": 5.0,
+        "device": mine.device.name,
     }  # fmt: skip
     assert body["time_zone"] == setup.farm.time_zone
 
@@ -175,3 +177,32 @@ def test_no_stored_value_makes_the_sparklines_fail_or_carry_a_number_json_has_no
     means = [mean for _, mean in lines[str(huge.pk)]]
     assert means
     assert all(-1e300 <= mean <= 1.7e308 for mean in means)
+
+
+@pytest.mark.parametrize(
+    ("unit", "low", "high", "expected"),
+    [
+        ("°C", -40.0, 60.0, 2.0),
+        ("%", 0.0, 100.0, 5.0),
+        ("V", 0.0, 5.0, 0.2),
+        ("ppm", 0.0, 5000.0, 250.0),
+        ("", None, None, 0.0),
+    ],
+)
+def test_a_metric_has_a_least_y_span_from_its_unit_or_else_its_plausible_range(unit, low, high, expected):
+    assert charts.min_span(unit=unit, min_value=low, max_value=high) == expected
+
+
+def test_noise_is_not_magnified_but_a_real_swing_is_drawn_full_height():
+    assert charts.y_window(20.0, 20.3, span=2.0) == (19.15, 21.15)
+    assert charts.y_window(10.0, 30.0, span=2.0) == (10.0, 30.0)
+    # Kept inside the plausible range where it fits: no rain sits on the floor.
+    assert charts.y_window(0.0, 0.0, span=1.0, min_value=0.0, max_value=200.0) == (0.0, 1.0)
+    assert charts.y_window(99.9, 100.0, span=5.0, min_value=0.0, max_value=100.0) == (95.0, 100.0)
+
+
+def test_a_sparkline_of_noise_stays_near_the_middle():
+    spark = MeanSeries(sensor_id=1, t=[0, 1000, 2000], mean=[20.0, 20.1, 20.0])
+    paths = charts.sparkline_paths(spark, start_ms=0, end_ms=2000, span=2.0)
+    ys = [float(point.split(",")[1]) for point in paths.line[1:].split(" L")]
+    assert max(ys) - min(ys) < 2.0  # of a 32-unit box: a 0.1 °C wobble is a ripple, not a cliff

@@ -7,13 +7,14 @@ from datetime import datetime
 from django import template
 
 from dashboard import formatting, payloads
+from dashboard.cards import MetricSummary
 
 register = template.Library()
 
 
 @register.filter
-def reading(value: float | None) -> str:
-    return formatting.reading_text(value)
+def reading(value: float | None, unit: str = "") -> str:
+    return formatting.reading_text(value, unit)
 
 
 @register.filter
@@ -35,6 +36,26 @@ def state_label(state: str) -> str:
 @register.filter
 def state_badge(state: str) -> str:
     return formatting.STATE_BADGES.get(state, "badge-neutral")
+
+
+@register.filter
+def device_state_label(state: str) -> str:
+    return formatting.DEVICE_STATE_LABELS.get(state, state)
+
+
+@register.filter
+def device_state_badge(state: str) -> str:
+    return formatting.DEVICE_STATE_BADGES.get(state, "badge-neutral")
+
+
+@register.filter
+def range_text(summary: MetricSummary) -> str:
+    return formatting.range_text(summary.low, summary.high)
+
+
+@register.filter
+def attention(count: int) -> str:
+    return formatting.attention_text(count)
 
 
 @register.filter

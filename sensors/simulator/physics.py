@@ -55,7 +55,7 @@ CATALOGUE: dict[str, MetricInfo] = {
         MetricInfo("wind_speed", "Wind speed", "m/s", 0.0, 75.0, 1),
         MetricInfo("wind_direction", "Wind direction", "°", 0.0, 360.0, 0),
         MetricInfo("solar_radiation", "Solar radiation", "W/m²", 0.0, 1500.0, 0),
-        MetricInfo("water_level", "Water level", "m", 0.0, 100.0, 3),
+        MetricInfo("water_level", "Water level", "m", 0.0, 10.0, 3),
         MetricInfo("battery", "Battery", "%", 0.0, 100.0, 1),
     )
 }

@@ -31,19 +31,19 @@
   var CHART_FLUSH_MS = 250;
   var CHART_MAX_POINTS = 4000;
 
-  var STATE_LABELS = {
-    fresh: "Fresh",
+  var DEVICE_STATE_LABELS = {
+    ok: "",
     stale: "Stale",
     offline: "Offline",
     out_of_range: "Out of range",
-    no_data: "No data",
+    never_seen: "Never seen",
   };
-  var STATE_BADGES = {
-    fresh: "badge-online",
+  var DEVICE_STATE_BADGES = {
+    ok: "badge-online",
     stale: "badge-warn",
     offline: "badge-offline",
     out_of_range: "badge-range",
-    no_data: "badge-never",
+    never_seen: "badge-never",
   };
 
   var live = {
@@ -72,12 +72,15 @@
 
   // ---- Formatting (mirrors dashboard/formatting.py) --------------------------------------
 
-  function formatValue(value) {
+  var WHOLE_UNITS = { "°": true, "W/m²": true };
+
+  function formatValue(value, unit) {
     if (value === null || value === undefined) {
       return "—";
     }
     var magnitude = Math.abs(value);
-    var decimals = magnitude >= 1000 ? 0 : magnitude >= 1 || value === 0 ? 1 : 2;
+    var whole = magnitude >= 1000 || WHOLE_UNITS[unit] === true;
+    var decimals = whole ? 0 : magnitude >= 1 || value === 0 ? 1 : 2;
     return value.toLocaleString("en-GB", { minimumFractionDigits: decimals, maximumFractionDigits: decimals });
   }
 
@@ -103,6 +106,18 @@
     return Math.floor(hours / 24) + " d " + (hours % 24) + " h ago";
   }
 
+  function rangeText(low, high) {
+    if (low === null || high === null) return "—";
+    var a = formatValue(low);
+    var b = formatValue(high);
+    return a === b ? a : a + "–" + b;
+  }
+
+  function attentionText(count) {
+    if (count === 0) return "All devices fine";
+    return count === 1 ? "1 device needs attention" : count + " devices need attention";
+  }
+
   function signalBars(rssi) {
     if (rssi === null || rssi === undefined) {
       return 0;
@@ -110,27 +125,35 @@
     return rssi >= -90 ? 4 : rssi >= -105 ? 3 : rssi >= -115 ? 2 : 1;
   }
 
-  // ---- Cards -----------------------------------------------------------------------------
+  // ---- Devices and their metrics -----------------------------------------------------------
+  //
+  // A card is one metric of a device (an .metric element, keyed by sensor id); a row is one
+  // device (.device, keyed by device id); a section is one field. Updates mark cards dirty;
+  // one animation frame redraws them, their devices' rows and those rows' sections.
 
   var cards = {}; // sensor id -> card model
   var cardsByDevice = {}; // device id -> [card model]
+  var rows = {}; // device id -> row model
+  var sections = []; // section models
   var devices = config.devices || {}; // device id -> {status, last_seen, battery, rssi, snr}
   var dirty = new Set();
   var frameRequested = false;
 
   function readCards() {
-    var nodes = root.querySelectorAll(".sensor-card[data-sensor-id]");
+    var nodes = root.querySelectorAll(".metric[data-sensor-id]");
     for (var i = 0; i < nodes.length; i++) {
       var el = nodes[i];
       var card = {
         id: el.getAttribute("data-sensor-id"),
         deviceId: el.getAttribute("data-device-id"),
+        key: el.getAttribute("data-key"),
         el: el,
         value: num(el.getAttribute("data-value")),
         ts: num(el.getAttribute("data-ts")),
         min: num(el.getAttribute("data-min")),
         max: num(el.getAttribute("data-max")),
         interval: Number(el.getAttribute("data-interval")) || 900,
+        span: num(el.getAttribute("data-span")) || 0,
         unit: el.getAttribute("data-unit") || "",
         label: el.getAttribute("data-label"),
         deviceName: el.getAttribute("data-device-name"),
@@ -138,20 +161,48 @@
         state: el.getAttribute("data-state"),
         parts: {
           value: el.querySelector('[data-role="value"]'),
-          age: el.querySelector('[data-role="age"]'),
-          badge: el.querySelector('[data-role="badge"]'),
-          stateLabel: el.querySelector('[data-role="state-label"]'),
           spark: el.querySelector('[data-role="spark"]'),
-          battery: el.querySelector('[data-role="battery"]'),
-          batteryFill: el.querySelector('[data-role="battery-fill"]'),
-          batteryText: el.querySelector('[data-role="battery-text"]'),
-          signal: el.querySelector('[data-role="signal"]'),
-          signalText: el.querySelector('[data-role="signal-text"]'),
         },
       };
       cards[card.id] = card;
       (cardsByDevice[card.deviceId] = cardsByDevice[card.deviceId] || []).push(card);
     }
+  }
+
+  function readRows() {
+    root.querySelectorAll("section[data-section]").forEach(function (sectionEl) {
+      var section = {
+        el: sectionEl,
+        key: sectionEl.getAttribute("data-section"),
+        rows: [],
+        attention: sectionEl.querySelector('[data-role="attention"]'),
+        chip: root.querySelector('[data-chip="' + sectionEl.getAttribute("data-section") + '"] [data-role="chip-attention"]'),
+        metrics: Array.prototype.map.call(sectionEl.querySelectorAll("[data-summary-key]"), function (el) {
+          return { key: el.getAttribute("data-summary-key"), range: el.querySelector('[data-role="range"]') };
+        }),
+      };
+      sectionEl.querySelectorAll(".device[data-device-id]").forEach(function (el) {
+        var row = {
+          id: el.getAttribute("data-device-id"),
+          el: el,
+          section: section,
+          state: el.getAttribute("data-state"),
+          parts: {
+            age: el.querySelector('[data-role="age"]'),
+            badge: el.querySelector('[data-role="badge"]'),
+            stateLabel: el.querySelector('[data-role="state-label"]'),
+            battery: el.querySelector('[data-role="battery"]'),
+            batteryFill: el.querySelector('[data-role="battery-fill"]'),
+            batteryText: el.querySelector('[data-role="battery-text"]'),
+            signal: el.querySelector('[data-role="signal"]'),
+            signalText: el.querySelector('[data-role="signal-text"]'),
+          },
+        };
+        rows[row.id] = row;
+        section.rows.push(row);
+      });
+      sections.push(section);
+    });
   }
 
   function cardState(card, now) {
@@ -171,6 +222,25 @@
     return "fresh";
   }
 
+  // Mirrors dashboard/cards.py device_state.
+  function deviceState(row) {
+    var device = devices[row.id];
+    if (device && device.status === "offline") {
+      return "offline";
+    }
+    var states = (cardsByDevice[row.id] || [])
+      .map(function (card) {
+        return card.state;
+      })
+      .filter(function (state) {
+        return state !== "no_data";
+      });
+    if (!states.length) return "never_seen";
+    if (states.indexOf("out_of_range") >= 0) return "out_of_range";
+    if (states.indexOf("stale") >= 0) return "stale";
+    return "ok";
+  }
+
   function markDirty(card) {
     dirty.add(card);
     scheduleFrame();
@@ -187,8 +257,10 @@
     frameRequested = false;
     var now = serverNow();
     var flashing = [];
+    var touched = new Set();
     dirty.forEach(function (card) {
       renderCard(card, now, true);
+      if (rows[card.deviceId]) touched.add(rows[card.deviceId]);
       if (card.flash) {
         card.flash = false;
         card.el.classList.remove("is-flash");
@@ -197,12 +269,22 @@
     });
     dirty.clear();
     if (flashing.length) {
-      void root.offsetWidth; // one reflow restarts every card's glow
+      void root.offsetWidth; // one reflow restarts every metric's glow
       flashing.forEach(function (el) {
         el.classList.add("is-flash");
       });
     }
+    renderRows(touched, now);
     renderSummary(now);
+  }
+
+  function renderRows(touched, now) {
+    var touchedSections = new Set();
+    touched.forEach(function (row) {
+      renderRow(row, now);
+      touchedSections.add(row.section);
+    });
+    touchedSections.forEach(renderSection);
   }
 
   function renderCard(card, now, full) {
@@ -210,42 +292,96 @@
     if (state !== card.state) {
       card.state = state;
       card.el.setAttribute("data-state", state);
-      card.parts.badge.className = "badge sc-badge " + STATE_BADGES[state];
-      card.parts.stateLabel.textContent = STATE_LABELS[state];
     }
-    card.parts.age.textContent = card.ts === null ? "no readings yet" : formatAge(card.ts, now);
     if (!full) {
       return;
     }
-    card.parts.value.textContent = formatValue(card.value);
+    card.parts.value.textContent = formatValue(card.value, card.unit);
     card.el.setAttribute("data-value", card.value === null ? "" : String(card.value));
     card.el.setAttribute("data-ts", card.ts === null ? "" : String(card.ts));
     renderSpark(card, now);
-    renderDeviceHealth(card);
   }
 
-  function renderDeviceHealth(card) {
-    var device = devices[card.deviceId];
+  function lastReport(row) {
+    var device = devices[row.id];
+    var last = device && device.last_seen !== null && device.last_seen !== undefined ? device.last_seen : null;
+    (cardsByDevice[row.id] || []).forEach(function (card) {
+      if (card.ts !== null && (last === null || card.ts > last)) last = card.ts;
+    });
+    return last;
+  }
+
+  function renderRow(row, now) {
+    var state = deviceState(row);
+    if (state !== row.state) {
+      row.state = state;
+      row.el.setAttribute("data-state", state);
+      row.parts.badge.className = "badge dv-badge " + DEVICE_STATE_BADGES[state];
+      row.parts.stateLabel.textContent = DEVICE_STATE_LABELS[state];
+      row.parts.badge.hidden = state === "ok";
+    }
+    var last = lastReport(row);
+    row.parts.age.textContent = last === null ? "never reported" : formatAge(last, now);
+    renderDeviceHealth(row);
+  }
+
+  function renderDeviceHealth(row) {
+    var device = devices[row.id];
     if (!device) {
       return;
     }
     var battery = device.battery;
-    card.parts.batteryText.textContent = battery === null || battery === undefined ? "—" : Math.round(battery) + "%";
-    card.parts.batteryFill.setAttribute("width", battery == null ? 0 : Math.max(0, Math.min(17, (battery / 100) * 17)));
-    card.parts.battery.classList.toggle("is-low", battery !== null && battery !== undefined && battery < 20);
-    card.parts.signal.setAttribute("data-bars", String(signalBars(device.rssi)));
-    var signal = "—";
-    if (device.rssi !== null && device.rssi !== undefined) {
-      signal = Math.round(device.rssi) + " dBm";
-      if (device.snr !== null && device.snr !== undefined) {
-        signal += '<span class="sc-snr"> · ' + device.snr.toFixed(1) + " dB</span>";
-      }
+    var hasBattery = battery !== null && battery !== undefined;
+    row.parts.battery.hidden = !hasBattery;
+    row.parts.batteryText.textContent = hasBattery ? Math.round(battery) + "%" : "";
+    row.parts.batteryFill.setAttribute("width", hasBattery ? Math.max(0, Math.min(17, (battery / 100) * 17)) : 0);
+    row.parts.battery.classList.toggle("is-low", hasBattery && battery < 20);
+    var hasSignal = device.rssi !== null && device.rssi !== undefined;
+    row.parts.signal.hidden = !hasSignal;
+    row.parts.signal.setAttribute("data-bars", String(signalBars(device.rssi)));
+    row.parts.signalText.textContent = hasSignal ? Math.round(device.rssi) + " dBm" : "";
+    row.parts.signal.title =
+      "Signal: RSSI" + (device.snr !== null && device.snr !== undefined ? " · SNR " + device.snr.toFixed(1) + " dB" : "");
+  }
+
+  // Mirrors dashboard/cards.py Section.summary and .attention.
+  function renderSection(section) {
+    var attention = section.rows.filter(function (row) {
+      return row.state !== "ok";
+    }).length;
+    section.attention.setAttribute("data-count", String(attention));
+    section.attention.textContent = attentionText(attention);
+    if (section.chip) {
+      section.chip.textContent = String(attention);
+      section.chip.hidden = attention === 0;
     }
-    card.parts.signalText.innerHTML = signal;
+    section.metrics.forEach(function (metric) {
+      var low = null;
+      var high = null;
+      section.rows.forEach(function (row) {
+        (cardsByDevice[row.id] || []).forEach(function (card) {
+          if (card.key !== metric.key || card.value === null) return;
+          low = low === null ? card.value : Math.min(low, card.value);
+          high = high === null ? card.value : Math.max(high, card.value);
+        });
+      });
+      metric.range.textContent = rangeText(low, high);
+    });
+  }
+
+  // Mirrors dashboard/charts.py y_window: at least `span` wide, inside the plausible range where it fits.
+  function yWindow(low, high, span, min, max) {
+    if (high - low >= span) return [low, high];
+    var middle = (low + high) / 2;
+    low = middle - span / 2;
+    high = middle + span / 2;
+    if (min !== null && low < min) return [min, min + span];
+    if (max !== null && high > max) return [max - span, max];
+    return [low, high];
   }
 
   // Same arithmetic as dashboard/charts.py sparkline_paths (120 × 32 box).
-  function sparkPaths(points, startMs, endMs) {
+  function sparkPaths(points, startMs, endMs, card) {
     if (!points.length) {
       return { line: "", area: "" };
     }
@@ -255,6 +391,9 @@
       low = Math.min(low, points[i][1]);
       high = Math.max(high, points[i][1]);
     }
+    var window_ = yWindow(low, high, card.span, card.min, card.max);
+    low = window_[0];
+    high = window_[1];
     var span = Math.max(1, endMs - startMs);
     var coords = points.map(function (p) {
       var x = Math.min(Math.max(((p[0] - startMs) / span) * 120, 0), 120);
@@ -272,7 +411,8 @@
     while (card.spark.length && card.spark[0][0] < start) {
       card.spark.shift();
     }
-    var paths = sparkPaths(card.spark, start, now);
+    if (!card.parts.spark) return;
+    var paths = sparkPaths(card.spark, start, now, card);
     var svgPaths = card.parts.spark.querySelectorAll("path");
     svgPaths[0].setAttribute("d", paths.area);
     svgPaths[1].setAttribute("d", paths.line);
@@ -305,8 +445,10 @@
     devices[id] = entry;
     if (cardsByDevice[id]) {
       cardsByDevice[id].forEach(markDirty);
+    } else if (rows[id] && entry.last_seen === null) {
+      renderRows(new Set([rows[id]]), serverNow());
     } else if (isNew || entry.last_seen !== null) {
-      // A device this page has no cards for: newly registered, or reporting for the first time.
+      // A device this page has no metrics for: newly registered, or reporting for the first time.
       showBanner("A device has new sensors reporting. Reload to see them.");
     }
     scheduleFrame();
@@ -327,6 +469,7 @@
       if (valueNode) valueNode.textContent = String(counts[key]);
       var seg = root.querySelector('[data-seg="' + key + '"]');
       if (seg) {
+        seg.setAttribute("data-count", String(counts[key]));
         seg.style.flexGrow = String(counts[key]);
         seg.hidden = counts[key] === 0;
       }
@@ -352,6 +495,14 @@
     Object.keys(cards).forEach(function (id) {
       renderCard(cards[id], now, false);
     });
+    renderRows(
+      new Set(
+        Object.keys(rows).map(function (id) {
+          return rows[id];
+        })
+      ),
+      now
+    );
     renderSummary(now);
   }
 
@@ -628,6 +779,44 @@
     return plotlyPromise;
   }
 
+  // Plotly.js is large (4.6 MB): fetch and compile it once the page is idle after its first
+  // paint, so the first chart opened does not wait for it (the browser caches it after that).
+  function preloadPlotly() {
+    var start = function () {
+      loadPlotly().then(warmPlotly).catch(function () {});
+    };
+    if (window.requestIdleCallback) window.requestIdleCallback(start, { timeout: 1500 });
+    else window.setTimeout(start, 500);
+  }
+
+  // Plotly's first plot on a page sets up its fonts, defs and layout machinery: about as long
+  // again as loading it on a busy machine. Draw one date chart off-screen while idle, so the
+  // first real chart does not pay for it.
+  function warmPlotly(Plotly) {
+    if (chart.sensorId !== null) return;
+    var node = document.createElement("div");
+    node.setAttribute("aria-hidden", "true");
+    node.style.position = "fixed";
+    node.style.left = "-10000px";
+    node.style.width = "600px";
+    node.style.height = "300px";
+    document.body.appendChild(node);
+    var x = [farmTime(0), farmTime(3600e3)];
+    var traces = [
+      { x: x, y: [0, 1], mode: "lines" },
+      { x: x, y: [0, 1], fill: "tonexty" },
+    ];
+    var layout = { xaxis: { type: "date" }, hovermode: "x unified" };
+    Plotly.newPlot(node, traces, layout, { displayModeBar: false })
+      .then(function () {
+        Plotly.purge(node);
+        node.remove();
+      })
+      .catch(function () {
+        node.remove();
+      });
+  }
+
   // Plotly has no time zones: hand it wall-clock strings in the farm's zone. Offsets change
   // only on quarter hours (DST), so one Intl lookup per 15 minutes of data is enough.
   var tzFormat = new Intl.DateTimeFormat("en-GB", {
@@ -659,9 +848,11 @@
     return new Date(ms + zoneOffset(ms)).toISOString().slice(0, 23).replace("T", " ");
   }
 
-  function openChart(sensorId) {
-    var card = cards[sensorId];
+  function openChart(sensorId, range) {
+    var card = cards[String(sensorId)];
     if (!card || !dialog) return;
+    sensorId = String(sensorId);
+    if (range && RANGE_MS[range]) setRange(range);
     chart.sensorId = sensorId;
     chart.userZoomed = false;
     chart.ready = false;
@@ -673,7 +864,36 @@
     } else {
       dialog.setAttribute("open", "");
     }
+    chartUrlSet();
     loadSeries();
+  }
+
+  // The open chart lives in the URL (?chart=<sensor id>&range=<range>): a reload reopens it and
+  // the address can be shared.
+  function chartUrlSet() {
+    var url = new URL(location.href);
+    if (chart.sensorId === null) {
+      url.searchParams.delete("chart");
+      url.searchParams.delete("range");
+    } else {
+      url.searchParams.set("chart", chart.sensorId);
+      url.searchParams.set("range", chart.range);
+    }
+    if (url.href !== location.href) history.replaceState(history.state, "", url.href);
+  }
+
+  function chartFromUrl() {
+    var params = new URLSearchParams(location.search);
+    var sensorId = params.get("chart");
+    if (sensorId && cards[sensorId]) openChart(sensorId, params.get("range"));
+  }
+
+  function setRange(range) {
+    chart.range = range;
+    chart.userZoomed = false;
+    dialog.querySelectorAll("[data-range]").forEach(function (b) {
+      b.setAttribute("aria-pressed", b.getAttribute("data-range") === range ? "true" : "false");
+    });
   }
 
   function closeChart() {
@@ -683,13 +903,14 @@
     chart.sensorId = null;
     chart.pending = [];
     chart.ready = false;
+    chartUrlSet();
     if (dialog.open) dialog.close();
   }
 
   function renderChartNow(card) {
     var node = document.getElementById("chart-now");
     node.innerHTML = "";
-    node.appendChild(document.createTextNode(formatValue(card.value)));
+    node.appendChild(document.createTextNode(formatValue(card.value, card.unit)));
     if (card.unit) {
       var unit = document.createElement("small");
       unit.textContent = card.unit;
@@ -756,8 +977,8 @@
     ];
     var end = serverNow();
     var layout = {
-      // Room above the plot for Plotly's toolbar, so it never covers the newest points.
-      margin: { l: 8, r: 12, t: 34, b: 8 },
+      // No mode bar over the plot: zoom by dragging, reset and save from the dialog's own toolbar.
+      margin: { l: 8, r: 12, t: 8, b: 8 },
       paper_bgcolor: "rgba(0,0,0,0)",
       plot_bgcolor: "rgba(0,0,0,0)",
       font: { family: getComputedStyle(document.body).fontFamily, size: 12, color: "#526058" },
@@ -774,17 +995,13 @@
       yaxis: {
         title: { text: axisTitle(data.sensor), standoff: 6 },
         gridcolor: "#eef0ea", zeroline: false, automargin: true, fixedrange: false,
+        range: chartYRange(data),
       },
       showlegend: false,
       dragmode: window.matchMedia("(pointer: coarse)").matches ? false : "zoom",
     };
-    var plotConfig = {
-      displaylogo: false,
-      responsive: true,
-      displayModeBar: "hover",
-      modeBarButtons: [["zoom2d", "pan2d", "zoomIn2d", "zoomOut2d", "resetScale2d", "toImage"]],
-      toImageButtonOptions: { filename: (data.sensor.label + "-" + data.range).replace(/\s+/g, "-").toLowerCase() },
-    };
+    chart.filename = (data.sensor.label + "-" + data.range).replace(/\s+/g, "-").toLowerCase();
+    var plotConfig = { displaylogo: false, responsive: true, displayModeBar: false, doubleClick: "reset" };
     window.Plotly.react(plotNode, traces, layout, plotConfig).then(function () {
       plotNode.classList.remove("is-loading");
       chart.ready = true;
@@ -793,6 +1010,7 @@
         plotNode.on("plotly_relayout", function (event) {
           if (event["xaxis.autorange"]) chart.userZoomed = false;
           else if (event["xaxis.range[0]"] !== undefined && !chart.sliding) chart.userZoomed = true;
+          dialog.querySelector('[data-action="reset-zoom"]').hidden = !chart.userZoomed;
         });
       }
     });
@@ -801,6 +1019,42 @@
       total.toLocaleString("en-GB") + " readings in " + data.t.length + " points (" +
       (data.bucket_seconds > 1 ? "one per " + humanSeconds(data.bucket_seconds) : "raw") +
       "); shaded band: min–max in each point. Live updates extend the chart.";
+  }
+
+  // The y-axis never magnifies noise: at least the metric's span (dashboard/charts.py min_span).
+  function chartYRange(data) {
+    var low = Infinity;
+    var high = -Infinity;
+    [data.min, data.max, data.avg].forEach(function (column) {
+      column.forEach(function (v) {
+        if (v !== null) {
+          low = Math.min(low, v);
+          high = Math.max(high, v);
+        }
+      });
+    });
+    chart.yData = low <= high ? [low, high] : null;
+    chart.yMeta = data.sensor;
+    return yRangeOf(chart.yData);
+  }
+
+  function yRangeOf(extent) {
+    if (!extent) return undefined;
+    var meta = chart.yMeta;
+    var w = yWindow(extent[0], extent[1], meta.span || 0, meta.min, meta.max);
+    var pad = (w[1] - w[0]) * 0.06 || 1;
+    return [w[0] - pad, w[1] + pad];
+  }
+
+  function chartZoomReset() {
+    if (!window.Plotly || !chart.ready) return;
+    var end = serverNow();
+    chart.userZoomed = false;
+    dialog.querySelector('[data-action="reset-zoom"]').hidden = true;
+    window.Plotly.relayout(plotNode, {
+      "xaxis.range": [farmTime(end - RANGE_MS[chart.range]), farmTime(end)],
+      "yaxis.range": yRangeOf(chart.yData),
+    });
   }
 
   function humanSeconds(s) {
@@ -841,8 +1095,13 @@
     );
     if (!chart.userZoomed) {
       var end = serverNow();
+      var extent = chart.yData || [ys[0], ys[0]];
+      chart.yData = [Math.min.apply(null, [extent[0]].concat(ys)), Math.max.apply(null, [extent[1]].concat(ys))];
       chart.sliding = true;
-      Plotly.relayout(plotNode, { "xaxis.range": [farmTime(end - RANGE_MS[chart.range]), farmTime(end)] }).then(
+      Plotly.relayout(plotNode, {
+        "xaxis.range": [farmTime(end - RANGE_MS[chart.range]), farmTime(end)],
+        "yaxis.range": yRangeOf(chart.yData),
+      }).then(
         function () {
           chart.sliding = false;
         }
@@ -858,7 +1117,7 @@
     root.addEventListener("click", function (event) {
       var opener = event.target.closest('[data-action="open-chart"]');
       if (opener) {
-        openChart(opener.closest(".sensor-card").getAttribute("data-sensor-id"));
+        openChart(opener.closest(".metric").getAttribute("data-sensor-id"));
       }
     });
     if (!dialog) return;
@@ -871,13 +1130,20 @@
         closeChart();
         return;
       }
+      if (event.target.closest('[data-action="reset-zoom"]')) {
+        chartZoomReset();
+        return;
+      }
+      if (event.target.closest('[data-action="download-chart"]')) {
+        if (window.Plotly && chart.ready) {
+          window.Plotly.downloadImage(plotNode, { format: "png", filename: chart.filename, width: 1200, height: 600 });
+        }
+        return;
+      }
       var button = event.target.closest("[data-range]");
       if (button) {
-        chart.range = button.getAttribute("data-range");
-        chart.userZoomed = false;
-        dialog.querySelectorAll("[data-range]").forEach(function (b) {
-          b.setAttribute("aria-pressed", b === button ? "true" : "false");
-        });
+        setRange(button.getAttribute("data-range"));
+        chartUrlSet();
         loadSeries();
       }
     });
@@ -889,6 +1155,7 @@
   // ---- Start -----------------------------------------------------------------------------
 
   readCards();
+  readRows();
   bindChartControls();
   var reloadButton = root.querySelector('[data-action="reload"]');
   if (reloadButton) {
@@ -902,6 +1169,8 @@
   });
   connect();
   tick();
+  chartFromUrl();
+  preloadPlotly();
 
   window.furrow = {
     get state() {

@@ -6,6 +6,11 @@
  * The server renders the text once; this keeps it true while the page stays open (a
  * dashboard on a wall screen). Pages that change times live call
  * Furrow.refreshRelativeTimes(root) after updating the datetime attribute.
+ *
+ *   <span class="statusbar-seg is-online" data-count="7"></span>
+ *
+ * A status bar segment's share is set here (el.style) rather than in a style="" attribute,
+ * which the Content-Security-Policy would have to allow.
  */
 (function () {
   "use strict";
@@ -46,8 +51,20 @@
     }
   }
 
-  window.Furrow = { relativeTime: relativeTime, refreshRelativeTimes: refreshRelativeTimes };
+  function sizeStatusBars(root) {
+    var segments = (root || document).querySelectorAll(".statusbar-seg[data-count]");
+    for (var i = 0; i < segments.length; i++) {
+      segments[i].style.flexGrow = segments[i].getAttribute("data-count");
+    }
+  }
+
+  window.Furrow = {
+    relativeTime: relativeTime,
+    refreshRelativeTimes: refreshRelativeTimes,
+    sizeStatusBars: sizeStatusBars,
+  };
   document.addEventListener("DOMContentLoaded", function () {
+    sizeStatusBars();
     refreshRelativeTimes();
     window.setInterval(refreshRelativeTimes, 30000);
   });
