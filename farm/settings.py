@@ -191,6 +191,8 @@ if _UNKNOWN_SOURCES:
     )
 INGEST_BATCH_SIZE = env_int("INGEST_BATCH_SIZE", 5000, minimum=1, maximum=100_000)
 INGEST_BATCH_MS = env_int("INGEST_BATCH_MS", 200, minimum=1, maximum=60_000)
+# The live push (after-commit notifiers) runs at most this often, on the batches committed meanwhile.
+INGEST_NOTIFY_INTERVAL_MS = env_int("INGEST_NOTIFY_INTERVAL_MS", 100, minimum=0, maximum=10_000)
 INGEST_MAX_PAYLOAD = env_int("INGEST_MAX_PAYLOAD", 64 * 1024, minimum=256)
 INGEST_MAX_FUTURE_SECONDS = env_int("INGEST_MAX_FUTURE_SECONDS", 300, minimum=0)
 INGEST_RETENTION_DAYS = env_int("INGEST_RETENTION_DAYS", 400, minimum=1)

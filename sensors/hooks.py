@@ -133,6 +133,19 @@ class BatchOutcome:
             groups.append((device, [((r.ts - _EPOCH) // _ONE_US, key, r.value)]))
         return cls(groups=groups, devices=devices)
 
+    @classmethod
+    def merged(cls, outcomes: Sequence[BatchOutcome]) -> BatchOutcome:
+        """Several committed batches as one, in commit order (the notifier lane coalesces them)."""
+        if len(outcomes) == 1:
+            return outcomes[0]
+        redelivered = [o.redelivered for o in outcomes if o.redelivered is not None]
+        return cls(
+            groups=[g for o in outcomes for g in o.groups],
+            devices=[d for o in outcomes for d in o.devices],
+            redelivered=frozenset().union(*redelivered) if redelivered else None,
+            at=outcomes[-1].at,
+        )
+
     def rows(self) -> Iterator[tuple[int, int, int, int, float]]:
         """Every reading as ``(farm_id, device_id, sensor_id, ts_us, value)``, in batch order."""
         for device, rows in self.groups:

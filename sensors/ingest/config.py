@@ -30,6 +30,7 @@ class WorkerConfig:
     ca_file: str = ""
     keepalive: int = 60
     shutdown_timeout: float = 15.0
+    notify_interval_ms: int = 100  # the after-commit notifiers run at most this often (hookthread)
     store_process: bool = False  # decode and store in a child process (storeproc); settings turn it on
 
     @classmethod
@@ -51,6 +52,7 @@ class WorkerConfig:
             stats_interval=settings.INGEST_STATS_INTERVAL,
             ca_file=settings.MQTT_CA_FILE,
             store_process=settings.INGEST_STORE_PROCESS,
+            notify_interval_ms=settings.INGEST_NOTIFY_INTERVAL_MS,
         )
         return replace(config, **{k: v for k, v in overrides.items() if v is not None})
 

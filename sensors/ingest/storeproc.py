@@ -261,9 +261,10 @@ class _StoreChild:
         self.inbox, self.outbox = inbox, outbox
         self.stopping = threading.Event()
         self.stats = IngestStats()
-        self.hooks = HookThread(stats=self.stats)
+        worker_config = WorkerConfig(**config)
+        self.hooks = HookThread(stats=self.stats, min_interval=worker_config.notify_interval_ms / 1000)
         self.ingestor = Ingestor(
-            config=WorkerConfig(**config),
+            config=worker_config,
             stats=self.stats,
             after_commit=self.hooks.submit,
             stop_requested=self.stopping,

@@ -55,7 +55,10 @@ class IngestWorker:
         self.config = config
         self.stats = stats or IngestStats()
         self.stop_requested = threading.Event()  # the run's stop event once running
-        self.hooks: HookThread | None = None if config.store_process else HookThread(stats=self.stats)
+        interval = config.notify_interval_ms / 1000
+        self.hooks: HookThread | None = (
+            None if config.store_process else HookThread(stats=self.stats, min_interval=interval)
+        )
         self.ingestor = Ingestor(
             config=config,
             stats=self.stats,
