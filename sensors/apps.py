@@ -19,4 +19,8 @@ class SensorsConfig(AppConfig):
     verbose_name = "Devices and readings"
 
     def ready(self) -> None:
+        from sensors.history.rollups import rollups_write
+        from sensors.hooks import register_batch_writer
+
+        register_batch_writer(rollups_write)
         post_migrate.connect(_partitions_ahead, sender=self, dispatch_uid="sensors-partitions-ahead")

@@ -1,0 +1,123 @@
+"""Hourly and local-daily rollups of readings, kept in each ingest batch's transaction (docs/architecture.md §1).
+
+``rollups_write`` is a batch writer (the durable lane): it folds a batch's *new* readings
+(``outcome.series()``: a redelivered reading is not in it) into the hour and day buckets
+they fall in, in one statement for both tables. Folding is exact and order-free: count and
+(numeric) sum add, min and max take the extremes, first and last keep the reading with the
+earliest and latest time, so a late or backfilled reading lands in its old bucket exactly
+as if it had come on time. A batch that rolls back takes its rollup changes with it.
+
+A day is the local day of the sensor's farm (``farm_farm.time_zone``): 23 or 25 hours
+when the clocks change. Changing a farm's time zone leaves its old days as they were;
+``rollups_rebuild`` recomputes them from the raw readings still kept.
+
+Measured against the alternative (record dirty buckets in the transaction, recompute them
+from raw rows in a task): the in-transaction fold reads nothing back, costs one statement
+per batch (README, "History"), and is fresh at commit; a recompute reads every raw row of
+every touched bucket again and is fresh only when the task runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from django.db import connection
+
+from sensors.hooks import BatchOutcome
+
+# One statement: the batch's rows are sent once, folded per hour and per local day, and
+# upserted in key order (two workers upsert the same buckets in one order: no deadlock).
+_FOLD_SQL = """
+WITH r AS MATERIALIZED (
+    SELECT u.sensor_id, 'epoch'::timestamptz + u.us * interval '1 microsecond' AS ts, u.value
+    FROM unnest(%(sensor_ids)s::bigint[], %(us)s::bigint[], %(values)s::float8[]) AS u(sensor_id, us, value)
+    WHERE abs(u.value) < 'Infinity'
+), zones AS (
+    SELECT s.id AS sensor_id, f.time_zone FROM sensors_sensor s
+    JOIN sensors_device d ON d.id = s.device_id JOIN farm_farm f ON f.id = d.farm_id
+    WHERE s.id = ANY(%(distinct_ids)s::bigint[])
+), hours AS (
+    INSERT INTO sensors_rolluphour AS o
+        (sensor_id, bucket, count, sum, min, max, first_ts, first_value, last_ts, last_value)
+    SELECT sensor_id, date_bin('1 hour', ts, 'epoch'), {aggregates}
+    FROM r GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (sensor_id, bucket) DO UPDATE SET {fold}
+    RETURNING 1
+)
+INSERT INTO sensors_rollupday AS o (sensor_id, day, count, sum, min, max, first_ts, first_value, last_ts, last_value)
+SELECT r.sensor_id, (r.ts AT TIME ZONE z.time_zone)::date, {aggregates}
+FROM r JOIN zones z USING (sensor_id) GROUP BY 1, 2 ORDER BY 1, 2
+ON CONFLICT (sensor_id, day) DO UPDATE SET {fold}
+"""
+_AGGREGATES = """count(*), sum(least(greatest(value, -1e250::float8), 1e250::float8)::numeric), min(value), max(value),
+    min(ts), (array_agg(value ORDER BY ts))[1], max(ts), (array_agg(value ORDER BY ts DESC))[1]"""
+_FOLD = """count = o.count + EXCLUDED.count, sum = o.sum + EXCLUDED.sum,
+    min = least(o.min, EXCLUDED.min), max = greatest(o.max, EXCLUDED.max),
+    first_value = CASE WHEN EXCLUDED.first_ts < o.first_ts THEN EXCLUDED.first_value ELSE o.first_value END,
+    first_ts = least(o.first_ts, EXCLUDED.first_ts),
+    last_value = CASE WHEN EXCLUDED.last_ts > o.last_ts THEN EXCLUDED.last_value ELSE o.last_value END,
+    last_ts = greatest(o.last_ts, EXCLUDED.last_ts)"""
+FOLD_SQL = _FOLD_SQL.format(aggregates=_AGGREGATES, fold=_FOLD)
+
+# The same buckets computed from the raw readings: what the fold must always equal.
+_RECOMPUTE_HOURS_SQL = """
+SELECT sensor_id, date_bin('1 hour', ts, 'epoch') AS bucket, {aggregates}
+FROM sensors_reading WHERE sensor_id = ANY(%(sensor_ids)s) AND abs(value) < 'Infinity'
+    AND ts >= %(start)s AND ts < %(end)s
+GROUP BY 1, 2
+"""
+_RECOMPUTE_DAYS_SQL = """
+SELECT r.sensor_id, (r.ts AT TIME ZONE f.time_zone)::date AS day, {aggregates}
+FROM sensors_reading r JOIN sensors_sensor s ON s.id = r.sensor_id
+JOIN sensors_device d ON d.id = s.device_id JOIN farm_farm f ON f.id = d.farm_id
+WHERE r.sensor_id = ANY(%(sensor_ids)s) AND abs(r.value) < 'Infinity' AND r.ts >= %(start)s AND r.ts < %(end)s
+GROUP BY 1, 2
+"""
+RECOMPUTE_HOURS_SQL = _RECOMPUTE_HOURS_SQL.format(aggregates=_AGGREGATES)
+# The joined sensor, device and farm rows have no ts or value: the aggregates stay unqualified.
+RECOMPUTE_DAYS_SQL = _RECOMPUTE_DAYS_SQL.format(aggregates=_AGGREGATES)
+_COLUMNS = "count, sum, min, max, first_ts, first_value, last_ts, last_value"
+
+
+def rollups_write(outcome: BatchOutcome) -> None:
+    """Fold a batch's new readings into their hour and day rollups (a batch writer: runs in the batch's transaction)."""
+    sensor_ids: list[int] = []
+    us: list[int] = []
+    values: list[float] = []
+    for sensor_id, one in outcome.series().items():
+        sensor_ids.extend([sensor_id] * len(one.ts))
+        us.extend(one.ts)
+        values.extend(one.values)
+    if not us:
+        return
+    params = {"sensor_ids": sensor_ids, "us": us, "values": values, "distinct_ids": sorted(set(sensor_ids))}
+    with connection.cursor() as cursor:
+        cursor.execute(FOLD_SQL, params)
+
+
+def rollups_rebuild(*, sensor_ids: Sequence[int], start: datetime, end: datetime) -> None:
+    """Recompute from raw readings every hour bucket starting in ``[start, end)`` and every local day of it.
+
+    For readings written behind the ingest store's back, or a farm's changed time zone.
+    ``start`` and ``end`` should be whole local days of the farms concerned (a partly covered
+    day would be rebuilt from part of its readings); rollups outside them are left alone,
+    so days whose raw readings retention has dropped are kept.
+    """
+    ids = list(sensor_ids)
+    params = {"sensor_ids": ids, "start": start, "end": end}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM sensors_rolluphour WHERE sensor_id = ANY(%(sensor_ids)s) "
+            "AND bucket >= %(start)s AND bucket < %(end)s",
+            params,
+        )
+        cursor.execute(f"INSERT INTO sensors_rolluphour (sensor_id, bucket, {_COLUMNS}) {RECOMPUTE_HOURS_SQL}", params)
+        cursor.execute(
+            "DELETE FROM sensors_rollupday o USING sensors_sensor s, sensors_device d, farm_farm f "
+            "WHERE o.sensor_id = ANY(%(sensor_ids)s) AND s.id = o.sensor_id AND d.id = s.device_id "
+            "AND f.id = d.farm_id AND o.day >= (%(start)s AT TIME ZONE f.time_zone)::date "
+            "AND o.day <= ((%(end)s::timestamptz - interval '1 microsecond') AT TIME ZONE f.time_zone)::date",
+            params,
+        )
+        cursor.execute(f"INSERT INTO sensors_rollupday (sensor_id, day, {_COLUMNS}) {RECOMPUTE_DAYS_SQL}", params)
