@@ -237,7 +237,7 @@ class Reading(models.Model):
         return f"{self.sensor_id} @ {self.ts:%Y-%m-%d %H:%M:%S}: {self.value}"
 
 
-class NumericField(models.DecimalField):  # type: ignore[type-arg]
+class NumericField(models.DecimalField):
     """PostgreSQL ``numeric`` without precision or scale: sums of float8 values, exact in any order."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
@@ -285,12 +285,18 @@ class RollupHour(Rollup):
     pk = models.CompositePrimaryKey("sensor_id", "bucket")
     bucket = models.DateTimeField()
 
+    def __str__(self) -> str:
+        return f"{self.sensor_id} @ {self.bucket:%Y-%m-%d %H:00}: {self.count} readings"
+
 
 class RollupDay(Rollup):
     """A local day of the sensor's farm (23 or 25 hours when the clocks change). Serves rain bars and summaries."""
 
     pk = models.CompositePrimaryKey("sensor_id", "day")
     day = models.DateField()
+
+    def __str__(self) -> str:
+        return f"{self.sensor_id} on {self.day}: {self.count} readings"
 
 
 class UnknownDevice(models.Model):

@@ -35,6 +35,11 @@ JOIN pg_class p ON p.oid = i.inhparent
 WHERE p.relname = %s AND p.relnamespace = to_regnamespace(current_schema())
 """
 
+_MOVE_SQL = """
+WITH moved AS (DELETE FROM sensors_reading_default WHERE ts >= %s AND ts < %s RETURNING sensor_id, ts, value)
+INSERT INTO {target} (sensor_id, ts, value) SELECT sensor_id, ts, value FROM moved
+"""
+
 
 @dataclass(frozen=True, slots=True, order=True)
 class Partition:
@@ -89,11 +94,7 @@ def partition_create(*, partition: Partition) -> None:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"CREATE TABLE {name} (LIKE {PARENT} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
         cursor.execute(f"ALTER TABLE {name} ADD PRIMARY KEY (sensor_id, ts)")
-        cursor.execute(
-            f"WITH moved AS (DELETE FROM {DEFAULT} WHERE ts >= %s AND ts < %s RETURNING sensor_id, ts, value) "
-            f"INSERT INTO {name} (sensor_id, ts, value) SELECT sensor_id, ts, value FROM moved",
-            [low, high],
-        )
+        cursor.execute(_MOVE_SQL.replace("{target}", name), [low, high])
         # The CHECK lets ATTACH skip its scan of the new table; the default is scanned (now empty for the range).
         cursor.execute(
             f"ALTER TABLE {name} ADD CONSTRAINT {connection.ops.quote_name(partition.name + '_range')} "
@@ -135,7 +136,7 @@ def partitions_drop_expired(*, now: datetime, retention: timedelta) -> list[Part
     with transaction.atomic(), connection.cursor() as cursor:
         for partition in dropped:
             cursor.execute(f"DROP TABLE {connection.ops.quote_name(partition.name)}")
-        cursor.execute(f"DELETE FROM {DEFAULT} WHERE ts < %s", [cutoff])
+        cursor.execute(f"DELETE FROM {DEFAULT} WHERE ts < %s", [cutoff])  # noqa: S608 - a constant name
     return dropped
 
 
@@ -151,14 +152,22 @@ def is_partitioned() -> bool:
 
 
 def reading_partitions_maintain(*, now: datetime) -> tuple[list[Partition], list[Partition]]:
-    """Partitions ahead per ``READINGS_PARTITION_MONTHS``/``_AHEAD``, expired ones dropped per ``READINGS_RAW_RETENTION``.
+    """Partitions ready per the ``READINGS_PARTITION*`` settings, expired ones dropped per ``READINGS_RAW_RETENTION``.
 
-    Returns (created, dropped).
+    Partitions reach back as far as ingest accepts a reading (``INGEST_RETENTION_DAYS``, or
+    the raw retention if shorter), so a device's buffered backlog lands in a partition, not
+    in the default one. Returns (created, dropped).
     """
     from django.conf import settings
 
+    back = settings.INGEST_RETENTION_DAYS
+    if settings.READINGS_RAW_RETENTION:
+        back = min(back, settings.READINGS_RAW_RETENTION)
     created = partitions_ensure(
-        now=now, months=settings.READINGS_PARTITION_MONTHS, ahead=settings.READINGS_PARTITIONS_AHEAD
+        now=now,
+        months=settings.READINGS_PARTITION_MONTHS,
+        ahead=settings.READINGS_PARTITIONS_AHEAD,
+        since=now - timedelta(days=back),
     )
     dropped: list[Partition] = []
     if settings.READINGS_RAW_RETENTION:

@@ -120,8 +120,10 @@ def test_rebuild_recomputes_rollups_of_readings_written_behind_ingest(ingestor):
 def test_deleting_a_sensor_deletes_its_rollups(ingestor):
     sensor = cast(Sensor, SensorFactory(device__uid="probe-x", key="soil_moisture"))
     ingestor.ingest([raw("farm/probe-x/telemetry", {"ts": NOW_S - 60, "soil_moisture": 3})])
-    assert RollupHour.objects.filter(sensor=sensor).exists() and RollupDay.objects.filter(sensor=sensor).exists()
+    assert RollupHour.objects.filter(sensor=sensor).exists()
+    assert RollupDay.objects.filter(sensor=sensor).exists()
 
     sensor.delete()
 
-    assert not RollupHour.objects.exists() and not RollupDay.objects.exists()
+    assert not RollupHour.objects.exists()
+    assert not RollupDay.objects.exists()

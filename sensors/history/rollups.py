@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from django.db import connection
 
@@ -91,7 +92,12 @@ def rollups_write(outcome: BatchOutcome) -> None:
         values.extend(one.values)
     if not us:
         return
-    params = {"sensor_ids": sensor_ids, "us": us, "values": values, "distinct_ids": sorted(set(sensor_ids))}
+    params: dict[str, Any] = {
+        "sensor_ids": sensor_ids,
+        "us": us,
+        "values": values,
+        "distinct_ids": sorted(set(sensor_ids)),
+    }
     with connection.cursor() as cursor:
         cursor.execute(FOLD_SQL, params)
 
@@ -105,7 +111,7 @@ def rollups_rebuild(*, sensor_ids: Sequence[int], start: datetime, end: datetime
     so days whose raw readings retention has dropped are kept.
     """
     ids = list(sensor_ids)
-    params = {"sensor_ids": ids, "start": start, "end": end}
+    params: dict[str, Any] = {"sensor_ids": ids, "start": start, "end": end}
     with connection.cursor() as cursor:
         cursor.execute(
             "DELETE FROM sensors_rolluphour WHERE sensor_id = ANY(%(sensor_ids)s) "
