@@ -178,15 +178,17 @@ def _series_rows(
         return _bucket_rows(_SERIES_SQL, sensor_ids, start, end, bucket)
     if not sensor_ids:
         return []
+    params: dict[str, Any] = {"sensor_ids": sensor_ids, "start": start, "end": end, "bucket": bucket}
     if resolution == "hour":
-        sql, origin = _HOURLY_SQL, _floor(start, _HOUR)
-        low, high = origin, end
+        sql = _HOURLY_SQL
+        params.update(origin=_floor(start, _HOUR), low=_floor(start, _HOUR), high=end)
     else:
-        sql, origin = _DAILY_SQL, _floor(start, _DAY)
-        low, high = (start - timedelta(days=1)).date(), (end + timedelta(days=1)).date()
-    params = {"sensor_ids": sensor_ids, "start": start, "end": end, "bucket": bucket, "origin": origin}
+        sql = _DAILY_SQL
+        params.update(
+            origin=_floor(start, _DAY), low=(start - timedelta(days=1)).date(), high=(end + timedelta(days=1)).date()
+        )
     with connection.cursor() as cursor:
-        cursor.execute(sql, {**params, "low": low, "high": high})
+        cursor.execute(sql, params)
         return cursor.fetchall()
 
 
@@ -230,7 +232,13 @@ def hours_below(
     out: dict[int, dict[date, int]] = {sid: {} for sid in sensor_ids}
     if not out:
         return out
-    params = {"sensor_ids": list(out), "start": start, "end": end, "time_zone": time_zone, "threshold": threshold}
+    params: dict[str, Any] = {
+        "sensor_ids": list(out),
+        "start": start,
+        "end": end,
+        "time_zone": time_zone,
+        "threshold": threshold,
+    }
     with connection.cursor() as cursor:
         cursor.execute(_HOURS_BELOW_SQL, params)
         for sensor_id, day, hours in cursor.fetchall():
