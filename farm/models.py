@@ -48,6 +48,17 @@ class Field(models.Model):
     slug = models.SlugField(max_length=60)
     crop = models.CharField(max_length=120, blank=True)
     area_ha = models.DecimalField("area (ha)", max_digits=10, decimal_places=2, null=True, blank=True)
+    season_start = models.DateField(
+        null=True,
+        blank=True,
+        help_text="First day of this season: the history's “this season” and GDD sums start here.",
+    )
+    gdd_base = models.FloatField(
+        "GDD base (°C)",
+        null=True,
+        blank=True,
+        help_text="Base temperature of the crop for growing degree days (10 °C if empty).",
+    )
 
     class Meta:
         ordering = ["farm", "name"]
@@ -59,6 +70,10 @@ class Field(models.Model):
             models.UniqueConstraint(fields=["id", "farm"], name="field_unique_id_farm"),
             models.CheckConstraint(
                 condition=models.Q(area_ha__isnull=True) | models.Q(area_ha__gte=0), name="field_area_non_negative"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(gdd_base__isnull=True) | models.Q(gdd_base__gte=-10, gdd_base__lt=30),
+                name="field_gdd_base_range",
             ),
         ]
 

@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "farm",
     "sensors",
     "dashboard",
+    "history",
     "outbox",
 ]
 # daphne's app only swaps `runserver` for an ASGI one, and it installs Twisted's reactor in
