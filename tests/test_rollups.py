@@ -13,6 +13,7 @@ from sensors.history.rollups import RECOMPUTE_DAYS_SQL, RECOMPUTE_HOURS_SQL, rol
 from sensors.ingest.pipeline import Ingestor, RawMessage, WorkerConfig
 from sensors.models import Device, Reading, RollupDay, RollupHour, Sensor
 from tests.factories import DeviceFactory, SensorFactory
+from tests.history_clock import recent_clock_changes
 from tests.test_ingest_store import NOW_S, raw
 
 _ALL = (datetime(1970, 1, 2, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC))
@@ -87,8 +88,10 @@ def test_rollups_equal_a_recompute_from_raw_after_a_random_stream_with_late_data
 def test_a_local_day_holds_23_and_25_hours_when_the_clocks_change(ingestor):
     device = cast(Device, DeviceFactory(uid="gauge", farm__time_zone="Europe/London"))
     sensor = cast(Sensor, SensorFactory(device=device, key="rain"))
+    spring, fall = recent_clock_changes(datetime.now(tz=UTC))
     messages = []
-    for start in (datetime(2026, 3, 28, 23, tzinfo=UTC), datetime(2026, 10, 24, 23, tzinfo=UTC)):
+    for sunday in (spring, fall):
+        start = datetime.combine(sunday - timedelta(days=1), datetime.min.time(), tzinfo=UTC)
         # Every UTC hour of 3 days gets 1 mm, stamped at :30.
         messages += [
             raw("farm/gauge/telemetry", {"ts": (start + timedelta(hours=h, minutes=30)).timestamp(), "rain": 1.0})
@@ -97,9 +100,9 @@ def test_a_local_day_holds_23_and_25_hours_when_the_clocks_change(ingestor):
     ingestor.ingest(messages)
 
     counts = dict(RollupDay.objects.filter(sensor=sensor).values_list("day", "count"))
-    assert counts[datetime(2026, 3, 29).date()] == 23  # spring forward: 23 hours of Sunday
-    assert counts[datetime(2026, 10, 25).date()] == 25  # fall back: 25 hours
-    assert counts[datetime(2026, 3, 30).date()] == 24
+    assert counts[spring] == 23  # spring forward: 23 hours of Sunday
+    assert counts[fall] == 25  # fall back: 25 hours
+    assert counts[spring + timedelta(days=1)] == 24
 
 
 @pytest.mark.django_db

@@ -34,7 +34,7 @@ HEADERS: Final[dict[ExportResolution, str]] = {
     "hour": "sensor_id,sensor,unit,time,count,min,max,mean",
     "day": "sensor_id,sensor,unit,date,count,min,max,mean",
 }
-_ISO = """to_char({col}, 'YYYY-MM-DD"T"HH24:MI:SS') || CASE WHEN extract(microseconds FROM {col})::int % 1000000 <> 0
+_ISO = """to_char({col}, 'YYYY-MM-DD"T"HH24:MI:SS') || CASE WHEN extract(microseconds FROM {col})::int %% 1000000 <> 0
     THEN to_char({col}, '.US') ELSE '' END || to_char({col}, 'TZH:TZM')"""
 _NAMES = "JOIN unnest(%(sensor_ids)s::bigint[], %(prefixes)s::text[]) AS n(id, prefix) ON n.id = sensor_id"
 _BUCKETS = "count || ',' || min::text || ',' || max::text || ',' || (sum / count)::float8::text"

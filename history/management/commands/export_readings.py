@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 from argparse import ArgumentParser
+from contextlib import ExitStack
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.core.management.base import BaseCommand, CommandError
@@ -46,7 +47,7 @@ class Command(BaseCommand):
             }
         )
         if not query.is_valid():
-            problems = "; ".join(e for errors in query.errors.values() for e in errors)
+            problems = "; ".join(str(e) for errors in query.errors.values() for e in errors)
             raise CommandError(problems)
         chosen = sensors_of_farm(farm, query.cleaned_data["sensor"])
         missing = set(query.cleaned_data["sensor"]) - {s.pk for s in chosen}
@@ -65,13 +66,18 @@ class Command(BaseCommand):
             "time_zone": farm.time_zone,
         }
         total = export_row_count(**kwargs)
-        out: IO[str] = sys.stdout if options["output"] == "-" else Path(options["output"]).open("w", encoding="utf-8")
-        try:
-            with tqdm(total=total, unit=" rows", disable=options["no_progress"], file=sys.stderr) as bar:
-                for i, chunk in enumerate(export_lines(**kwargs)):
-                    out.write("\n".join(chunk) + "\n")
-                    if i:
-                        bar.update(len(chunk))
-        finally:
-            if out is not sys.stdout:
-                out.close()
+        with ExitStack() as stack:
+            write = (
+                self._stdout
+                if options["output"] == "-"
+                else stack.enter_context(Path(options["output"]).open("w", encoding="utf-8")).write
+            )
+            bar = stack.enter_context(tqdm(total=total, unit=" rows", disable=options["no_progress"], file=sys.stderr))
+            for i, chunk in enumerate(export_lines(**kwargs)):
+                write("\n".join(chunk) + "\n")
+                if i:  # the first chunk is the header
+                    bar.update(len(chunk))
+
+    def _stdout(self, text: str) -> int:
+        self.stdout.write(text, ending="")
+        return len(text)
