@@ -10,6 +10,7 @@ from typing import cast
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
@@ -71,7 +72,7 @@ def _expected(sunday: date) -> dict[date, float]:
 def test_a_non_member_gets_404_everywhere(viewer):
     _, gauge = _gauge(viewer.farm)
     stranger = Client()
-    stranger.force_login(UserFactory())
+    stranger.force_login(cast(User, UserFactory()))
     slug = viewer.farm.slug
     for url in (
         reverse("history-page", args=[slug]),
@@ -250,3 +251,26 @@ def test_the_summary_has_gdd_summed_from_the_season_start_and_chill_hours(viewer
     assert [(d.t_min, d.t_max, d.chill_hours) for d in days] == [(4.0, 20.0, 6), (4.0, 20.0, 6)]
     assert [d.gdd for d in days] == [pytest.approx(7.5)] * 2  # (5 + 20) / 2 - 5
     assert [d.gdd_sum for d in days] == [pytest.approx(15.0), pytest.approx(22.5)]  # since 1 May (2 May counts)
+
+
+def test_under_asgi_the_export_streams_chunk_by_chunk(viewer, monkeypatch):
+    """The async view path: Django would read a sync iterator whole before sending; ours yields per chunk."""
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    from sensors.history import exports
+
+    monkeypatch.setattr(exports, "CHUNK_ROWS", 50)
+    gauge, spring, _ = _rain_through_clock_changes(viewer.farm)
+    client = AsyncClient()
+    client.force_login(viewer.user)
+    params = {"sensor": gauge.pk, "start": spring.isoformat(), "end": spring.isoformat()}
+
+    async def fetch() -> list[bytes]:
+        response = await client.get(reverse("history-export", args=[viewer.farm.slug]), params)
+        assert response.is_async
+        return [chunk async for chunk in response.streaming_content]
+
+    chunks = async_to_sync(fetch)()
+    assert len(chunks) == 1 + (6 * 23 + 49) // 50  # the header, then 50-row chunks
+    assert len(b"".join(chunks).decode().splitlines()) == 1 + 6 * 23
