@@ -6,7 +6,7 @@ import csv
 import io
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
-from typing import cast
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -264,10 +264,10 @@ def test_under_asgi_the_export_streams_chunk_by_chunk(viewer, monkeypatch):
     gauge, spring, _ = _rain_through_clock_changes(viewer.farm)
     client = AsyncClient()
     client.force_login(viewer.user)
-    params = {"sensor": gauge.pk, "start": spring.isoformat(), "end": spring.isoformat()}
+    params = {"sensor": str(gauge.pk), "start": spring.isoformat(), "end": spring.isoformat()}
 
     async def fetch() -> list[bytes]:
-        response = await client.get(reverse("history-export", args=[viewer.farm.slug]), params)
+        response: Any = await client.get(reverse("history-export", args=[viewer.farm.slug]), params)
         assert response.is_async
         return [chunk async for chunk in response.streaming_content]
 
