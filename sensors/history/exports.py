@@ -1,7 +1,7 @@
 """Readings and rollups as CSV lines, read through a server-side cursor (flat memory at any size).
 
 The database formats each line: the time in ISO 8601 with the farm's offset (the session's
-``TimeZone`` set to the farm's zone, ``TZH:TZM``), floats in their shortest exact text. Python
+``TimeZone`` set to the farm's zone), floats in their shortest exact text. Python
 only joins lines, so an export runs at the speed PostgreSQL reads rows. Only finite values are
 exported, as everywhere on the read side (sensors/history/selectors.py).
 """
@@ -34,8 +34,9 @@ HEADERS: Final[dict[ExportResolution, str]] = {
     "hour": "sensor_id,sensor,unit,time,count,min,max,mean",
     "day": "sensor_id,sensor,unit,date,count,min,max,mean",
 }
-_ISO = """to_char({col}, 'YYYY-MM-DD"T"HH24:MI:SS') || CASE WHEN extract(microseconds FROM {col})::int %% 1000000 <> 0
-    THEN to_char({col}, '.US') ELSE '' END || to_char({col}, 'TZH:TZM')"""
+# JSON's timestamp text is ISO 8601 with a colon in the offset and only the fraction there is
+# ("2026-03-29T02:00:00+01:00", "…:00.5+01:00"), and ~2x cheaper than to_char.
+_ISO = "btrim(to_json({col})::text, '\"')"
 _NAMES = "JOIN unnest(%(sensor_ids)s::bigint[], %(prefixes)s::text[]) AS n(id, prefix) ON n.id = sensor_id"
 _BUCKETS = "count || ',' || min::text || ',' || max::text || ',' || (sum / count)::float8::text"
 _RAW_SQL = """

@@ -23,17 +23,24 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from django.db import connection
 
 from sensors.hooks import BatchOutcome
 
-# One statement: the batch's rows are sent once, folded per hour and per local day, and
+# One statement: the batch's rows are sent once and folded into quarter hours first -- every
+# zone's offset is a whole number of quarter hours, so a quarter never straddles a local
+# midnight -- then the few quarter rows into hours and local days (the per-row work, numeric
+# sums and time-zone conversion, is done once per quarter, not per reading per table), and
 # upserted in key order (two workers upsert the same buckets in one order: no deadlock).
 _FOLD_SQL = """
-WITH r AS MATERIALIZED (
+WITH r AS (
     SELECT u.sensor_id, 'epoch'::timestamptz + u.us * interval '1 microsecond' AS ts, u.value
     FROM unnest(%(sensor_ids)s::bigint[], %(us)s::bigint[], %(values)s::float8[]) AS u(sensor_id, us, value)
     WHERE abs(u.value) < 'Infinity'
+), q AS MATERIALIZED (
+    SELECT sensor_id, date_bin('15 minutes', ts, 'epoch') AS quarter, {aggregates}
+    FROM r GROUP BY 1, 2
 ), zones AS (
     SELECT s.id AS sensor_id, f.time_zone FROM sensors_sensor s
     JOIN sensors_device d ON d.id = s.device_id JOIN farm_farm f ON f.id = d.farm_id
@@ -41,25 +48,34 @@ WITH r AS MATERIALIZED (
 ), hours AS (
     INSERT INTO sensors_rolluphour AS o
         (sensor_id, bucket, count, sum, min, max, first_ts, first_value, last_ts, last_value)
-    SELECT sensor_id, date_bin('1 hour', ts, 'epoch'), {aggregates}
-    FROM r GROUP BY 1, 2 ORDER BY 1, 2
+    SELECT sensor_id, date_bin('1 hour', quarter, 'epoch'), {refold}
+    FROM q GROUP BY 1, 2 ORDER BY 1, 2
     ON CONFLICT (sensor_id, bucket) DO UPDATE SET {fold}
     RETURNING 1
 )
 INSERT INTO sensors_rollupday AS o (sensor_id, day, count, sum, min, max, first_ts, first_value, last_ts, last_value)
-SELECT r.sensor_id, (r.ts AT TIME ZONE z.time_zone)::date, {aggregates}
-FROM r JOIN zones z USING (sensor_id) GROUP BY 1, 2 ORDER BY 1, 2
+SELECT q.sensor_id, (q.quarter AT TIME ZONE z.time_zone)::date, {refold}
+FROM q JOIN zones z USING (sensor_id) GROUP BY 1, 2 ORDER BY 1, 2
 ON CONFLICT (sensor_id, day) DO UPDATE SET {fold}
 """
-_AGGREGATES = """count(*), sum(least(greatest(value, -1e250::float8), 1e250::float8)::numeric), min(value), max(value),
-    min(ts), (array_agg(value ORDER BY ts))[1], max(ts), (array_agg(value ORDER BY ts DESC))[1]"""
+_AGGREGATES = """count(*) AS count, sum(least(greatest(value, -1e250::float8), 1e250::float8)::numeric) AS sum,
+    min(value) AS min, max(value) AS max, min(ts) AS first_ts, (array_agg(value ORDER BY ts))[1] AS first_value,
+    max(ts) AS last_ts, (array_agg(value ORDER BY ts DESC))[1] AS last_value"""
+# Rows that are already buckets, folded into bigger ones: the same algebra as _FOLD.
+_REFOLD = """sum(count), sum(sum), min(min), max(max), min(first_ts), (array_agg(first_value ORDER BY first_ts))[1],
+    max(last_ts), (array_agg(last_value ORDER BY last_ts DESC))[1]"""
 _FOLD = """count = o.count + EXCLUDED.count, sum = o.sum + EXCLUDED.sum,
     min = least(o.min, EXCLUDED.min), max = greatest(o.max, EXCLUDED.max),
     first_value = CASE WHEN EXCLUDED.first_ts < o.first_ts THEN EXCLUDED.first_value ELSE o.first_value END,
     first_ts = least(o.first_ts, EXCLUDED.first_ts),
     last_value = CASE WHEN EXCLUDED.last_ts > o.last_ts THEN EXCLUDED.last_value ELSE o.last_value END,
     last_ts = greatest(o.last_ts, EXCLUDED.last_ts)"""
-FOLD_SQL = _FOLD_SQL.format(aggregates=_AGGREGATES, fold=_FOLD)
+FOLD_SQL = _FOLD_SQL.format(aggregates=_AGGREGATES, refold=_REFOLD, fold=_FOLD)
+# Bound by the server, arrays in binary: Django's client-side binding would spell out a batch's
+# 15,000 numbers as SQL text (~25 ms a 5,000-reading batch, more than the statement itself).
+_FOLD_SQL_BINARY = FOLD_SQL
+for _name in ("sensor_ids", "us", "values", "distinct_ids"):
+    _FOLD_SQL_BINARY = _FOLD_SQL_BINARY.replace(f"%({_name})s", f"%({_name})b")
 
 # The same buckets computed from the raw readings: what the fold must always equal.
 _RECOMPUTE_HOURS_SQL = """
@@ -98,8 +114,9 @@ def rollups_write(outcome: BatchOutcome) -> None:
         "values": values,
         "distinct_ids": sorted(set(sensor_ids)),
     }
-    with connection.cursor() as cursor:
-        cursor.execute(FOLD_SQL, params)
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(_FOLD_SQL_BINARY, params)
 
 
 def rollups_rebuild(*, sensor_ids: Sequence[int], start: datetime, end: datetime) -> None:
