@@ -143,7 +143,7 @@
       var x = s.t.map(wall);
       if (s.resolution !== "raw" || s.bucketSeconds > 1) {
         out.push({ x: x, y: s.max, yaxis: axis, mode: "lines", line: { width: 0, color: colour }, hoverinfo: "skip",
-                   showlegend: false, type: "scattergl" });
+                   showlegend: false, type: "scatter" });
         out.push({ x: x, y: s.min, yaxis: axis, mode: "lines", line: { width: 0, color: colour }, fill: "tonexty",
                    fillcolor: colour + "33", hoverinfo: "skip", showlegend: false, type: "scatter" });
       }
