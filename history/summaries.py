@@ -82,7 +82,10 @@ def farm_summary(*, farm: Farm, fld: Field | None, first: date, last: date) -> S
     base = fld.gdd_base if fld and fld.gdd_base is not None else GDD_BASE_DEFAULT
     season = fld.season_start if fld and fld.season_start else date(last.year, 1, 1)
     since = min(season, first)
-    daily = sensor_daily(sensor_ids=[s.pk for s in rain + air + probes], first=since, last=last)
+    daily = {
+        pk: _by_day(one)
+        for pk, one in sensor_daily(sensor_ids=[s.pk for s in rain + air + probes], first=since, last=last).items()
+    }
     window = days_window(first=first, last=last, zone=zone)
     chill = hours_below(
         sensor_ids=[s.pk for s in air[:1]],
@@ -101,7 +104,7 @@ def farm_summary(*, farm: Farm, fld: Field | None, first: date, last: date) -> S
             total += row.gdd
         row.gdd_sum = total if day >= season else None
         if air and day >= first:
-            row.chill_hours = chill_by_day.get(day, 0) if any(day in daily[s.pk].day for s in air) else None
+            row.chill_hours = chill_by_day.get(day, 0) if any(day in daily[s.pk] for s in air) else None
         if day >= first:
             days.append(row)
         day += timedelta(days=1)
@@ -109,19 +112,20 @@ def farm_summary(*, farm: Farm, fld: Field | None, first: date, last: date) -> S
     return Summary(title=title, base=base, season_start=season, probes=probes, days=days)
 
 
-def _values(series: list[DailySeries], day: date) -> list[tuple[int, float, float, float, float]]:
+DayValues = dict[date, tuple[int, float, float, float, float]]
+"""A sensor's days: (count, mean, min, max, sum) by local date."""
+
+
+def _by_day(one: DailySeries) -> DayValues:
+    return {d: (one.count[i], one.mean[i], one.min[i], one.max[i], one.sum[i]) for i, d in enumerate(one.day)}
+
+
+def _values(series: list[DayValues], day: date) -> list[tuple[int, float, float, float, float]]:
     """(count, mean, min, max, sum) of ``day`` in each series that has it."""
-    out = []
-    for one in series:
-        try:
-            i = one.day.index(day)
-        except ValueError:
-            continue
-        out.append((one.count[i], one.mean[i], one.min[i], one.max[i], one.sum[i]))
-    return out
+    return [one[day] for one in series if day in one]
 
 
-def _day_row(day: date, rain: list[DailySeries], air: list[DailySeries], probes: list[DailySeries]) -> SummaryDay:
+def _day_row(day: date, rain: list[DayValues], air: list[DayValues], probes: list[DayValues]) -> SummaryDay:
     row = SummaryDay(day)
     gauges = _values(rain, day)
     if gauges:
