@@ -9,12 +9,13 @@ exported, as everywhere on the read side (sensors/history/selectors.py).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 
 ExportResolution = Literal["raw", "hour", "day"]
 CHUNK_ROWS: Final = 5000
@@ -100,19 +101,23 @@ def export_lines(
     """The CSV lines of ``[start, end)`` (a day export: its local days), in chunks of up to ``CHUNK_ROWS``.
 
     The first chunk is the header. Times carry ``time_zone``'s offset. Reads through a
-    server-side cursor; the session time zone is put back when the generator ends or is closed.
+    server-side cursor inside a read-only transaction, which ends when the generator ends or
+    is closed (a client that goes away mid-file).
     """
     yield [HEADERS[resolution]]
     params = _params(sensors, start, end, time_zone)
-    with connection.cursor() as plain:
-        plain.execute("SELECT current_setting('TimeZone')")
+    # In a transaction: the cursor then streams rows as they are read. In autocommit Django
+    # declares it WITH HOLD, and PostgreSQL materialises the whole result first (measured:
+    # 1 M rows at ~530,000 rows/s against ~230,000). The time zone is the transaction's only.
+    with transaction.atomic(), connection.cursor() as plain:
+        # Put back at the end too: inside a caller's transaction (a test) the zone would outlive us.
+        plain.execute("SELECT current_setting('TimeZone'), set_config('TimeZone', %s, true)", [time_zone])
         previous = plain.fetchone()[0]
-        plain.execute("SELECT set_config('TimeZone', %s, false)", [time_zone])
-    try:
-        with connection.chunked_cursor() as cursor:
-            cursor.execute(_SQL[resolution], params)
-            while rows := cursor.fetchmany(CHUNK_ROWS):
-                yield [row[0] for row in rows]
-    finally:
-        with connection.cursor() as plain:
-            plain.execute("SELECT set_config('TimeZone', %s, false)", [previous])
+        try:
+            with connection.chunked_cursor() as cursor:
+                cursor.execute(_SQL[resolution], params)
+                while rows := cursor.fetchmany(CHUNK_ROWS):
+                    yield [row[0] for row in rows]
+        finally:
+            with suppress(DatabaseError):  # after a failed statement the rollback restores it anyway
+                plain.execute("SELECT set_config('TimeZone', %s, true)", [previous])
