@@ -130,3 +130,19 @@ def test_deleting_a_sensor_deletes_its_rollups(ingestor):
 
     assert not RollupHour.objects.exists()
     assert not RollupDay.objects.exists()
+
+
+def test_quarter_runs_split_at_quarter_hours_and_skip_non_finite_values():
+    from sensors.history.quarters import QUARTER_US, quarters_of
+    from sensors.hooks import SensorSeries
+
+    q = QUARTER_US
+    ts = [-1, 0, q - 1, q, 3 * q + 5]
+    values = [1.0, 2.0, float("nan"), 4.0, float("inf")]
+    quarters = quarters_of({7: SensorSeries(1, 1, 7, "x", ts, values)})
+
+    assert quarters.start_us == [-q, 0, q]
+    assert quarters.count == [1, 1, 1]
+    assert (quarters.first_value, quarters.last_value) == ([1.0, 2.0, 4.0], [1.0, 2.0, 4.0])
+    assert quarters.value_run == [0, 1, 2]
+    assert quarters.values == [1.0, 2.0, 4.0]
