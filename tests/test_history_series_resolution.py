@@ -41,6 +41,13 @@ def test_the_plan_picks_raw_hourly_or_daily_by_range_and_width(span, max_points,
     assert span.total_seconds() / bucket <= max_points
 
 
+def test_many_sensors_over_a_long_range_read_days_not_hours():
+    end = START + timedelta(days=365)
+    assert history.series_plan(start=START, end=end, max_points=2000, sensors=2)[0] == "hour"
+    assert history.series_plan(start=START, end=end, max_points=2000, sensors=8) == ("day", 86400)
+    assert history.series_plan(start=START, end=START + timedelta(days=30), max_points=2000, sensors=8)[0] == "hour"
+
+
 def test_a_wide_series_from_rollups_has_the_raw_series_counts_extremes_and_means():
     sensor = _sensor_with_a_year_every_20_minutes()
     end = START + timedelta(days=30)
@@ -72,6 +79,20 @@ def test_zooming_into_a_day_reads_raw_readings():
     one = history.sensor_series(sensor_ids=[sensor.pk], start=day, end=day + timedelta(days=1), max_points=2000)
     assert one[sensor.pk].resolution == "raw"
     assert one[sensor.pk].count == [1] * 72
+
+
+def test_eight_sensors_over_a_year_read_the_daily_rollups_in_one_statement(django_assert_num_queries):
+    sensor = _sensor_with_a_year_every_20_minutes()
+    others = [cast(Sensor, SensorFactory(device__farm=sensor.device.farm)) for _ in range(7)]
+    end = START + timedelta(days=365)
+    with django_assert_num_queries(1):
+        series = history.sensor_series(
+            sensor_ids=[sensor.pk, *(o.pk for o in others)], start=START, end=end, max_points=2000
+        )
+    one = series[sensor.pk]
+    assert (one.resolution, one.bucket_seconds, len(one.t)) == ("day", 86400, 365)
+    assert sum(one.count) == 3 * 24 * 365
+    assert all(series[o.pk].t == [] for o in others)
 
 
 def test_daily_rollups_give_the_local_days_of_the_farm():

@@ -103,6 +103,8 @@ _HOURS_BELOW_SQL = """
 
 RAW_MAX_SPAN: Final = timedelta(days=8)
 """Ranges up to this read raw readings (any bucket); wider ones read rollups."""
+HOURLY_ROW_BUDGET: Final = 20_000
+"""At most this many hourly rollup rows per series request (two sensors' year); beyond, daily ones."""
 _HOUR, _DAY = 3600, 86400
 
 # timestamptz reaches 294276 AD (and 'infinity'); Python's datetime stops at 9999, and
@@ -118,17 +120,19 @@ def bucket_seconds_for(*, span_seconds: float, max_points: int) -> int:
     return max(1, math.ceil(span_seconds / max_points))
 
 
-def series_plan(*, start: datetime, end: datetime, max_points: int) -> tuple[Resolution, int]:
-    """Which data a series over ``[start, end)`` reads, and its bucket in seconds.
+def series_plan(*, start: datetime, end: datetime, max_points: int, sensors: int = 1) -> tuple[Resolution, int]:
+    """Which data a series of ``sensors`` sensors over ``[start, end)`` reads, and its bucket in seconds.
 
     Raw readings up to ``RAW_MAX_SPAN``; beyond it hourly rollups in buckets of whole hours,
-    or daily rollups once a bucket is a day or more. Never more than ``max_points`` buckets.
+    or daily rollups once a bucket is a day or more, or once the hourly rows to read would
+    exceed ``HOURLY_ROW_BUDGET`` (8 sensors over a year: ~70,000 hourly rows took ~4x the
+    time of the same range in days). Never more than ``max_points`` buckets.
     """
     span = (end - start).total_seconds()
     bucket = bucket_seconds_for(span_seconds=span, max_points=max_points)
     if span <= RAW_MAX_SPAN.total_seconds():
         return "raw", bucket
-    if bucket < _DAY:
+    if bucket < _DAY and sensors * span / _HOUR <= HOURLY_ROW_BUDGET:
         return "hour", math.ceil(bucket / _HOUR) * _HOUR
     return "day", math.ceil(bucket / _DAY) * _DAY
 
@@ -140,7 +144,7 @@ def sensor_series(*, sensor_ids: Sequence[int], start: datetime, end: datetime, 
     rollups (``series_plan``): then buckets are whole hours or days and the range's edges
     widen to the hours (days) they fall in; ``bucket_seconds`` and ``resolution`` say so.
     """
-    resolution, bucket = series_plan(start=start, end=end, max_points=max_points)
+    resolution, bucket = series_plan(start=start, end=end, max_points=max_points, sensors=len(sensor_ids))
     series = {
         sid: Series(sensor_id=sid, start=start, end=end, bucket_seconds=bucket, resolution=resolution)
         for sid in sensor_ids
@@ -159,7 +163,7 @@ def sensor_mean_series(
     *, sensor_ids: Sequence[int], start: datetime, end: datetime, max_points: int
 ) -> dict[int, MeanSeries]:
     """``sensor_series`` with the means only (sparklines): the same buckets, less to aggregate and carry."""
-    resolution, bucket = series_plan(start=start, end=end, max_points=max_points)
+    resolution, bucket = series_plan(start=start, end=end, max_points=max_points, sensors=len(sensor_ids))
     lines = {sid: MeanSeries(sensor_id=sid) for sid in sensor_ids}
     if resolution == "raw":
         rows = [row[:3] for row in _bucket_rows(_MEANS_SQL, list(lines), start, end, bucket)]
