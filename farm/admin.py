@@ -15,7 +15,7 @@ admin.site.index_title = "Farms, devices and data"
 
 class FieldInline(admin.TabularInline):
     model = Field
-    fields = ["name", "slug", "crop", "area_ha"]
+    fields = ["name", "slug", "crop", "area_ha", "season_start", "gdd_base_c"]
     prepopulated_fields = {"slug": ["name"]}
     extra = 0
 

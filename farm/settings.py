@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "farm",
     "sensors",
     "dashboard",
+    "history",
     "outbox",
     "alerts",
 ]
@@ -172,6 +173,20 @@ CELERY_BEAT_SCHEDULE["alerts-sweep"] = {
 OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 8, minimum=1, maximum=100)
 OUTBOX_RETRY_SECONDS = env_int("OUTBOX_RETRY_SECONDS", 10, minimum=1)
 OUTBOX_RETENTION_HOURS = env_int("OUTBOX_RETENTION_HOURS", 168, minimum=1)
+
+# --- History (issue 10): partitioned readings and their retention --------------
+
+# Months per readings partition (1 = monthly). Changing it affects partitions made from then on.
+READINGS_PARTITION_MONTHS = env_int("READINGS_PARTITION_MONTHS", 1, minimum=1, maximum=12)
+# Partitions kept ready beyond the current one (at migrate and by a beat task every 6 hours).
+READINGS_PARTITIONS_AHEAD = env_int("READINGS_PARTITIONS_AHEAD", 3, minimum=1, maximum=36)
+# Days of raw readings to keep; whole partitions older than this are dropped. Unset or 0: keep
+# forever. Hourly and daily rollups are never dropped.
+READINGS_RAW_RETENTION = env_int("READINGS_RAW_RETENTION", 0, minimum=0)
+CELERY_BEAT_SCHEDULE["sensors-reading-partitions"] = {
+    "task": "sensors.tasks.maintain_reading_partitions",
+    "schedule": 6 * 3600.0,
+}
 
 # --- Ingest (issue: MQTT ingest) -----------------------------------------
 

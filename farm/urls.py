@@ -8,4 +8,5 @@ urlpatterns = [
     path("", include("farm.urls_pages")),
     path("", include("dashboard.urls")),
     path("", include("alerts.urls")),
+    path("", include("history.urls")),
 ]

@@ -240,6 +240,68 @@ class Reading(models.Model):
         return f"{self.sensor_id} @ {self.ts:%Y-%m-%d %H:%M:%S}: {self.value}"
 
 
+class NumericField(models.DecimalField):
+    """PostgreSQL ``numeric`` without precision or scale: sums of float8 values, exact in any order."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("max_digits", 1000)
+        kwargs.setdefault("decimal_places", 0)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def db_type(self, connection: object) -> str:
+        return "numeric"
+
+    def get_db_prep_value(self, value: object, connection: object, prepared: bool = False) -> object:
+        return value
+
+
+class Rollup(models.Model):
+    """One bucket of a sensor's finite readings: count, exact sum, min, max, first and last.
+
+    Kept in the batch's transaction by ``sensors.history.rollups`` from each batch's new
+    readings, so a bucket always equals a recompute from the raw readings it covers --
+    late, backfilled and redelivered readings included. ``sum`` is ``numeric``: float
+    addition depends on order, a numeric sum does not, so the upsert's running total is
+    exactly what one ``sum()`` over the raw rows gives. Values are clamped to ±1e250 before
+    summing, as the selectors do. Rollups never expire with the raw readings.
+    """
+
+    sensor = models.ForeignKey(
+        Sensor, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    count = models.BigIntegerField()
+    sum = NumericField()
+    min = models.FloatField()
+    max = models.FloatField()
+    first_ts = models.DateTimeField()
+    first_value = models.FloatField()
+    last_ts = models.DateTimeField()
+    last_value = models.FloatField()
+
+    class Meta:
+        abstract = True
+
+
+class RollupHour(Rollup):
+    """A UTC hour, ``bucket`` its start. Serves every series wider than the raw window."""
+
+    pk = models.CompositePrimaryKey("sensor_id", "bucket")
+    bucket = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.sensor_id} @ {self.bucket:%Y-%m-%d %H:00}: {self.count} readings"
+
+
+class RollupDay(Rollup):
+    """A local day of the sensor's farm (23 or 25 hours when the clocks change). Serves rain bars and summaries."""
+
+    pk = models.CompositePrimaryKey("sensor_id", "day")
+    day = models.DateField()
+
+    def __str__(self) -> str:
+        return f"{self.sensor_id} on {self.day}: {self.count} readings"
+
+
 class UnknownDevice(models.Model):
     """A uid seen on the broker that no registered device has; an admin may register it."""
 

@@ -22,3 +22,14 @@ def purge_ingest_records() -> int:
     """Forget dead letters and skipped-field counts not seen for INGEST_RECORDS_RETENTION_DAYS; how many went."""
     result = ingest_records_purge(older_than=timedelta(days=settings.INGEST_RECORDS_RETENTION_DAYS))
     return result.dead_letters + result.skipped_fields
+
+
+@shared_task(name="sensors.tasks.maintain_reading_partitions", ignore_result=True)
+def maintain_reading_partitions() -> tuple[int, int]:
+    """Create the readings' partitions ahead and drop expired ones; returns (created, dropped)."""
+    from django.utils import timezone
+
+    from sensors.partitions import reading_partitions_maintain
+
+    created, dropped = reading_partitions_maintain(now=timezone.now())
+    return len(created), len(dropped)

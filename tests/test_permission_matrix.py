@@ -150,6 +150,11 @@ ROWS = [
     Row("alerts-rule-backtest", "post", farm, ("login", "404", "403", "400", "400", "400")),
     Row("alerts-rule-edit", "get", lambda w: [w.farm.slug, w.rule.pk], MANAGER_PAGE),
     Row("alerts-rule-delete", "post", lambda w: [w.farm.slug, w.rule.pk], MANAGER_ACT),
+    # History: members read and export.
+    Row("history-page", "get", farm, FARM_VIEW),
+    Row("history-data", "get", farm, ("login", "404", "400", "400", "400", "400")),
+    Row("history-summaries", "get", farm, FARM_VIEW),
+    Row("history-export", "get", farm, ("login", "404", "400", "400", "400", "400")),
     # The person's own account.
     Row("account-profile", "get", none, SIGNED_IN),
     Row("password-change", "get", none, SIGNED_IN),

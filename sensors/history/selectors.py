@@ -13,22 +13,25 @@ hold anything float8 can):
   can hold enough readings to overflow it, and it costs what ``avg`` did.
 
 Series are bucketed in the database (``date_bin`` over the (sensor_id, ts) primary
-key), so a week of one-second readings never crosses into Python.
+key), so a week of one-second readings never crosses into Python. A range wider than
+``RAW_MAX_SPAN`` reads the hourly rollups instead (sensors/history/rollups.py), and a bucket of a
+day or more the daily ones: a year of one sensor is ~8,760 hourly rows, not millions of
+readings, and callers get the same ``Series`` (``resolution`` says which was read).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypedDict
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 from django.db import connection
 from django.db.models import OuterRef, QuerySet, Subquery
 
 from sensors.models import Reading, Sensor
 
-from .types import LatestReading, MeanSeries, RawPoints, ReadingPoint, Series
+from .types import DailySeries, LatestReading, MeanSeries, RawPoints, ReadingPoint, Resolution, Series
 
 if TYPE_CHECKING:  # django_stubs_ext comes with the dev requirements only
     from typing import TypeAlias
@@ -63,6 +66,47 @@ _MEANS_SQL = """
     ORDER BY 1, 2
 """
 
+# Rollup rows to buckets: counts and sums add, extremes are kept; a bucket's time is the
+# count-weighted middle of its rows' first and last readings (a sparse series stays where
+# its readings are). The rollup's sum is numeric (exact); the mean goes back to float8. float8
+# epochs (date_part), not extract()'s numeric: ~25 % of a year of 8 sensors (measured).
+_ROLLUP_SERIES_SQL = """
+    SELECT sensor_id,
+           (sum(count * (date_part('epoch', first_ts) + date_part('epoch', last_ts)) / 2) / sum(count) * 1000)::bigint,
+           sum(sum)::float8 / sum(count), min(min), max(max), sum(count)::bigint
+    FROM {table}
+    WHERE sensor_id = ANY(%(sensor_ids)s) AND {key} >= %(low)s AND {key} < %(high)s
+          AND last_ts >= %(start)s AND first_ts < %(end)s
+    GROUP BY sensor_id, date_bin(make_interval(secs => %(bucket)s), {key}::timestamptz, %(origin)s)
+    ORDER BY 1, 2
+"""
+_HOURLY_SQL = _ROLLUP_SERIES_SQL.format(table="sensors_rolluphour", key="bucket")
+# A day row's key is the farm's local date: the date_bin of its UTC midnight is near enough
+# for buckets of whole days, and the range is widened by a day each side, then cut by time.
+_DAILY_SQL = _ROLLUP_SERIES_SQL.format(table="sensors_rollupday", key="day")
+
+_DAYS_SQL = """
+    SELECT sensor_id, day, count, (sum / count)::float8, min, max, sum::float8
+    FROM sensors_rollupday
+    WHERE sensor_id = ANY(%(sensor_ids)s) AND day >= %(first)s AND day <= %(last)s
+    ORDER BY 1, 2
+"""
+
+# Hours whose mean is below a threshold, per local day of ``time_zone`` (chill hours).
+_HOURS_BELOW_SQL = """
+    SELECT sensor_id, (bucket AT TIME ZONE %(time_zone)s)::date AS day,
+           count(*) FILTER (WHERE sum / count < %(threshold)s)
+    FROM sensors_rolluphour
+    WHERE sensor_id = ANY(%(sensor_ids)s) AND bucket >= %(start)s AND bucket < %(end)s
+    GROUP BY 1, 2 ORDER BY 1, 2
+"""
+
+RAW_MAX_SPAN: Final = timedelta(days=8)
+"""Ranges up to this read raw readings (any bucket); wider ones read rollups."""
+HOURLY_ROW_BUDGET: Final = 20_000
+"""At most this many hourly rollup rows per series request (two sensors' year); beyond, daily ones."""
+_HOUR, _DAY = 3600, 86400
+
 # timestamptz reaches 294276 AD (and 'infinity'); Python's datetime stops at 9999, and
 # loading a later one raises. A day's margin keeps any session time zone inside it.
 _TS_MIN = datetime(1, 1, 2, tzinfo=UTC)
@@ -80,16 +124,36 @@ def bucket_seconds_for(*, span_seconds: float, max_points: int) -> int:
     return max(1, math.ceil(span_seconds / max_points))
 
 
+def series_plan(*, start: datetime, end: datetime, max_points: int, sensors: int = 1) -> tuple[Resolution, int]:
+    """Which data a series of ``sensors`` sensors over ``[start, end)`` reads, and its bucket in seconds.
+
+    Raw readings up to ``RAW_MAX_SPAN``; beyond it hourly rollups in buckets of whole hours,
+    or daily rollups once a bucket is a day or more, or once the hourly rows to read would
+    exceed ``HOURLY_ROW_BUDGET`` (8 sensors over a year: ~70,000 hourly rows took ~4x the
+    time of the same range in days). Never more than ``max_points`` buckets.
+    """
+    span = (end - start).total_seconds()
+    bucket = bucket_seconds_for(span_seconds=span, max_points=max_points)
+    if span <= RAW_MAX_SPAN.total_seconds():
+        return "raw", bucket
+    if bucket < _DAY and sensors * span / _HOUR <= HOURLY_ROW_BUDGET:
+        return "hour", math.ceil(bucket / _HOUR) * _HOUR
+    return "day", math.ceil(bucket / _DAY) * _DAY
+
+
 def sensor_series(*, sensor_ids: Sequence[int], start: datetime, end: datetime, max_points: int) -> dict[int, Series]:
     """Each sensor's readings in ``[start, end)`` as at most ``max_points`` buckets, in one statement.
 
-    Every sensor asked for has an entry, empty without readings. This signature is the
-    contract rollups keep: a wide range may read hourly or daily rollups instead of raw
-    rows, and callers get the same shape (``bucket_seconds`` says how coarse).
+    Every sensor asked for has an entry, empty without readings. A wide range reads
+    rollups (``series_plan``): then buckets are whole hours or days and the range's edges
+    widen to the hours (days) they fall in; ``bucket_seconds`` and ``resolution`` say so.
     """
-    bucket = bucket_seconds_for(span_seconds=(end - start).total_seconds(), max_points=max_points)
-    series = {sid: Series(sensor_id=sid, start=start, end=end, bucket_seconds=bucket) for sid in sensor_ids}
-    for sensor_id, t, mean, low, high, count in _bucket_rows(_SERIES_SQL, list(series), start, end, bucket):
+    resolution, bucket = series_plan(start=start, end=end, max_points=max_points, sensors=len(sensor_ids))
+    series = {
+        sid: Series(sensor_id=sid, start=start, end=end, bucket_seconds=bucket, resolution=resolution)
+        for sid in sensor_ids
+    }
+    for sensor_id, t, mean, low, high, count in _series_rows(resolution, list(series), start, end, bucket):
         one = series[sensor_id]
         one.t.append(t)
         one.mean.append(mean)
@@ -103,13 +167,43 @@ def sensor_mean_series(
     *, sensor_ids: Sequence[int], start: datetime, end: datetime, max_points: int
 ) -> dict[int, MeanSeries]:
     """``sensor_series`` with the means only (sparklines): the same buckets, less to aggregate and carry."""
-    bucket = bucket_seconds_for(span_seconds=(end - start).total_seconds(), max_points=max_points)
+    resolution, bucket = series_plan(start=start, end=end, max_points=max_points, sensors=len(sensor_ids))
     lines = {sid: MeanSeries(sensor_id=sid) for sid in sensor_ids}
-    for sensor_id, t, mean in _bucket_rows(_MEANS_SQL, list(lines), start, end, bucket):
+    if resolution == "raw":
+        rows = [row[:3] for row in _bucket_rows(_MEANS_SQL, list(lines), start, end, bucket)]
+    else:
+        rows = [row[:3] for row in _series_rows(resolution, list(lines), start, end, bucket)]
+    for sensor_id, t, mean in rows:
         line = lines[sensor_id]
         line.t.append(t)
         line.mean.append(mean)
     return lines
+
+
+def _series_rows(
+    resolution: Resolution, sensor_ids: list[int], start: datetime, end: datetime, bucket: int
+) -> list[tuple[Any, ...]]:
+    if resolution == "raw":
+        return _bucket_rows(_SERIES_SQL, sensor_ids, start, end, bucket)
+    if not sensor_ids:
+        return []
+    params: dict[str, Any] = {"sensor_ids": sensor_ids, "start": start, "end": end, "bucket": bucket}
+    if resolution == "hour":
+        sql = _HOURLY_SQL
+        params.update(origin=_floor(start, _HOUR), low=_floor(start, _HOUR), high=end)
+    else:
+        sql = _DAILY_SQL
+        params.update(
+            origin=_floor(start, _DAY), low=(start - timedelta(days=1)).date(), high=(end + timedelta(days=1)).date()
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _floor(moment: datetime, seconds: int) -> datetime:
+    epoch = moment.timestamp()
+    return datetime.fromtimestamp(epoch - epoch % seconds, tz=UTC)
 
 
 def _bucket_rows(sql: str, sensor_ids: list[int], start: datetime, end: datetime, bucket: int) -> list[tuple[Any, ...]]:
@@ -119,6 +213,46 @@ def _bucket_rows(sql: str, sensor_ids: list[int], start: datetime, end: datetime
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+def sensor_daily(*, sensor_ids: Sequence[int], first: date, last: date) -> dict[int, DailySeries]:
+    """Each sensor's local days ``first`` to ``last`` (inclusive) from the daily rollups: rain bars, summaries."""
+    days = {sid: DailySeries(sensor_id=sid) for sid in sensor_ids}
+    if not days:
+        return days
+    with connection.cursor() as cursor:
+        cursor.execute(_DAYS_SQL, {"sensor_ids": list(days), "first": first, "last": last})
+        rows = cursor.fetchall()
+    for sensor_id, day, count, mean, low, high, total in rows:
+        one = days[sensor_id]
+        one.day.append(day)
+        one.count.append(count)
+        one.mean.append(mean)
+        one.min.append(low)
+        one.max.append(high)
+        one.sum.append(total)
+    return days
+
+
+def hours_below(
+    *, sensor_ids: Sequence[int], start: datetime, end: datetime, time_zone: str, threshold: float
+) -> dict[int, dict[date, int]]:
+    """Per sensor and local day of ``time_zone``: how many hours of ``[start, end)`` had a mean below ``threshold``."""
+    out: dict[int, dict[date, int]] = {sid: {} for sid in sensor_ids}
+    if not out:
+        return out
+    params: dict[str, Any] = {
+        "sensor_ids": list(out),
+        "start": start,
+        "end": end,
+        "time_zone": time_zone,
+        "threshold": threshold,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_HOURS_BELOW_SQL, params)
+        for sensor_id, day, hours in cursor.fetchall():
+            out[sensor_id][day] = hours
+    return out
 
 
 def with_latest(sensors: QuerySet[Sensor]) -> QuerySet[SensorWithLatest]:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+from typing import Literal
+
+Resolution = Literal["raw", "hour", "day"]
+"""What a series was read from: raw readings, hourly rollups or daily (farm-local) rollups."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +47,23 @@ class Series:
     min: list[float] = field(default_factory=list)
     max: list[float] = field(default_factory=list)
     count: list[int] = field(default_factory=list)
+    resolution: Resolution = "raw"
+
+
+@dataclass(frozen=True, slots=True)
+class DailySeries:
+    """A sensor's local days (its farm's time zone) from the daily rollups, column by column.
+
+    ``sum`` is the day's total (rain), ``mean`` its mean; every number is finite.
+    """
+
+    sensor_id: int
+    day: list[date] = field(default_factory=list)
+    count: list[int] = field(default_factory=list)
+    mean: list[float] = field(default_factory=list)
+    min: list[float] = field(default_factory=list)
+    max: list[float] = field(default_factory=list)
+    sum: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,6 @@ def ranges_restore(apps, schema_editor):
 class Migration(migrations.Migration):
     # The migrations 0009–0011 of other branches come before this one once merged; its only
     # need is the kinds of 0004.
-    dependencies = [("sensors", "0009_skipped_fields_and_dead_letter_categories")]
+    dependencies = [("sensors", "0011_rollups")]
 
     operations = [migrations.RunPython(ranges_fix, ranges_restore)]

@@ -1,0 +1,92 @@
+"""The history page in a real browser (Debian's headless Chromium via Playwright) on the live stack.
+
+Pick two sensors, switch ranges, zoom, export: the downloaded file is what the export URL gives.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import pytest
+
+from tests.mqtt_fixtures import wait_until
+from tests.test_browser_dashboard import ARTIFACTS, PASSWORD, PROBE, demo, sign_in  # noqa: F401
+
+if TYPE_CHECKING:
+    from tests.e2e_fixtures import LiveStack
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytest_plugins = ["tests.mqtt_fixtures", "tests.e2e_fixtures"]
+
+
+def _publish_history(stack: LiveStack, keys: list[str]) -> int:
+    """A reading of each key every 10 minutes for the last two days, as one buffered array; returns the count."""
+    now = int(time.time())
+    points = [{"ts": now - i * 600, **dict.fromkeys(keys, 20.0 + i % 7)} for i in range(1, 289)]
+    stack.publish(f"farm/{PROBE}/telemetry", json.dumps(points))
+    return len(points)
+
+
+def _count(stack: LiveStack, sensor_id: int) -> int:
+    with psycopg.connect(stack.database_url) as conn:
+        row = conn.execute("SELECT count FROM sensors_rollupday WHERE sensor_id = %s", [sensor_id]).fetchall()
+    return sum(r[0] for r in row)
+
+
+def test_pick_two_sensors_switch_ranges_zoom_and_export_what_the_page_shows(live_stack, demo, chromium, tmp_path):
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    sensors = {key.split("/", 1)[1]: pk for key, pk in demo["sensors"].items() if key.startswith(f"{PROBE}/")}
+    keys = sorted(sensors)[:2]
+    ids = [sensors[k] for k in keys]
+    count = _publish_history(live_stack, keys)
+    wait_until(lambda: _count(live_stack, ids[0]) >= count, timeout=20, what="the readings and their rollups stored")
+    base = live_stack.daphne.base_url
+    page = chromium.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    with live_stack.logs_on_failure():
+        sign_in(page, base)
+        page.goto(f"{base}/farms/{demo['slug']}/history/")
+        for pk in ids:
+            page.locator(f'input[name="sensor"][value="{pk}"]').check()  # each check submits the form
+            page.wait_for_load_state("networkidle")
+        expect(page.locator("#history-chart .main-svg").first).to_be_visible(timeout=20_000)
+        assert all(f"sensor={pk}" in page.url for pk in ids)
+
+        page.get_by_role("button", name="30 days").click()
+        page.wait_for_url("**range=30d**")
+        expect(page.locator("#history-resolution")).to_contain_text("hourly rollups", timeout=20_000)
+
+        page.evaluate(
+            """() => {
+                const chart = document.getElementById('history-chart');
+                const end = Date.now(), start = end - 6 * 3600 * 1000;
+                const wall = (ms) => new Date(ms).toISOString().slice(0, 19).replace('T', ' ');
+                window.Plotly.relayout(chart, {'xaxis.range': [wall(start), wall(end)]});
+            }"""
+        )
+        page.wait_for_url("**from=**")
+        expect(page.locator("#history-resolution")).to_contain_text("raw readings", timeout=20_000)
+        page.screenshot(path=str(ARTIFACTS / "history-desktop.png"), full_page=True)
+
+        href: Any = page.locator("#history-export").get_attribute("href")
+        assert "resolution=raw" in href
+        with page.expect_download() as download_info:
+            page.locator("#history-export").click()
+        saved = tmp_path / "export.csv"
+        download_info.value.save_as(saved)
+        expected = page.request.get(base + href).text()
+        text = saved.read_text()
+        assert text == expected
+        lines = text.splitlines()
+        assert lines[0] == "sensor_id,sensor,unit,time,value"
+        assert {int(line.split(",")[0]) for line in lines[1:]} == set(ids)
+
+        phone = chromium.new_page(viewport={"width": 390, "height": 844}, storage_state=page.context.storage_state())
+        phone.goto(page.url)
+        expect(phone.locator("#history-chart .main-svg").first).to_be_visible(timeout=20_000)
+        assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+        phone.screenshot(path=str(ARTIFACTS / "history-phone.png"), full_page=True)
