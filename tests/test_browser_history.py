@@ -36,7 +36,7 @@ def _count(stack: LiveStack, sensor_id: int) -> int:
     return sum(r[0] for r in row)
 
 
-def test_pick_two_sensors_switch_ranges_zoom_and_export_what_the_page_shows(live_stack, demo, chromium, tmp_path):
+def test_pick_two_sensors_switch_ranges_zoom_and_export_what_the_page_shows(live_stack, demo, chromium, tmp_path):  # noqa: F811
     from playwright.sync_api import expect
 
     ARTIFACTS.mkdir(exist_ok=True)
