@@ -2,8 +2,8 @@
 
 Pure: the caller gathers what the channel has had recently and passes it in. Order matters:
 quiet hours first (critical may break through, and then is sent at once, storm or not), then a
-batch already collecting for this channel and farm, then the hourly cap (critical is never
-capped), then the storm window.
+batch already collecting for this channel and farm (critical joins only one due within the storm
+window), then the hourly cap (critical is never capped), then the storm window.
 """
 
 from __future__ import annotations
@@ -56,6 +56,8 @@ def plan_delivery(
         until = quiet_hours_end(now=now, tz=tz, start=start, end=end)
         return Plan(max(until, recent.pending_batch_due or until), "quiet hours")
     if recent.pending_batch_due is not None:
+        if critical and recent.pending_batch_due > now + window:
+            return SEND_NOW  # a batch held by the cap: critical does not wait an hour for it
         return Plan(recent.pending_batch_due, "joins the collecting message")
     if prefs.hourly_cap and recent.hour_count >= prefs.hourly_cap and not critical:
         return Plan((recent.hour_oldest or now) + HOUR, "hourly cap")

@@ -1,0 +1,144 @@
+"""Who gets what when: quiet hours (across midnight and DST), critical breaking through, the hourly cap, storms."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+import time_machine
+from django.test import override_settings
+
+from farm.models import Role
+from notifications.models import ChannelKind, Delivery, DeliveryKind, DeliveryState, NotificationPrefs, Severity
+from notifications.quiet import in_quiet_hours, quiet_hours_end
+from notifications.services import deliveries_due, notifications_plan
+from notifications.tasks import deliver
+from tests.factories import MembershipFactory
+from tests.notify_receivers import http_receiver  # noqa: F401 - fixture
+from tests.test_notifications_delivery import a_channel, a_member, an_event
+
+LONDON = ZoneInfo("Europe/London")
+NIGHT = {"start": time(22, 0), "end": time(6, 30)}
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("local", "quiet"),
+    [((23, 0), True), ((0, 0), True), ((6, 29), True), ((6, 30), False), ((12, 0), False), ((21, 59), False)],
+)
+def test_quiet_hours_cross_midnight(local, quiet):
+    now = datetime(2026, 1, 15, *local, tzinfo=LONDON)
+    assert in_quiet_hours(now=now, tz=LONDON, **NIGHT) is quiet
+
+
+def test_a_daytime_window_does_not_wrap():
+    now = datetime(2026, 1, 15, 14, 0, tzinfo=LONDON)
+    assert in_quiet_hours(now=now, tz=LONDON, start=time(13), end=time(15))
+    assert not in_quiet_hours(now=now, tz=LONDON, start=time(15), end=time(16))
+
+
+def test_quiet_hours_follow_the_farms_clock_across_the_spring_dst_change():
+    # 29 March 2026: London's clocks go from 01:00 GMT to 02:00 BST; 06:30 local is 05:30 UTC.
+    assert quiet_hours_end(now=utc(2026, 3, 28, 23, 0), tz=LONDON, **NIGHT) == utc(2026, 3, 29, 5, 30)
+    assert not in_quiet_hours(now=utc(2026, 3, 29, 5, 45), tz=LONDON, **NIGHT)  # 06:45 BST
+
+
+def test_quiet_hours_follow_the_farms_clock_across_the_autumn_dst_change():
+    # 25 October 2026: 02:00 BST becomes 01:00 GMT; 06:30 local is 06:30 UTC that morning.
+    assert quiet_hours_end(now=utc(2026, 10, 24, 22, 0), tz=LONDON, **NIGHT) == utc(2026, 10, 25, 6, 30)
+    assert in_quiet_hours(now=utc(2026, 10, 25, 6, 15), tz=LONDON, **NIGHT)  # 06:15 GMT
+
+
+def test_quiet_hours_ending_at_a_time_the_spring_change_skips_end_an_hour_later_on_the_clock():
+    end = quiet_hours_end(now=utc(2026, 3, 28, 23, 0), tz=LONDON, start=time(22), end=time(1, 30))
+    assert end == utc(2026, 3, 29, 1, 30)  # 02:30 BST: 01:30 local does not exist that night
+    assert end.astimezone(LONDON).time() == time(2, 30)
+
+
+def send_due() -> int:
+    due = deliveries_due(grace=timedelta(0))
+    for delivery_id in due:
+        deliver.apply(args=(delivery_id,))
+    return len(due)
+
+
+@pytest.mark.django_db
+def test_quiet_hours_hold_a_warning_until_they_end_and_a_critical_breaks_through(http_receiver):
+    m = a_member(time_zone="Europe/London")
+    NotificationPrefs.objects.create(user=m.user, quiet_start=time(22), quiet_end=time(6, 30))
+    a_channel(m.user, ChannelKind.WEBHOOK, http_receiver.url(), min_severity=Severity.INFO)
+    with time_machine.travel(utc(2026, 7, 1, 2, 0), tick=False) as clock:  # 03:00 BST
+        [held] = notifications_plan(event=an_event(m.farm, 1, Severity.WARNING), recipients=[m.user])
+        [frost] = notifications_plan(event=an_event(m.farm, 2, Severity.CRITICAL), recipients=[m.user])
+        assert held.state == DeliveryState.FOLDED
+        assert held.batch.due_at == utc(2026, 7, 1, 5, 30)  # type: ignore[union-attr]
+        assert frost.state == DeliveryState.QUEUED
+        assert send_due() == 1
+        assert [json.loads(r.body)["subject"] for r in http_receiver.requests] == ["Soil too dry: probe 2"]
+        clock.move_to(utc(2026, 7, 1, 5, 31))
+        assert send_due() == 1
+    assert [json.loads(r.body)["subject"] for r in http_receiver.requests][1] == "Soil too dry: probe 1"
+
+
+@pytest.mark.django_db
+def test_a_critical_alert_waits_too_when_the_person_chose_so():
+    m = a_member(time_zone="Europe/London")
+    NotificationPrefs.objects.create(
+        user=m.user, critical_breaks_through=False, quiet_start=time(22), quiet_end=time(7)
+    )
+    a_channel(m.user, ChannelKind.EMAIL, "grower@example.com")
+    with time_machine.travel(utc(2026, 7, 1, 2, 0), tick=False):
+        [delivery] = notifications_plan(event=an_event(m.farm, 1, Severity.CRITICAL), recipients=[m.user])
+    assert delivery.state == DeliveryState.FOLDED
+
+
+@pytest.mark.django_db
+@override_settings(NOTIFY_GROUP_SECONDS=5)
+def test_beyond_the_hourly_cap_events_fold_into_one_summary_and_critical_is_never_capped(http_receiver):
+    m = a_member()
+    NotificationPrefs.objects.create(user=m.user, hourly_cap=3)
+    a_channel(m.user, ChannelKind.WEBHOOK, http_receiver.url())
+    start = utc(2026, 7, 1, 10, 0)
+    with time_machine.travel(start, tick=False) as clock:
+        for n in range(1, 7):
+            notifications_plan(event=an_event(m.farm, n), recipients=[m.user])
+            send_due()
+            clock.shift(timedelta(minutes=1))  # beyond the storm window each time
+        notifications_plan(event=an_event(m.farm, 7, Severity.CRITICAL), recipients=[m.user])
+        send_due()
+        assert [json.loads(r.body)["subject"] for r in http_receiver.requests] == [
+            "Soil too dry: probe 1", "Soil too dry: probe 2", "Soil too dry: probe 3", "Soil too dry: probe 7",
+        ]  # fmt: skip
+        clock.move_to(start + timedelta(hours=1))
+        assert send_due() == 1
+    summary = json.loads(http_receiver.requests[-1].body)
+    assert summary["subject"] == f"3 alerts on {m.farm.name}"
+    assert [e["subject"] for e in summary["events"]] == [f"Soil too dry: probe {n}" for n in (4, 5, 6)]
+    assert Delivery.objects.filter(state=DeliveryState.FOLDED).count() == 3
+
+
+@pytest.mark.django_db
+def test_forty_alerts_of_one_farm_reach_each_recipient_as_two_messages_naming_them(http_receiver):
+    manager = a_member()
+    owner = MembershipFactory(farm=manager.farm, role=Role.OWNER)
+    for member in (manager, owner):
+        a_channel(member.user, ChannelKind.WEBHOOK, http_receiver.url(f"/{member.user.username}"))
+    with time_machine.travel(utc(2026, 7, 1, 10, 0), tick=True) as clock:
+        for n in range(1, 41):
+            notifications_plan(event=an_event(manager.farm, n), recipients=[manager.user, owner.user])
+        send_due()
+        clock.shift(timedelta(seconds=61))
+        send_due()
+    per_recipient = Counter(r.path for r in http_receiver.requests)
+    assert per_recipient == {f"/{manager.user.username}": 2, f"/{owner.user.username}": 2}
+    grouped = [json.loads(r.body) for r in http_receiver.requests if json.loads(r.body).get("events")]
+    assert len(grouped) == 2
+    assert all(g["subject"] == f"39 alerts on {manager.farm.name}" for g in grouped)
+    assert "Soil too dry: probe 40" in grouped[0]["lines"][-1]
+    assert Delivery.objects.filter(kind=DeliveryKind.BATCH, state=DeliveryState.SENT).count() == 2
