@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
 import time_machine
@@ -14,53 +12,15 @@ from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 
-from farm import celery_app
-from farm.models import Role
-from notifications.events import NotificationEvent
 from notifications.handler import TOPIC, notification_payload
-from notifications.models import ChannelKind, Delivery, DeliveryState, NotificationChannel, Severity, Transition
+from notifications.models import ChannelKind, Delivery, DeliveryState, Severity
 from notifications.services import channel_test, delivery_send, notifications_plan
 from notifications.signing import SIGNATURE_HEADER, webhook_signature, webhook_verify
 from notifications.tasks import deliver
 from outbox.services import OutboxItem, outbox_drain, outbox_enqueue_many
-from tests.factories import FarmFactory, MembershipFactory
-from tests.notify_receivers import http_receiver, smtp_receiver  # noqa: F401 - fixtures
+from tests.notify_fixtures import a_channel, a_member, an_event
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def eager() -> Iterator[None]:
-    celery_app.conf.task_always_eager = True
-    try:
-        yield
-    finally:
-        celery_app.conf.task_always_eager = False
-
-
-def a_member(role: str = Role.MANAGER, **farm: Any) -> Any:
-    return MembershipFactory(role=role, farm=FarmFactory(**farm))
-
-
-def an_event(farm: Any, n: int = 1, severity: Severity = Severity.WARNING) -> NotificationEvent:
-    return NotificationEvent(
-        key=f"episode-{n}:fired",
-        farm=farm,
-        severity=severity,
-        transition=Transition.FIRED,
-        subject=f"Soil too dry: probe {n}",
-        lines=(
-            "Field: North Paddock",
-            f"Sensor: probe {n} soil moisture",
-            "Value: 17 % (below 20 % for 30 min)",
-            "Note: open valve 3",
-        ),  # fmt: skip
-        link=f"/farms/{farm.slug}/alerts/{n}/",
-    )
-
-
-def a_channel(user: Any, kind: str, target: str, **kwargs: Any) -> NotificationChannel:
-    return NotificationChannel.objects.create(user=user, kind=kind, target=target, **kwargs)
 
 
 def test_an_alert_email_reaches_a_real_smtp_server_with_a_text_and_an_html_part(

@@ -17,8 +17,7 @@ from notifications.quiet import in_quiet_hours, quiet_hours_end
 from notifications.services import deliveries_due, notifications_plan
 from notifications.tasks import deliver
 from tests.factories import MembershipFactory
-from tests.notify_receivers import http_receiver  # noqa: F401 - fixture
-from tests.test_notifications_delivery import a_channel, a_member, an_event
+from tests.notify_fixtures import a_channel, a_member, an_event
 
 LONDON = ZoneInfo("Europe/London")
 NIGHT = {"start": time(22, 0), "end": time(6, 30)}

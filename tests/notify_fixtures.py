@@ -1,4 +1,4 @@
-"""Real receivers for notification tests: an SMTP server (aiosmtpd) and an HTTP server in a thread."""
+"""Notification tests: real receivers (an SMTP server, an HTTP server in a thread), members, events, channels."""
 
 from __future__ import annotations
 
@@ -13,6 +13,11 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
+from farm import celery_app
+from farm.models import Role
+from notifications.events import NotificationEvent
+from notifications.models import NotificationChannel, Severity, Transition
+from tests.factories import FarmFactory, MembershipFactory
 from tests.mqtt_fixtures import free_port
 
 
@@ -40,7 +45,7 @@ def http_receiver() -> Iterator[HttpReceiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            receiver.requests.append(Received(self.path, {k: v for k, v in self.headers.items()}, body))
+            receiver.requests.append(Received(self.path, dict(self.headers.items()), body))
             status = receiver.statuses.pop(0) if receiver.statuses else 200
             self.send_response(status)
             self.send_header("Content-Type", "text/plain")
@@ -84,10 +89,50 @@ def smtp_receiver() -> Iterator[SmtpReceiver]:
 
     controller = Controller(Inbox(), hostname="127.0.0.1", port=receiver.port)
     controller.start()
-    smtp = {"EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend", "EMAIL_HOST": "127.0.0.1",
-            "EMAIL_PORT": receiver.port, "EMAIL_USE_TLS": False, "EMAIL_USE_SSL": False, "EMAIL_TIMEOUT": 5}  # fmt: skip
+    smtp = {
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": "127.0.0.1",
+        "EMAIL_PORT": receiver.port,
+        "EMAIL_USE_TLS": False,
+        "EMAIL_USE_SSL": False,
+        "EMAIL_TIMEOUT": 5,
+    }
     try:
         with override_settings(**smtp):
             yield receiver
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def eager() -> Iterator[None]:
+    celery_app.conf.task_always_eager = True
+    try:
+        yield
+    finally:
+        celery_app.conf.task_always_eager = False
+
+
+def a_member(role: str = Role.MANAGER, **farm: Any) -> Any:
+    return MembershipFactory(role=role, farm=FarmFactory(**farm))
+
+
+def an_event(farm: Any, n: int = 1, severity: Severity = Severity.WARNING) -> NotificationEvent:
+    return NotificationEvent(
+        key=f"episode-{n}:fired",
+        farm=farm,
+        severity=severity,
+        transition=Transition.FIRED,
+        subject=f"Soil too dry: probe {n}",
+        lines=(
+            "Field: North Paddock",
+            f"Sensor: probe {n} soil moisture",
+            "Value: 17 % (below 20 % for 30 min)",
+            "Note: open valve 3",
+        ),
+        link=f"/farms/{farm.slug}/alerts/{n}/",
+    )
+
+
+def a_channel(user: Any, kind: str, target: str, **kwargs: Any) -> NotificationChannel:
+    return NotificationChannel.objects.create(user=user, kind=kind, target=target, **kwargs)
