@@ -7,4 +7,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("farm.urls_pages")),
     path("", include("dashboard.urls")),
+    path("", include("notifications.urls")),
 ]

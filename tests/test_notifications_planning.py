@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -23,8 +24,8 @@ LONDON = ZoneInfo("Europe/London")
 NIGHT = {"start": time(22, 0), "end": time(6, 30)}
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -32,7 +33,7 @@ def utc(*args: int) -> datetime:
     [((23, 0), True), ((0, 0), True), ((6, 29), True), ((6, 30), False), ((12, 0), False), ((21, 59), False)],
 )
 def test_quiet_hours_cross_midnight(local, quiet):
-    now = datetime(2026, 1, 15, *local, tzinfo=LONDON)
+    now = datetime(2026, 1, 15, local[0], local[1], tzinfo=LONDON)
     assert in_quiet_hours(now=now, tz=LONDON, **NIGHT) is quiet
 
 
@@ -125,7 +126,7 @@ def test_beyond_the_hourly_cap_events_fold_into_one_summary_and_critical_is_neve
 @pytest.mark.django_db
 def test_forty_alerts_of_one_farm_reach_each_recipient_as_two_messages_naming_them(http_receiver):
     manager = a_member()
-    owner = MembershipFactory(farm=manager.farm, role=Role.OWNER)
+    owner: Any = MembershipFactory(farm=manager.farm, role=Role.OWNER)
     for member in (manager, owner):
         a_channel(member.user, ChannelKind.WEBHOOK, http_receiver.url(f"/{member.user.username}"))
     with time_machine.travel(utc(2026, 7, 1, 10, 0), tick=True) as clock:
