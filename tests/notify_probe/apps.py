@@ -47,5 +47,5 @@ class NotifyProbeConfig(AppConfig):
                 _die_once()
             return outcome
 
-        services.message_send = message_send  # type: ignore[assignment]
-        tasks.delivery_send = delivery_send  # type: ignore[assignment]
+        services.message_send = message_send
+        tasks.delivery_send = delivery_send
