@@ -18,7 +18,21 @@ TARGET_HELP = (
 )
 
 
+def _plain_checkboxes(form: forms.BaseForm) -> None:
+    # Before style_controls, which would give them the text-input class (full width).
+    for field in form.fields.values():
+        if isinstance(field.widget, forms.CheckboxInput):
+            field.widget.attrs["class"] = "form-check"
+
+
 class ChannelForm(StyledModelForm):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _plain_checkboxes(self)
+        kind = self.fields["kind"]
+        kind.choices = ChannelKind.choices  # type: ignore[attr-defined]
+        kind.initial = ChannelKind.EMAIL
+
     class Meta:
         model = NotificationChannel
         fields = ["kind", "label", "target", "min_severity", "enabled"]
@@ -54,6 +68,10 @@ def _target_error(kind: ChannelKind, target: str) -> str:
 
 
 class PrefsForm(StyledModelForm):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _plain_checkboxes(self)
+
     class Meta:
         model = NotificationPrefs
         fields = ["quiet_start", "quiet_end", "critical_breaks_through", "hourly_cap"]

@@ -60,7 +60,7 @@ def _send_apprise(channel: NotificationChannel, message: Message) -> None:
     if not notifier.add(channel.target):
         raise SendError("Apprise does not recognise this URL.")
     # Apprise reports why a service refused only in its log: capture it for the person.
-    with apprise.LogCapture(level=apprise.logging.WARNING) as log:
+    with apprise.LogCapture(level=apprise.logging.WARNING, fmt="%(message)s") as log:
         ok = notifier.notify(title=message.subject, body=message.body)
     if not ok:
         detail = " ".join(log.getvalue().split())
