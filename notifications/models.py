@@ -189,6 +189,8 @@ class Delivery(models.Model):
                 name="delivery_due",
                 condition=Q(state__in=[DeliveryState.QUEUED, DeliveryState.PENDING]),
             ),
+            # notifications.selectors.delivery_log: an alert's deliveries by its events' keys.
+            models.Index(fields=["event_key"], name="delivery_event_key"),
             # notifications.selectors: failures a user or a farm's owners see.
             models.Index(
                 fields=["farm", "created_at"], name="delivery_failed", condition=Q(state=DeliveryState.FAILED)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
@@ -38,4 +40,39 @@ def failed_deliveries_of_farm(farm: Farm, *, limit: int = 50) -> QuerySet[Delive
         Delivery.objects.filter(farm=farm, state=DeliveryState.FAILED, created_at__gte=since)
         .select_related("user")
         .order_by("-created_at", "-pk")[:limit]
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryLogRow:
+    """One line of an alert's delivery log: who, on which channel, what became of it, when."""
+
+    user: User
+    channel_label: str
+    state: str  # sent, failed, queued, suppressed; "waiting" while held in a collecting message
+    at: datetime | None  # sent_at of the message that carried it, else when it was planned
+    grouped: bool  # carried in a grouped message (storm, quiet hours, cap)
+    error: str
+
+
+def delivery_log(*, event_keys: Sequence[str]) -> list[DeliveryLogRow]:
+    """For an alert's page: every delivery of these events (e.g. its episode's transitions), oldest first."""
+    rows = (
+        Delivery.objects.filter(event_key__in=list(event_keys))
+        .select_related("user", "batch")
+        .order_by("created_at", "pk")
+    )
+    return [_log_row(d) for d in rows]
+
+
+def _log_row(delivery: Delivery) -> DeliveryLogRow:
+    carrier = delivery.batch or delivery
+    state = "waiting" if carrier.state == DeliveryState.PENDING else carrier.state
+    return DeliveryLogRow(
+        user=delivery.user,
+        channel_label=delivery.channel_label,
+        state=state,
+        at=carrier.sent_at or delivery.created_at,
+        grouped=delivery.batch_id is not None,
+        error=carrier.last_error,
     )

@@ -33,6 +33,8 @@ class HttpReceiver:
     port: int
     requests: list[Received] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)  # answered in turn; 200 once they run out
+    hold: threading.Event | None = None  # when set by a test, each request waits for it before answering
+    waiting: bool = False
 
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -45,6 +47,9 @@ def http_receiver() -> Iterator[HttpReceiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if receiver.hold is not None:
+                receiver.waiting = True
+                receiver.hold.wait(10)
             receiver.requests.append(Received(self.path, dict(self.headers.items()), body))
             status = receiver.statuses.pop(0) if receiver.statuses else 200
             self.send_response(status)

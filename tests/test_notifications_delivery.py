@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from notifications.handler import TOPIC, notification_payload
 from notifications.models import ChannelKind, Delivery, DeliveryState, Severity
+from notifications.selectors import delivery_log
 from notifications.services import channel_test, delivery_send, notifications_plan
 from notifications.signing import SIGNATURE_HEADER, webhook_signature, webhook_verify
 from notifications.tasks import deliver
@@ -185,3 +186,31 @@ def test_send_a_test_records_the_real_error_text(http_receiver):
     assert channel_test(channel=channel) == ""
     channel.refresh_from_db()
     assert (channel.last_test_ok, channel.last_test_error) == (True, "")
+
+
+def test_the_delivery_log_of_an_alert_says_who_was_told_on_which_channel_and_what_became_of_it(http_receiver):
+    m = a_member()
+    a_channel(m.user, ChannelKind.WEBHOOK, http_receiver.url(), label="Office")
+    a_channel(m.user, ChannelKind.EMAIL, "grower@example.com", label="Mail")
+    first = notifications_plan(event=an_event(m.farm, 1), recipients=[m.user])
+    notifications_plan(event=an_event(m.farm, 2), recipients=[m.user])  # within the storm window: grouped
+    for delivery in first:
+        delivery_send(delivery_id=delivery.pk)
+    log = delivery_log(event_keys=["episode-1:fired", "episode-2:fired"])
+    assert [(r.channel_label, r.state, r.grouped) for r in log] == [
+        ("Office", "sent", False),
+        ("Mail", "sent", False),
+        ("Office", "waiting", True),
+        ("Mail", "waiting", True),
+    ]
+    assert all(r.user == m.user for r in log)
+
+
+def test_an_event_of_a_deleted_farm_is_dropped_without_retries():
+    m = a_member()
+    payload = notification_payload(event=an_event(m.farm), recipient_ids=[m.user.pk])
+    m.farm.delete()
+    with transaction.atomic():
+        outbox_enqueue_many(items=[OutboxItem(TOPIC, payload, key="gone")])
+    assert outbox_drain().processed == 1
+    assert not Delivery.objects.exists()

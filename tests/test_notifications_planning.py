@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -10,14 +11,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
+from django.db import connection, transaction
 from django.test import override_settings
+from django.utils import timezone
 
 from farm.models import Role
 from notifications.models import ChannelKind, Delivery, DeliveryKind, DeliveryState, NotificationPrefs, Severity
 from notifications.quiet import in_quiet_hours, quiet_hours_end
-from notifications.services import deliveries_due, notifications_plan
+from notifications.services import deliveries_due, delivery_send, notifications_plan
 from notifications.tasks import deliver
 from tests.factories import MembershipFactory
+from tests.mqtt_fixtures import wait_until
 from tests.notify_fixtures import a_channel, a_member, an_event
 
 LONDON = ZoneInfo("Europe/London")
@@ -142,3 +146,33 @@ def test_forty_alerts_of_one_farm_reach_each_recipient_as_two_messages_naming_th
     assert all(g["subject"] == f"39 alerts on {manager.farm.name}" for g in grouped)
     assert "Soil too dry: probe 40" in grouped[0]["lines"][-1]
     assert Delivery.objects.filter(kind=DeliveryKind.BATCH, state=DeliveryState.SENT).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_arriving_while_its_batch_is_being_sent_starts_a_new_batch_and_is_not_lost(http_receiver):
+    m = a_member()
+    a_channel(m.user, ChannelKind.WEBHOOK, http_receiver.url())
+    with transaction.atomic():
+        notifications_plan(event=an_event(m.farm, 1), recipients=[m.user])
+        [grouped] = notifications_plan(event=an_event(m.farm, 2), recipients=[m.user])
+    batch = Delivery.objects.get(pk=grouped.batch_id)
+    Delivery.objects.filter(pk=batch.pk).update(due_at=timezone.now())
+    http_receiver.hold = threading.Event()  # the receiver answers the batch's send only when released
+    sender = threading.Thread(target=lambda: (delivery_send(delivery_id=batch.pk), connection.close()))
+    sender.start()
+    wait_until(lambda: http_receiver.waiting, timeout=10, what="the batch's send in flight")
+    planner = threading.Thread(
+        target=lambda: (notifications_plan(event=an_event(m.farm, 3), recipients=[m.user]), connection.close())
+    )
+    planner.start()
+    planner.join(0.5)
+    assert planner.is_alive()  # waits for the batch's row, locked by the send
+    http_receiver.hold.set()
+    sender.join(10)
+    planner.join(10)
+    batch.refresh_from_db()
+    late = Delivery.objects.get(event_key="episode-3:fired")
+    assert batch.state == DeliveryState.SENT
+    assert [m["subject"] for m in batch.data.get("events", [batch.data])] == ["Soil too dry: probe 2"]
+    assert late.batch_id not in (None, batch.pk)
+    assert Delivery.objects.get(pk=late.batch_id).state == DeliveryState.PENDING
