@@ -155,7 +155,8 @@ def test_an_event_arriving_while_its_batch_is_being_sent_starts_a_new_batch_and_
     with transaction.atomic():
         notifications_plan(event=an_event(m.farm, 1), recipients=[m.user])
         [grouped] = notifications_plan(event=an_event(m.farm, 2), recipients=[m.user])
-    batch = Delivery.objects.get(pk=grouped.batch_id)
+    assert grouped.batch is not None
+    batch = grouped.batch
     Delivery.objects.filter(pk=batch.pk).update(due_at=timezone.now())
     http_receiver.hold = threading.Event()  # the receiver answers the batch's send only when released
 
