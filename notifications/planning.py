@@ -1,9 +1,16 @@
 """The decision for one (event, channel): send now, or fold into a batch sent at a given time.
 
 Pure: the caller gathers what the channel has had recently and passes it in. Order matters:
-quiet hours first (critical may break through, and then is sent at once, storm or not), then a
-batch already collecting for this channel and farm (critical joins only one due within the storm
-window), then the hourly cap (critical is never capped), then the storm window.
+
+1. Quiet hours hold everything until they end, except critical alerts when the person lets
+   them break through.
+2. Anything but critical joins a batch already collecting for this channel and farm.
+3. Beyond the hourly cap, anything but critical is folded into a summary sent when the hour
+   frees up.
+4. Within the storm window after a message about the farm, the event is folded into a batch sent
+   at the window's end. A critical one pulls a batch held for later (quiet hours, the cap)
+   forward to then: the person is being told now anyway, and hears what was held with it.
+5. Otherwise — the first alert of a storm, a critical one included — it goes at once.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ class Recent:
 @dataclass(frozen=True, slots=True)
 class Plan:
     fold_until: datetime | None  # None: send now; else the batch's due time
-    reason: str = ""
+    pull_forward: bool = False  # an existing batch becomes due at fold_until if that is sooner
 
 
 SEND_NOW = Plan(fold_until=None)
@@ -49,18 +56,24 @@ def plan_delivery(
     *, now: datetime, tz: ZoneInfo, severity: Severity, prefs: Prefs, recent: Recent, window: timedelta
 ) -> Plan:
     critical = severity == Severity.CRITICAL
-    start, end = prefs.quiet_start, prefs.quiet_end
-    if start is not None and end is not None and in_quiet_hours(now=now, tz=tz, start=start, end=end):
-        if critical and prefs.critical_breaks_through:
-            return SEND_NOW
-        until = quiet_hours_end(now=now, tz=tz, start=start, end=end)
-        return Plan(max(until, recent.pending_batch_due or until), "quiet hours")
-    if recent.pending_batch_due is not None:
-        if critical and recent.pending_batch_due > now + window:
-            return SEND_NOW  # a batch held by the cap: critical does not wait an hour for it
-        return Plan(recent.pending_batch_due, "joins the collecting message")
+    pending = recent.pending_batch_due
+    held_until = _quiet_until(now=now, tz=tz, prefs=prefs)
+    if held_until is not None and not (critical and prefs.critical_breaks_through):
+        return Plan(held_until)
+    if pending is not None and not critical:
+        return Plan(pending)
     if prefs.hourly_cap and recent.hour_count >= prefs.hourly_cap and not critical:
-        return Plan((recent.hour_oldest or now) + HOUR, "hourly cap")
+        return Plan((recent.hour_oldest or now) + HOUR)
     if recent.last_farm_message_at is not None and now - recent.last_farm_message_at < window:
-        return Plan(now + window, "many alerts at once")
+        return Plan(now + window, pull_forward=critical)
+    if pending is not None and pending <= now + window:
+        return Plan(pending)  # a storm batch due soon: a critical alert joins it
     return SEND_NOW
+
+
+def _quiet_until(*, now: datetime, tz: ZoneInfo, prefs: Prefs) -> datetime | None:
+    """When the quiet hours ``now`` falls in end, or None outside them."""
+    start, end = prefs.quiet_start, prefs.quiet_end
+    if start is None or end is None or not in_quiet_hours(now=now, tz=tz, start=start, end=end):
+        return None
+    return quiet_hours_end(now=now, tz=tz, start=start, end=end)

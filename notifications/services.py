@@ -116,7 +116,10 @@ def _recent(
         .annotate(
             count=Count("id"),
             oldest=Min("created_at"),
-            last_farm=Max("created_at", filter=Q(farm=farm, created_at__gte=window_start)),
+            # A batch still collecting is not a message yet: it does not make the next alert wait.
+            last_farm=Max(
+                "created_at", filter=Q(farm=farm, created_at__gte=window_start) & ~Q(state=DeliveryState.PENDING)
+            ),
         )
     )
     # Locked: a send of this batch waits for us, or we wait for it and then see it no longer pending.
@@ -153,13 +156,21 @@ def _delivery_create(
     )
     if plan.fold_until is not None:
         delivery.state = DeliveryState.FOLDED
-        delivery.batch = _batch_for(channel, event, plan.fold_until, batches, now)
+        delivery.batch = _batch_for(
+            channel, event, batches, due=plan.fold_until, pull_forward=plan.pull_forward, now=now
+        )
     delivery.save(force_insert=True)
     return delivery
 
 
 def _batch_for(
-    channel: NotificationChannel, event: NotificationEvent, due: datetime, batches: dict[int, Delivery], now: datetime
+    channel: NotificationChannel,
+    event: NotificationEvent,
+    batches: dict[int, Delivery],
+    *,
+    due: datetime,
+    pull_forward: bool,
+    now: datetime,
 ) -> Delivery:
     batch = batches.get(channel.pk)
     if batch is None:
@@ -179,9 +190,11 @@ def _batch_for(
         batches[channel.pk] = batch
         _schedule_after_commit(batch.pk, due, now)
     else:
-        due = max(due, batch.due_at)
+        due = min(due, batch.due_at) if pull_forward else max(due, batch.due_at)
         severity = max(batch.severity, event.severity, key=lambda s: SEVERITY_RANK[Severity(s)])
         if (due, severity) != (batch.due_at, batch.severity):
+            if due != batch.due_at:
+                _schedule_after_commit(batch.pk, due, now)
             batch.due_at, batch.severity = due, severity
             batch.save(update_fields=["due_at", "severity"])
     return batch

@@ -185,3 +185,24 @@ def test_an_event_arriving_while_its_batch_is_being_sent_starts_a_new_batch_and_
     assert late.batch is not None
     assert late.batch.pk != batch.pk
     assert late.batch.state == DeliveryState.PENDING
+
+
+@pytest.mark.django_db
+def test_at_night_a_storm_of_critical_alerts_is_two_messages_and_brings_what_quiet_hours_held(http_receiver):
+    m = a_member(time_zone="Europe/London")
+    NotificationPrefs.objects.create(user=m.user, quiet_start=time(22), quiet_end=time(6, 30))
+    a_channel(m.user, ChannelKind.WEBHOOK, http_receiver.url())
+    with time_machine.travel(utc(2026, 7, 1, 1, 0), tick=False) as clock:  # 02:00 BST
+        notifications_plan(event=an_event(m.farm, 1, Severity.WARNING), recipients=[m.user])
+        clock.shift(timedelta(seconds=10))
+        for n in range(2, 22):
+            notifications_plan(event=an_event(m.farm, n, Severity.CRITICAL), recipients=[m.user])
+        send_due()
+        assert [json.loads(r.body)["subject"] for r in http_receiver.requests] == ["Soil too dry: probe 2"]
+        clock.shift(timedelta(seconds=61))
+        send_due()
+    assert len(http_receiver.requests) == 2
+    grouped = json.loads(http_receiver.requests[1].body)
+    assert grouped["subject"] == f"20 alerts on {m.farm.name}"
+    assert grouped["severity"] == "critical"
+    assert [e["subject"] for e in grouped["events"]][:2] == ["Soil too dry: probe 1", "Soil too dry: probe 3"]
