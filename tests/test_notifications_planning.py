@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from farm.models import Role
 from notifications.models import ChannelKind, Delivery, DeliveryKind, DeliveryState, NotificationPrefs, Severity
+from notifications.planning import SEND_NOW, Plan, Prefs, Recent, plan_delivery
 from notifications.quiet import in_quiet_hours, quiet_hours_end
 from notifications.services import deliveries_due, delivery_send, notifications_plan
 from notifications.tasks import deliver
@@ -206,3 +207,40 @@ def test_at_night_a_storm_of_critical_alerts_is_two_messages_and_brings_what_qui
     assert grouped["subject"] == f"20 alerts on {m.farm.name}"
     assert grouped["severity"] == "critical"
     assert [e["subject"] for e in grouped["events"]][:2] == ["Soil too dry: probe 1", "Soil too dry: probe 3"]
+
+
+NOW = utc(2026, 7, 1, 12, 0)  # 13:00 in London
+WINDOW = timedelta(seconds=60)
+QUIET_NOW = Prefs(quiet_start=time(12), quiet_end=time(14))  # 12:00-14:00 London: quiet until 13:00 UTC
+CAP_3 = Prefs(hourly_cap=3)
+W, C = Severity.WARNING, Severity.CRITICAL
+LATER = NOW + timedelta(minutes=30)
+SOON = NOW + timedelta(seconds=20)
+
+
+@pytest.mark.parametrize(
+    ("severity", "prefs", "recent", "expected"),
+    [
+        pytest.param(W, Prefs(), Recent(), SEND_NOW, id="nothing-recent-sends"),
+        pytest.param(W, QUIET_NOW, Recent(), Plan(utc(2026, 7, 1, 13)), id="quiet-holds-until-its-end"),
+        pytest.param(C, QUIET_NOW, Recent(), SEND_NOW, id="critical-breaks-through"),
+        pytest.param(
+            C, Prefs(time(12), time(14), critical_breaks_through=False), Recent(), Plan(utc(2026, 7, 1, 13)),
+            id="critical-held-when-chosen",
+        ),
+        pytest.param(W, Prefs(), Recent(pending_batch_due=LATER), Plan(LATER), id="joins-a-collecting-batch"),
+        pytest.param(W, CAP_3, Recent(3, NOW - timedelta(minutes=50)), Plan(NOW + timedelta(minutes=10)), id="capped"),
+        pytest.param(C, CAP_3, Recent(3, NOW - timedelta(minutes=50)), SEND_NOW, id="critical-never-capped"),
+        pytest.param(W, Prefs(hourly_cap=0), Recent(99, NOW), SEND_NOW, id="cap-zero-is-none"),
+        pytest.param(W, Prefs(), Recent(1, NOW, NOW - timedelta(seconds=5)), Plan(NOW + WINDOW), id="storm-groups"),
+        pytest.param(W, Prefs(), Recent(1, NOW, NOW - timedelta(seconds=61)), SEND_NOW, id="after-the-window-sends"),
+        pytest.param(
+            C, Prefs(), Recent(1, NOW, NOW - timedelta(seconds=5), LATER), Plan(NOW + WINDOW, pull_forward=True),
+            id="critical-storm-pulls-a-held-batch-forward",
+        ),
+        pytest.param(C, Prefs(), Recent(pending_batch_due=LATER), SEND_NOW, id="critical-skips-a-held-batch"),
+        pytest.param(C, Prefs(), Recent(pending_batch_due=SOON), Plan(SOON), id="critical-joins-a-storm-batch"),
+    ],
+)  # fmt: skip
+def test_the_plan_for_one_channel(severity, prefs, recent, expected):
+    assert plan_delivery(now=NOW, tz=LONDON, severity=severity, prefs=prefs, recent=recent, window=WINDOW) == expected
