@@ -38,7 +38,8 @@ def notifications_page(request: HttpRequest) -> HttpResponse:
         messages.success(request, "Notification settings saved.")
         return redirect("account-notifications")
     status = 400 if prefs_form.errors else 200
-    return _page(request, channel_form=ChannelForm(prefix="channel"), prefs_form=prefs_form, status=status)
+    channel_form = ChannelForm(prefix="channel", initial={"target": user.email})  # email is preselected
+    return _page(request, channel_form=channel_form, prefs_form=prefs_form, status=status)
 
 
 @login_required

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import time
 
 import pytest
@@ -131,3 +132,10 @@ def test_failed_deliveries_show_to_the_person_and_to_the_farms_owners_only(http_
     assert client_of(m.user).get(farm_page).status_code == 403  # a manager
     other = a_member(role=Role.OWNER)
     assert f'data-failed="{delivery.pk}"' not in client_of(other.user).get(PAGE).content.decode()
+
+
+def test_the_add_form_starts_as_an_email_channel_to_the_account_address(user):
+    html = client_of(user).get(PAGE).content.decode()
+    [target] = re.findall(r'<input[^>]*id="id_channel-target"[^>]*>', html)
+    assert f'value="{user.email}"' in target
+    assert '<option value="email" selected>' in html
