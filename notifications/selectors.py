@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import User
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from farm.models import Farm
+from farm.models import Farm, Membership, Role
 from notifications.models import Delivery, DeliveryState, NotificationChannel, NotificationPrefs
 
 FAILED_SHOWN_DAYS = 14
@@ -76,3 +76,18 @@ def _log_row(delivery: Delivery) -> DeliveryLogRow:
         grouped=delivery.batch_id is not None,
         error=carrier.last_error,
     )
+
+
+DEFAULT_ROLES = (Role.MANAGER, Role.OWNER)
+
+
+def recipient_ids(*, farm: Farm, roles: Sequence[str] = DEFAULT_ROLES, user_ids: Sequence[int] = ()) -> list[int]:
+    """Who a rule tells: active members of ``farm`` with one of ``roles``, plus named members.
+
+    For producers building ``notification_payload``: escalation passes ``roles=(Role.OWNER,)``.
+    Named users who are not members are left out (planning checks membership again at send time).
+    """
+    members = Membership.objects.filter(farm=farm, user__is_active=True).filter(
+        Q(role__in=list(roles)) | Q(user_id__in=list(user_ids))
+    )
+    return sorted(set(members.values_list("user_id", flat=True)))

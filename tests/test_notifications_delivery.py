@@ -12,13 +12,15 @@ from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 
+from farm.models import Role
 from notifications.handler import TOPIC, notification_payload
 from notifications.models import ChannelKind, Delivery, DeliveryState, Severity
-from notifications.selectors import delivery_log
+from notifications.selectors import delivery_log, recipient_ids
 from notifications.services import channel_test, delivery_send, notifications_plan
 from notifications.signing import SIGNATURE_HEADER, webhook_signature, webhook_verify
 from notifications.tasks import deliver
 from outbox.services import OutboxItem, outbox_drain, outbox_enqueue_many
+from tests.factories import MembershipFactory
 from tests.notify_fixtures import a_channel, a_member, an_event
 
 pytestmark = pytest.mark.django_db
@@ -214,3 +216,17 @@ def test_an_event_of_a_deleted_farm_is_dropped_without_retries():
         outbox_enqueue_many(items=[OutboxItem(TOPIC, payload, key="gone")])
     assert outbox_drain().processed == 1
     assert not Delivery.objects.exists()
+
+
+def test_a_rule_tells_managers_and_owners_by_default_and_named_members_too():
+    manager = a_member(Role.MANAGER)
+    farm = manager.farm
+    owner = MembershipFactory(farm=farm, role=Role.OWNER)
+    viewer = MembershipFactory(farm=farm, role=Role.VIEWER)
+    MembershipFactory(farm=farm, role=Role.VIEWER)
+    gone = MembershipFactory(farm=farm, role=Role.MANAGER, user__is_active=False)
+    outsider = a_member(Role.OWNER)
+    assert recipient_ids(farm=farm) == sorted([manager.user.pk, owner.user.pk])
+    assert recipient_ids(farm=farm, roles=[Role.OWNER]) == [owner.user.pk]
+    named = recipient_ids(farm=farm, roles=[], user_ids=[viewer.user.pk, outsider.user.pk, gone.user.pk])
+    assert named == [viewer.user.pk]
