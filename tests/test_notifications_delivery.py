@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import time_machine
@@ -221,10 +222,10 @@ def test_an_event_of_a_deleted_farm_is_dropped_without_retries():
 def test_a_rule_tells_managers_and_owners_by_default_and_named_members_too():
     manager = a_member(Role.MANAGER)
     farm = manager.farm
-    owner = MembershipFactory(farm=farm, role=Role.OWNER)
-    viewer = MembershipFactory(farm=farm, role=Role.VIEWER)
+    owner: Any = MembershipFactory(farm=farm, role=Role.OWNER)
+    viewer: Any = MembershipFactory(farm=farm, role=Role.VIEWER)
     MembershipFactory(farm=farm, role=Role.VIEWER)
-    gone = MembershipFactory(farm=farm, role=Role.MANAGER, user__is_active=False)
+    gone: Any = MembershipFactory(farm=farm, role=Role.MANAGER, user__is_active=False)
     outsider = a_member(Role.OWNER)
     assert recipient_ids(farm=farm) == sorted([manager.user.pk, owner.user.pk])
     assert recipient_ids(farm=farm, roles=[Role.OWNER]) == [owner.user.pk]
