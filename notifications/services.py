@@ -1,20 +1,16 @@
-"""Writes of notifications: plan deliveries for an event, send one delivery, sweep what is due.
+"""Planning: the deliveries of an event, written in the caller's transaction (sending is in sending.py).
 
 Exactly once per (event, recipient, channel): ``Delivery.key`` is unique, planning locks the
 recipients' channel rows (so two plans for one channel run one after the other) and skips
-keys that exist. Sending claims the delivery row with ``SELECT … FOR UPDATE`` and holds it
-through the send, so a second task for it waits, then finds it sent. The one window left is a
-worker killed after the message left and before the commit: the redelivered task sends it
-again, with the same ``Furrow-Delivery`` key so that a receiver can drop the repeat.
+keys that exist; a collecting batch it joins is locked too, so an event never joins a batch
+whose send has already read its members.
 """
 
 from __future__ import annotations
 
-import logging
 import uuid
 import zoneinfo
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -35,15 +31,9 @@ from notifications.models import (
     Severity,
 )
 from notifications.planning import Plan, Prefs, Recent, plan_delivery
-from notifications.render import batch_message, single_message
-from notifications.senders import Message, SendError, message_send
+from notifications.render import single_message
+from notifications.sending import delivery_schedule
 
-logger = logging.getLogger(__name__)
-
-ERROR_MAX_CHARS = 2000
-# A batch due later than this is left to the sweep: a Celery ETA task held for hours in Redis
-# would be redelivered every visibility timeout.
-ETA_HORIZON = timedelta(minutes=10)
 MESSAGE_STATES = [DeliveryState.QUEUED, DeliveryState.PENDING, DeliveryState.SENT, DeliveryState.FAILED]
 
 
@@ -75,7 +65,7 @@ def notifications_plan(*, event: NotificationEvent, recipients: Sequence[User]) 
             created.append(_delivery_create(event, channel, plan, batches, now))
     for delivery in created:
         if delivery.state == DeliveryState.QUEUED:
-            _schedule_after_commit(delivery.pk, delivery.due_at, now)
+            delivery_schedule(delivery.pk, delivery.due_at, now)
     return created
 
 
@@ -188,119 +178,13 @@ def _batch_for(
             due_at=due,
         )
         batches[channel.pk] = batch
-        _schedule_after_commit(batch.pk, due, now)
+        delivery_schedule(batch.pk, due, now)
     else:
         due = min(due, batch.due_at) if pull_forward else max(due, batch.due_at)
         severity = max(batch.severity, event.severity, key=lambda s: SEVERITY_RANK[Severity(s)])
         if (due, severity) != (batch.due_at, batch.severity):
             if due != batch.due_at:
-                _schedule_after_commit(batch.pk, due, now)
+                delivery_schedule(batch.pk, due, now)
             batch.due_at, batch.severity = due, severity
             batch.save(update_fields=["due_at", "severity"])
     return batch
-
-
-def _schedule_after_commit(delivery_id: int, due: datetime, now: datetime) -> None:
-    if due - now > ETA_HORIZON:
-        return  # the sweep sends it when due
-
-    def schedule() -> None:
-        from notifications.tasks import deliver  # tasks import this module
-
-        try:
-            deliver.apply_async((delivery_id,), countdown=max(0.0, (due - timezone.now()).total_seconds()))
-        except Exception:  # the broker is down: the sweep sends it when it is back
-            logger.warning("could not queue delivery %d; the sweep will send it", delivery_id, exc_info=True)
-
-    transaction.on_commit(schedule)
-
-
-@dataclass(frozen=True, slots=True)
-class SendOutcome:
-    sent: bool = False
-    retry_in: float | None = None  # seconds until the next try, when this one failed
-    error: str = ""
-
-
-NOTHING_TO_DO = SendOutcome()
-
-
-def delivery_send(*, delivery_id: int) -> SendOutcome:
-    """Send one due delivery (or batch) once; on failure back off, after the last try mark it failed."""
-    with transaction.atomic():
-        delivery = (
-            Delivery.objects.select_for_update(of=("self",))
-            .select_related("channel", "farm")
-            .filter(pk=delivery_id, state__in=[DeliveryState.QUEUED, DeliveryState.PENDING])
-            .first()
-        )
-        now = timezone.now()
-        if delivery is None or delivery.due_at > now:
-            return NOTHING_TO_DO  # already sent, failed or suppressed, or not due yet
-        channel = delivery.channel
-        if channel is None or not channel.enabled:
-            delivery.state = DeliveryState.SUPPRESSED
-            delivery.save(update_fields=["state"])
-            return NOTHING_TO_DO
-        message = _message_of(delivery)
-        try:
-            message_send(channel=channel, message=message)
-        except SendError as exc:
-            return _record_failure(delivery, str(exc), now)
-        delivery.state, delivery.sent_at, delivery.attempts = DeliveryState.SENT, timezone.now(), delivery.attempts + 1
-        delivery.subject, delivery.body, delivery.data = message.subject[:300], message.body, message.data
-        delivery.last_error = ""
-        delivery.save(update_fields=["state", "sent_at", "attempts", "subject", "body", "data", "last_error"])
-        return SendOutcome(sent=True)
-
-
-def _message_of(delivery: Delivery) -> Message:
-    if delivery.kind == DeliveryKind.SINGLE:
-        return Message(key=delivery.key, subject=delivery.subject, body=delivery.body, data=delivery.data)
-    # Its first try closes the batch: later events start a new one, so none is left out unsent.
-    delivery.state = DeliveryState.QUEUED
-    return batch_message(batch=delivery, members=list(delivery.members.order_by("created_at", "id")))
-
-
-def _record_failure(delivery: Delivery, error: str, now: datetime) -> SendOutcome:
-    delivery.attempts += 1
-    delivery.last_error = error[:ERROR_MAX_CHARS]
-    if delivery.attempts >= settings.NOTIFY_MAX_ATTEMPTS:
-        delivery.state = DeliveryState.FAILED
-        logger.error("delivery %d failed %d times; giving up: %s", delivery.pk, delivery.attempts, error)
-        delivery.save(update_fields=["state", "attempts", "last_error"])
-        return SendOutcome(error=error)
-    delay = min(settings.NOTIFY_RETRY_SECONDS * 2 ** (delivery.attempts - 1), 3600)
-    delivery.due_at = now + timedelta(seconds=delay)
-    delivery.save(update_fields=["state", "attempts", "last_error", "due_at"])
-    return SendOutcome(retry_in=delay, error=error)
-
-
-def deliveries_due(
-    *, now: datetime | None = None, grace: timedelta = timedelta(seconds=15), limit: int = 500
-) -> list[int]:
-    """Deliveries due for ``grace`` already whose task is late or was lost: the sweep sends them."""
-    cutoff = (now or timezone.now()) - grace
-    return list(
-        Delivery.objects.filter(state__in=[DeliveryState.QUEUED, DeliveryState.PENDING], due_at__lte=cutoff)
-        .order_by("due_at")
-        .values_list("pk", flat=True)[:limit]
-    )
-
-
-def channel_test(*, channel: NotificationChannel) -> str:
-    """Send a test message now and record the result on the channel; the error text, or '' on success."""
-    message = Message(
-        key=f"test:{channel.pk}:{uuid.uuid4().hex}",
-        subject="Furrow test notification",
-        body=f"This is a test from Furrow to {channel}. If you can read it, alerts will reach you here.",
-        data={"subject": "Furrow test notification", "transition": "test", "severity": "info", "lines": []},
-    )
-    try:
-        message_send(channel=channel, message=message)
-        error = ""
-    except SendError as exc:
-        error = str(exc)[:ERROR_MAX_CHARS]
-    channel.last_test_at, channel.last_test_ok, channel.last_test_error = timezone.now(), not error, error
-    channel.save(update_fields=["last_test_at", "last_test_ok", "last_test_error"])
-    return error

@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import shared_task
 
-from notifications.services import deliveries_due, delivery_send
+from notifications.sending import deliveries_due, delivery_send
 
 
 @shared_task(

@@ -13,7 +13,7 @@ from farm.permissions import Action, abilities, farm_action_required, signed_in
 from notifications import selectors
 from notifications.forms import ChannelForm, PrefsForm
 from notifications.models import NotificationChannel
-from notifications.services import channel_test
+from notifications.sending import channel_test
 
 
 def _page(request: HttpRequest, *, channel_form: ChannelForm, prefs_form: PrefsForm, status: int) -> HttpResponse:

@@ -17,7 +17,8 @@ from farm.models import Role
 from notifications.handler import TOPIC, notification_payload
 from notifications.models import ChannelKind, Delivery, DeliveryState, Severity
 from notifications.selectors import delivery_log, recipient_ids
-from notifications.services import channel_test, delivery_send, notifications_plan
+from notifications.sending import channel_test, delivery_send
+from notifications.services import notifications_plan
 from notifications.signing import SIGNATURE_HEADER, webhook_signature, webhook_verify
 from notifications.tasks import deliver
 from outbox.services import OutboxItem, outbox_drain, outbox_enqueue_many

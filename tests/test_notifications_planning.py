@@ -19,7 +19,8 @@ from farm.models import Role
 from notifications.models import ChannelKind, Delivery, DeliveryKind, DeliveryState, NotificationPrefs, Severity
 from notifications.planning import SEND_NOW, Plan, Prefs, Recent, plan_delivery
 from notifications.quiet import in_quiet_hours, quiet_hours_end
-from notifications.services import deliveries_due, delivery_send, notifications_plan
+from notifications.sending import deliveries_due, delivery_send
+from notifications.services import notifications_plan
 from notifications.tasks import deliver
 from tests.factories import MembershipFactory
 from tests.mqtt_fixtures import wait_until

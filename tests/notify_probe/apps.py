@@ -30,9 +30,9 @@ class NotifyProbeConfig(AppConfig):
         step = os.environ.get("PROBE_KILL_AT")
         if not step:
             return
-        from notifications import services, tasks
+        from notifications import sending, tasks
 
-        send, deliver = services.message_send, tasks.delivery_send
+        send, deliver = sending.message_send, tasks.delivery_send
 
         def message_send(**kwargs: Any) -> None:
             if step == "before_send":
@@ -47,5 +47,5 @@ class NotifyProbeConfig(AppConfig):
                 _die_once()
             return outcome
 
-        services.message_send = message_send
+        sending.message_send = message_send
         tasks.delivery_send = delivery_send
