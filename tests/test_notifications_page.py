@@ -139,3 +139,14 @@ def test_the_add_form_starts_as_an_email_channel_to_the_account_address(user):
     [target] = re.findall(r'<input[^>]*id="id_channel-target"[^>]*>', html)
     assert f'value="{user.email}"' in target
     assert '<option value="email" selected>' in html
+
+
+def test_a_webhooks_edit_page_shows_its_signing_secret_and_how_to_check_it(user):
+    channel = a_channel(user, ChannelKind.WEBHOOK, "https://office.example/hook")
+    html = client_of(user).get(reverse("notification-channel-edit", args=[channel.pk])).content.decode()
+    assert f"<code data-secret>{channel.secret}</code>" in html
+    assert "Furrow-Signature" in html
+    other = a_channel(user, ChannelKind.EMAIL, "me@example.com")
+    assert (
+        "data-secret" not in client_of(user).get(reverse("notification-channel-edit", args=[other.pk])).content.decode()
+    )
