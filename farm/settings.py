@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "history",
     "outbox",
     "alerts",
+    "notifications",
 ]
 # daphne's app only swaps `runserver` for an ASGI one, and it installs Twisted's reactor in
 # every process that loads Django: ~35 MB in each ingest, store and Celery process. The web
@@ -392,3 +393,20 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # How long an invitation link works; resending issues a new link with a fresh period.
 FARM_INVITATION_DAYS = env_int("FARM_INVITATION_DAYS", 7, minimum=1, maximum=90)
 PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_HOURS", 24, minimum=1, maximum=24 * 7) * 3600
+
+# --- Notifications (issue 9) -------------------------------------------------------------------
+# Kept in one block so it merges cleanly. Links in messages are absolute, from SITE_URL.
+SITE_URL = env_url("SITE_URL", "http://localhost:8000", schemes=("http", "https"))
+# A failing channel is tried this many times, waiting NOTIFY_RETRY_SECONDS × 2^(n-1) (at most
+# an hour) between tries; then the delivery is marked failed with the last reason.
+NOTIFY_MAX_ATTEMPTS = env_int("NOTIFY_MAX_ATTEMPTS", 6, minimum=1, maximum=50)
+NOTIFY_RETRY_SECONDS = env_int("NOTIFY_RETRY_SECONDS", 30, minimum=1)
+# Storm grouping: after a message about a farm, further events of that farm within this many
+# seconds reach each channel as one grouped message at the window's end.
+NOTIFY_GROUP_SECONDS = env_int("NOTIFY_GROUP_SECONDS", 60, minimum=1, maximum=3600)
+NOTIFY_TIMEOUT_SECONDS = env_int("NOTIFY_TIMEOUT_SECONDS", 10, minimum=1, maximum=120)
+# Sends what is due and whose task was lost (Redis down at commit, a long quiet-hours hold).
+CELERY_BEAT_SCHEDULE["notifications-sweep"] = {
+    "task": "notifications.tasks.sweep_deliveries",
+    "schedule": env_float("NOTIFY_SWEEP_SECONDS", 30.0, minimum=1.0),
+}

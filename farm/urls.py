@@ -9,4 +9,5 @@ urlpatterns = [
     path("", include("dashboard.urls")),
     path("", include("alerts.urls")),
     path("", include("history.urls")),
+    path("", include("notifications.urls")),
 ]

@@ -7,7 +7,10 @@ from django.test import Client
 
 from tests.factories import MembershipFactory, UserFactory
 
-pytest_plugins = ["tests.mqtt_fixtures"]  # one session-wide Mosquitto for every module that asks for it
+pytest_plugins = [
+    "tests.mqtt_fixtures",  # one session-wide Mosquitto for every module that asks for it
+    "tests.notify_fixtures",  # SMTP and HTTP receivers for notification tests
+]
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from alerts.models import AlertEpisode
 from farm.invitations import invitation_create, invitation_token
 from farm.models import Farm, Role
 from farm.permissions import MINIMUM_ROLE, Action, can
+from notifications.models import NotificationChannel
 from sensors.models import Sensor
 from tests.alert_fixtures import make_rule
 from tests.factories import (
@@ -106,6 +107,16 @@ MANAGER_ACT = ("login", "404", "403", "redirect", "redirect", "redirect")
 OWNER_PAGE = ("login", "404", "403", "403", "ok", "ok")
 ADMIN = ("login", "login", "login", "login", "login", "ok")
 
+OWN_CHANNEL_PAGE = ("login", "404", "ok", "404", "404", "404")  # the viewer's channel
+OWN_CHANNEL_ACT = ("login", "404", "redirect", "404", "404", "404")
+CHANNEL_FORM = {"channel-kind": "email", "channel-target": "me@example.com", "channel-min_severity": "warning"}
+
+
+def viewer_channel(w: World) -> list[Any]:
+    channel = NotificationChannel.objects.create(user=w.users["viewer"], kind="email", target="viewer@example.com")
+    return [channel.pk]
+
+
 ROWS = [
     Row("farm-list", "get", none, SIGNED_IN),
     Row("login", "get", none, ("ok", "redirect", "redirect", "redirect", "redirect", "redirect")),
@@ -162,6 +173,13 @@ ROWS = [
     Row("password-reset-done", "get", none, PUBLIC),
     Row("password-reset-confirm", "get", lambda w: ["MQ", "not-a-token"], PUBLIC),
     Row("password-reset-complete", "get", none, PUBLIC),
+    # Notifications: a person's own page; channels are reachable by their owner only (404 otherwise).
+    Row("account-notifications", "get", none, SIGNED_IN),
+    Row("notification-channel-add", "post", none, ("login",) + ("redirect",) * 5, lambda w: CHANNEL_FORM),
+    Row("notification-channel-edit", "get", viewer_channel, OWN_CHANNEL_PAGE),
+    Row("notification-channel-delete", "post", viewer_channel, OWN_CHANNEL_ACT),
+    Row("notification-channel-test", "post", viewer_channel, OWN_CHANNEL_ACT),
+    Row("farm-failed-deliveries", "get", farm, OWNER_PAGE),
 ]
 
 

@@ -1,0 +1,24 @@
+from django.contrib import admin
+
+from notifications.models import Delivery, NotificationChannel, NotificationPrefs
+
+
+@admin.register(NotificationChannel)
+class NotificationChannelAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "user", "kind", "min_severity", "enabled", "last_test_ok"]
+    list_filter = ["kind", "enabled", "min_severity"]
+    exclude = ["secret", "target"]  # credentials: an Apprise URL carries tokens
+    readonly_fields = ["user", "kind", "last_test_at", "last_test_ok", "last_test_error"]
+
+
+@admin.register(NotificationPrefs)
+class NotificationPrefsAdmin(admin.ModelAdmin):
+    list_display = ["user", "quiet_start", "quiet_end", "critical_breaks_through", "hourly_cap"]
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    list_display = ["subject", "user", "channel_label", "kind", "state", "attempts", "created_at", "sent_at"]
+    list_filter = ["state", "kind", "severity"]
+    search_fields = ["key", "subject", "user__username"]
+    readonly_fields = [f.name for f in Delivery._meta.fields]

@@ -1,0 +1,14 @@
+from django.apps import AppConfig
+
+
+class NotificationsConfig(AppConfig):
+    name = "notifications"
+    verbose_name = "Notifications"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Alerts (or anything else) hand work over by enqueueing outbox items with this topic.
+        from notifications.handler import TOPIC, handle_notification_event
+        from outbox.handlers import register_outbox_handler
+
+        register_outbox_handler(TOPIC, handle_notification_event)
