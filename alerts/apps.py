@@ -8,8 +8,7 @@ class AlertsConfig(AppConfig):
 
     def ready(self) -> None:
         from alerts import writer
-        from outbox.handlers import register_outbox_handler
         from sensors.hooks import register_batch_writer
 
         register_batch_writer(writer.alerts_write_batch)
-        register_outbox_handler(writer.TRANSITION_TOPIC, writer.transition_recorded)
+        # The outbox's "alerts.transition" messages are handled downstream (notifications).

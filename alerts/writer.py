@@ -25,7 +25,7 @@ from sensors.models import DeviceStatus, Sensor
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TRANSITION_TOPIC", "alerts_write_batch", "rule_index", "transition_recorded"]
+__all__ = ["TRANSITION_TOPIC", "alerts_write_batch", "rule_index"]
 
 rule_index = RuleIndex()
 
@@ -91,18 +91,3 @@ def _device_work(changes: Sequence[DeviceChange]) -> tuple[list[_Work], dict[int
             if rule.metric == key and rule.covers(device_id=device_id, sensor_id=sensor_id, field_id=field_id):
                 work.append((rule, (rule.id, sensor_id), device_id, None))
     return work, offline
-
-
-def transition_recorded(payload: dict[str, Any]) -> None:
-    """The outbox handler for ``alerts.transition`` until notifications exist: delivered to nobody yet.
-
-    The message is marked processed (kept ``OUTBOX_RETENTION_HOURS``) rather than left to
-    fail as "no handler"; the notifications issue replaces this handler with real delivery.
-    """
-    logger.info(
-        "alert %s: %s (episode %s, sensor %s) — no notification channel yet",
-        payload.get("transition"),
-        payload.get("rule_name"),
-        payload.get("episode"),
-        payload.get("sensor"),
-    )

@@ -8,7 +8,10 @@ class NotificationsConfig(AppConfig):
 
     def ready(self) -> None:
         # Alerts (or anything else) hand work over by enqueueing outbox items with this topic.
+        from notifications import alerting
         from notifications.handler import TOPIC, handle_notification_event
         from outbox.handlers import register_outbox_handler
 
         register_outbox_handler(TOPIC, handle_notification_event)
+        # Alert transitions (fired, reminders, resolved) are told to the farm's managers and owners.
+        register_outbox_handler(alerting.TOPIC, alerting.alert_transition_notify)
