@@ -113,6 +113,7 @@ def test_a_farm_is_created_with_its_fields_and_members_inline(admin_client):
             "fields-0-name": "North Paddock",
             "fields-0-slug": "north-paddock",
             "fields-0-crop": "Barley",
+            "fields-0-gdd_base_c": "5.0",
             "memberships-TOTAL_FORMS": "1",
             "memberships-INITIAL_FORMS": "0",
             "memberships-0-user": str(member.pk),
