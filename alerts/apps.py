@@ -7,9 +7,10 @@ class AlertsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from alerts import writer
+        from alerts import signals, writer
         from outbox.handlers import register_outbox_handler
-        from sensors.hooks import register_batch_writer
+        from sensors.hooks import register_batch_notifier, register_batch_writer
 
         register_batch_writer(writer.alerts_write_batch)
+        register_batch_notifier(signals.alerts_batch_notify)
         register_outbox_handler(writer.TRANSITION_TOPIC, writer.transition_recorded)

@@ -11,6 +11,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from alerts.models import AlertAudit, AlertEpisode, AlertRule, AlertState, AuditAction
+from alerts.signals import AlertChange, alert_changes_on_commit
 from alerts.specs import RuleSpec, spec_of
 from farm.models import Farm
 
@@ -107,6 +108,7 @@ def episode_acknowledge(*, episode: AlertEpisode, actor: User, comment: str = ""
         ack_comment=comment.strip(),
     )
     if updated:
+        alert_changes_on_commit([_acknowledged(episode, actor)])
         _record(
             farm=episode.rule.farm,
             rule=episode.rule,
@@ -116,3 +118,22 @@ def episode_acknowledge(*, episode: AlertEpisode, actor: User, comment: str = ""
             changes={"comment": comment.strip()},
         )
     return bool(updated)
+
+
+def _acknowledged(episode: AlertEpisode, actor: User) -> AlertChange:
+    rule = episode.rule
+    return AlertChange(
+        farm_id=rule.farm_id,
+        episode_id=episode.pk,
+        transition="acknowledged",
+        rule_id=rule.pk,
+        rule_name=rule.name,
+        severity=rule.severity,
+        sensor_id=episode.sensor_id,
+        device_id=episode.sensor.device_id,
+        started_at=episode.started_at,
+        at=max(timezone.now(), episode.started_at),
+        value=episode.last_value,
+        worst=episode.worst_value,
+        by=actor.get_full_name() or actor.get_username(),
+    )

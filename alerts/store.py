@@ -18,6 +18,7 @@ from django.db import connection
 
 from alerts.evaluate import Evaluation, State, Transition
 from alerts.index import RuleEntry
+from alerts.signals import AlertChange, LiveTransition
 from outbox.services import OutboxItem, outbox_enqueue_many
 
 TRANSITION_TOPIC: Final = "alerts.transition"
@@ -113,6 +114,7 @@ class Changes:
     opened: list[Episode] = field(default_factory=list)
     touched: dict[int, Episode] = field(default_factory=dict)
     notices: list[Notice] = field(default_factory=list)
+    live: list[tuple[LiveTransition, Episode, RuleEntry, int, int, float | None]] = field(default_factory=list)
 
     def apply(self, rule: RuleEntry, pair: Pair, device_id: int, before: Loaded | None, result: Evaluation) -> None:
         """Record one pair's evaluation: its new state, the episodes it opened or closed, its notices."""
@@ -132,6 +134,7 @@ class Changes:
         if tr.kind == "fired":
             episode = Episode(pair[0], pair[1], tr.at, first_value=tr.value, worst_value=tr.value, last_value=tr.value)
             self.opened.append(episode)
+            self.live.append(("fired", episode, rule, device_id, tr.at, tr.value))
             if not rule.muted(self.now):
                 self._notify(episode, rule, device_id, tr)
             return episode
@@ -141,6 +144,7 @@ class Changes:
             episode.last_value = tr.value if tr.value is not None else episode.last_value
             if episode.id is not None:
                 self.touched[episode.id] = episode
+            self.live.append(("resolved", episode, rule, device_id, tr.at, tr.value))
             if episode.notified:
                 self.notices.append(Notice(episode, rule, device_id, "resolved", tr.at, tr.value))
             return None
@@ -152,11 +156,32 @@ class Changes:
             episode.next_reminder_at = self.now + timedelta(seconds=rule.remind_seconds)
         self.notices.append(Notice(episode, rule, device_id, tr.kind, tr.at, tr.value))
 
-    def save(self) -> None:
+    def save(self) -> list[AlertChange]:
+        """Write everything; returns the fired and resolved transitions for the live push after the commit."""
         _insert_episodes(self.opened, self.now)
         _update_episodes(list(self.touched.values()))
         _upsert_states(self.states, self.now)
         outbox_enqueue_many(items=[outbox_item(n) for n in self.notices])
+        return [self._change(*item) for item in self.live]
+
+    def _change(
+        self, kind: LiveTransition, e: Episode, rule: RuleEntry, device_id: int, at: int, value: float | None
+    ) -> AlertChange:
+        assert e.id is not None  # saved: inserted episodes got their ids
+        return AlertChange(
+            farm_id=rule.farm_id,
+            episode_id=e.id,
+            transition=kind,
+            rule_id=rule.id,
+            rule_name=rule.name,
+            severity=rule.severity,
+            sensor_id=e.sensor_id,
+            device_id=device_id,
+            started_at=from_us(e.started_at) or _EPOCH,
+            at=from_us(at) or _EPOCH,
+            value=value,
+            worst=e.worst_value,
+        )
 
 
 _INSERT_EPISODES_SQL = """
