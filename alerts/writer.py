@@ -65,15 +65,10 @@ def _state(loaded: Loaded | None) -> State:
 
 def _reading_work(series: Sequence[SensorSeries] | Any) -> list[_Work]:
     work: list[_Work] = []
-    fields = rule_index.device_field
+    rules_for = rule_index.rules_for
     for s in series:
-        rules = rule_index.by_metric.get((s.farm_id, s.key))
-        if not rules:
-            continue
-        field_id = fields.get(s.device_id)
-        for rule in rules:
-            if rule.covers(device_id=s.device_id, sensor_id=s.sensor_id, field_id=field_id):
-                work.append((rule, (rule.id, s.sensor_id), s.device_id, s))
+        for rule in rules_for(farm_id=s.farm_id, key=s.key, device_id=s.device_id, sensor_id=s.sensor_id):
+            work.append((rule, (rule.id, s.sensor_id), s.device_id, s))
     return work
 
 

@@ -285,6 +285,7 @@ def sweep_phase(farm_id: int, sensor_ids: list[int]) -> dict[str, Any]:
             metric=METRIC,
             kind="above",
             threshold=90.0,
+            clear=85.0,
             for_seconds=600,
             severity="info",
         )
@@ -417,7 +418,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     broker.start()
     env = service_env(database_url=database_url, mqtt_url=broker.url, settings="farm.settings")
     worker = WorkerProcess(
-        env={**env, "INGEST_CLIENT_ID": "alerts-bench", "INGEST_STATS_INTERVAL": "5"}, log=workdir / "ingest.log"
+        env={**env, "INGEST_CLIENT_ID": "alerts-bench", "INGEST_STATS_INTERVAL": "5", "LOG_LEVEL": "INFO"},
+        log=workdir / "ingest.log",
     )
     daphne = Daphne(env=env, port=free_port(), log=workdir / "daphne.log")
     farm_id: int | None = None
