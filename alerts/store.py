@@ -120,6 +120,7 @@ class Changes:
 
     now: datetime
     states: dict[Pair, tuple[State, Episode | None]] = field(default_factory=dict)
+    stored: set[Pair] = field(default_factory=set)  # pairs whose state row exists (and ``states_load`` locked)
     opened: list[Episode] = field(default_factory=list)
     touched: dict[int, Episode] = field(default_factory=dict)
     notices: list[Notice] = field(default_factory=list)
@@ -136,6 +137,8 @@ class Changes:
             if episode.id is not None:
                 self.touched[episode.id] = episode
         self.states[pair] = (result.state, episode if result.state.status == "firing" else None)
+        if before is not None:
+            self.stored.add(pair)
 
     def _transition(
         self, rule: RuleEntry, pair: Pair, device_id: int, episode: Episode | None, tr: Transition
@@ -169,7 +172,7 @@ class Changes:
         """Write everything; returns the fired and resolved transitions for the live push after the commit."""
         _insert_episodes(self.opened, self.now)
         _update_episodes(list(self.touched.values()))
-        _upsert_states(self.states, self.now)
+        _upsert_states(self.states, self.stored, self.now)
         outbox_enqueue_many(items=[outbox_item(n) for n in self.notices])
         return [self._change(*item) for item in self.live]
 
@@ -245,6 +248,22 @@ def _update_episodes(episodes: list[Episode]) -> None:
         cursor.execute(_UPDATE_EPISODES_SQL, _columns(rows, 5))
 
 
+# States already stored were locked by ``states_load`` (a rule's delete waits for us), so
+# they need no lock on their rule: a plain update, which with alertstate's fillfactor stays
+# a heap-only update when the status is unchanged.
+_UPDATE_STATES_SQL = """
+UPDATE alerts_alertstate AS st SET
+    state = u.st, since = 'epoch'::timestamptz + u.si * interval '1 microsecond',
+    last_ts = 'epoch'::timestamptz + u.lt * interval '1 microsecond',
+    pending_since = 'epoch'::timestamptz + u.ps * interval '1 microsecond',
+    clear_since = 'epoch'::timestamptz + u.cs * interval '1 microsecond',
+    current_value = u.cv, worst_value = u.wv, episode_id = u.ep, updated_at = %s
+FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[],
+            %s::bigint[], %s::float8[], %s::float8[], %s::bigint[])
+     AS u(r, s, st, si, lt, ps, cs, cv, wv, ep)
+WHERE st.rule_id = u.r AND st.sensor_id = u.s
+"""
+
 # Rules deleted meanwhile are skipped (the join), so a rule deleted mid-batch never fails
 # the batch on a foreign key; FOR KEY SHARE holds the rest until the commit.
 _UPSERT_STATES_SQL = """
@@ -268,28 +287,21 @@ ON CONFLICT (rule_id, sensor_id) DO UPDATE SET
 """
 
 
-def _upsert_states(states: dict[Pair, tuple[State, Episode | None]], now: datetime) -> None:
+def _upsert_states(states: dict[Pair, tuple[State, Episode | None]], stored: set[Pair], now: datetime) -> None:
+    """Update the stored states (rows we hold locked) and insert the new ones, one statement each."""
     if not states:
         return
-    rows = []
+    rows: dict[bool, list[tuple[Any, ...]]] = {True: [], False: []}
     now_us = to_us(now)
-    for (rule_id, sensor_id), (s, episode) in sorted(states.items()):
-        rows.append(
-            (
-                rule_id,
-                sensor_id,
-                s.status,
-                s.since if s.since is not None else now_us,
-                s.last_ts,
-                s.pending_since,
-                s.clear_since,
-                s.current,
-                s.worst,
-                episode.id if episode is not None else None,
-            )
-        )
+    for pair, (s, episode) in sorted(states.items()):
+        since = s.since if s.since is not None else now_us
+        ep = episode.id if episode is not None else None
+        row = (*pair, s.status, since, s.last_ts, s.pending_since, s.clear_since, s.current, s.worst, ep)
+        rows[pair in stored].append(row)
     with connection.cursor() as cursor:
-        cursor.execute(_UPSERT_STATES_SQL, [now, *_columns(rows, 10)])
+        for sql, batch in ((_UPDATE_STATES_SQL, rows[True]), (_UPSERT_STATES_SQL, rows[False])):
+            if batch:
+                cursor.execute(sql, [now, *_columns(batch, 10)])
 
 
 def outbox_item(n: Notice, *, key: str | None = None, extra: dict[str, Any] | None = None) -> OutboxItem:
