@@ -25,7 +25,9 @@ module, the live fan-out into ``REDIS_URL``. One farm of ``--devices`` synthetic
    (resolves the next second), so 20 % of messages make a transition. Latency of a transition =
    the wall clock (ms) when its ``alerts`` message arrived at the socket − the reading's ``ts``
    (the publisher's wall clock when it built the message). The first ``--warmup`` seconds are
-   left out.
+   left out. Transitions of batches whose notifiers the worker skipped (it drops an outcome
+   rather than fall behind; the browser's snapshot heals it) never arrive: the worker's
+   ``hooks_dropped`` is reported with the figures.
 3. **(c) The sweep.** 10 farm-scoped "above 90 % for 10 minutes" rules × the farm's sensors =
    10,000 (rule, sensor) states written straight into ``alerts_alertstate`` as pending.
    ``alerts_sweep()`` is timed in this process four ways: 1 % of them due (100 pending → firing),
@@ -323,6 +325,16 @@ def sweep_phase(farm_id: int, sensor_ids: list[int]) -> dict[str, Any]:
     return timings
 
 
+def live_updates_dropped() -> int | None:
+    """Committed batches whose after-commit notifiers the worker skipped (behind): their pushes never went out."""
+    from django.core.cache import cache
+
+    from sensors.ingest.stats import STATS_KEY
+
+    figures = cache.get(STATS_KEY.format("alerts-bench"))
+    return None if figures is None else int(figures.get("hooks_dropped", 0))
+
+
 def count_states() -> int:
     from alerts.models import AlertState
 
@@ -469,6 +481,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         daphne.start()
         uids = [d.uid for d in devices.devices()]
         results["socket"] = asyncio.run(socket_phase(daphne, farm_id, session, args, broker.port, uids))
+        time.sleep(6)  # the worker's next figures (every 5 s)
+        results["socket"]["live_updates_dropped"] = live_updates_dropped()
         log(f"    {results['socket']}")
         daphne.stop()
         worker.terminate(timeout=60)
