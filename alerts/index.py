@@ -60,6 +60,10 @@ class RuleEntry:
         return self.muted_until is not None and self.muted_until > now
 
 
+def _rule_id(rule: RuleEntry) -> int:
+    return rule.id
+
+
 def condition_of(rule: AlertRule) -> Condition:
     return Condition(
         kind=rule.kind,  # type: ignore[arg-type]  # a Kind value, checked by the database
@@ -95,6 +99,10 @@ class RuleIndex:
 
     def __init__(self) -> None:
         self.by_metric: dict[tuple[int, str], list[RuleEntry]] = {}
+        # The same rules by what they are scoped to, so a sensor's rules are four lookups
+        # however many rules its farm has: with a rule per sensor, walking (farm, metric)'s
+        # list was rules × sensors ``covers`` calls a batch (bench/alerts_bench.py).
+        self._scoped: dict[tuple[str, int, str], list[RuleEntry]] = {}
         self.offline_by_farm: dict[int, list[RuleEntry]] = {}
         self.device_field: dict[int, int | None] = {}
         self._fingerprint: tuple[Any, ...] | None = None
@@ -109,6 +117,23 @@ class RuleIndex:
         self._load()
         self._fingerprint = fingerprint
         return True
+
+    def rules_for(self, *, farm_id: int, key: str, device_id: int, sensor_id: int) -> list[RuleEntry]:
+        """The enabled reading rules (not device-offline) covering one sensor, in rule id order."""
+        scoped, field_id = self._scoped, self.device_field.get(device_id)
+        found = [
+            rules
+            for rules in (
+                scoped.get((Scope.FARM, farm_id, key)),
+                scoped.get((Scope.FIELD, field_id, key)) if field_id is not None else None,
+                scoped.get((Scope.DEVICE, device_id, key)),
+                scoped.get((Scope.SENSOR, sensor_id, key)),
+            )
+            if rules
+        ]
+        if len(found) <= 1:
+            return found[0] if found else []
+        return sorted((rule for rules in found for rule in rules), key=_rule_id)
 
     def rules_by_id(self) -> dict[int, RuleEntry]:
         entries = [e for group in (*self.by_metric.values(), *self.offline_by_farm.values()) for e in group]
@@ -128,6 +153,15 @@ class RuleIndex:
             else:
                 by_metric[(rule.farm_id, rule.metric)].append(entry)
         self.by_metric, self.offline_by_farm = dict(by_metric), dict(offline)
+        scoped: defaultdict[tuple[str, int, str], list[RuleEntry]] = defaultdict(list)
+        for entries in by_metric.values():
+            for e in entries:
+                target = {Scope.FARM: e.farm_id, Scope.FIELD: e.field_id, Scope.DEVICE: e.device_id}.get(
+                    Scope(e.scope), e.sensor_id
+                )
+                if target is not None:
+                    scoped[(e.scope, target, e.metric)].append(e)
+        self._scoped = dict(scoped)
         self.device_field = dict(Device.objects.values_list("id", "field_id").iterator(chunk_size=10_000))
         logger.info(
             "alert rule index loaded: %d rules in %.0f ms",

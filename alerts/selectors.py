@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from alerts.models import AlertAudit, AlertEpisode, AlertRule
 from farm.models import Farm
@@ -68,8 +68,33 @@ def farm_rule(farm: Farm, rule_id: int) -> AlertRule:
 
 
 def farm_episode(farm: Farm, episode_id: int) -> AlertEpisode:
-    return AlertEpisode.objects.select_related("rule", "rule__farm").get(rule__farm=farm, pk=episode_id)
+    return AlertEpisode.objects.select_related("rule", "rule__farm", "sensor").get(rule__farm=farm, pk=episode_id)
 
 
 def rule_audit(rule: AlertRule, *, limit: int = 20) -> QuerySet[AlertAudit]:
     return AlertAudit.objects.filter(rule=rule).select_related("actor").order_by("-at", "-id")[:limit]
+
+
+def farms_open_counts(farm_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """Each farm's open episodes as (firing, acknowledged), in one query; (0, 0) for a farm with none."""
+    rows = (
+        AlertEpisode.objects.filter(rule__farm_id__in=farm_ids, ended_at__isnull=True)
+        .values("rule__farm_id")
+        .annotate(
+            firing=Count("id", filter=Q(acknowledged_at__isnull=True)),
+            acknowledged=Count("id", filter=Q(acknowledged_at__isnull=False)),
+        )
+    )
+    counts = dict.fromkeys(farm_ids, (0, 0))
+    for row in rows:
+        counts[row["rule__farm_id"]] = (row["firing"], row["acknowledged"])
+    return counts
+
+
+def farm_open_episodes(farm_id: int) -> list[AlertEpisode]:
+    """The farm's open episodes (firing or acknowledged), newest first: what a live snapshot carries."""
+    return list(
+        AlertEpisode.objects.filter(rule__farm_id=farm_id, ended_at__isnull=True)
+        .select_related("rule", "sensor", "acknowledged_by")
+        .order_by("-started_at", "-id")
+    )

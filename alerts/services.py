@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -11,6 +12,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from alerts.models import AlertAudit, AlertEpisode, AlertRule, AlertState, AuditAction
+from alerts.signals import AlertChange, LiveTransition, alert_changes_on_commit
 from alerts.specs import RuleSpec, spec_of
 from farm.models import Farm
 
@@ -88,14 +90,23 @@ def rule_admin_saved(
 @transaction.atomic
 def rule_delete(*, rule: AlertRule, actor: User | None, source: str = "web") -> None:
     _record(farm=rule.farm, rule=None, actor=actor, action=AuditAction.DELETED, source=source, rule_name=rule.name)
+    _closed_on_commit(rule)
     rule.delete()
 
 
 def _reset_states(rule: AlertRule, *, reason: str) -> None:
+    _closed_on_commit(rule)
     # Greatest: a device clock ahead of ours may have started the episode "later" than now.
     ended = Greatest(Value(timezone.now()), F("started_at"))
     AlertEpisode.objects.filter(rule=rule, ended_at__isnull=True).update(ended_at=ended, end_reason=reason)
     AlertState.objects.filter(rule=rule).delete()
+
+
+def _closed_on_commit(rule: AlertRule) -> None:
+    """Tell live clients, after the commit, that the rule's open episodes are over (reset or deleted)."""
+    now = timezone.now()
+    episodes = AlertEpisode.objects.filter(rule=rule, ended_at__isnull=True).select_related("sensor")
+    alert_changes_on_commit([_change(e, rule, "resolved", at=max(now, e.started_at)) for e in episodes])
 
 
 @transaction.atomic
@@ -107,6 +118,7 @@ def episode_acknowledge(*, episode: AlertEpisode, actor: User, comment: str = ""
         ack_comment=comment.strip(),
     )
     if updated:
+        alert_changes_on_commit([_acknowledged(episode, actor)])
         _record(
             farm=episode.rule.farm,
             rule=episode.rule,
@@ -116,3 +128,26 @@ def episode_acknowledge(*, episode: AlertEpisode, actor: User, comment: str = ""
             changes={"comment": comment.strip()},
         )
     return bool(updated)
+
+
+def _acknowledged(episode: AlertEpisode, actor: User) -> AlertChange:
+    at = max(timezone.now(), episode.started_at)
+    return _change(episode, episode.rule, "acknowledged", at=at, by=actor.get_full_name() or actor.get_username())
+
+
+def _change(episode: AlertEpisode, rule: AlertRule, kind: LiveTransition, *, at: datetime, by: str = "") -> AlertChange:
+    return AlertChange(
+        farm_id=rule.farm_id,
+        episode_id=episode.pk,
+        transition=kind,
+        rule_id=rule.pk,
+        rule_name=rule.name,
+        severity=rule.severity,
+        sensor_id=episode.sensor_id,
+        device_id=episode.sensor.device_id,
+        started_at=episode.started_at,
+        at=at,
+        value=episode.last_value,
+        worst=episode.worst_value,
+        by=by,
+    )

@@ -18,6 +18,7 @@ from django.db import connection
 
 from alerts.evaluate import Evaluation, State, Transition
 from alerts.index import RuleEntry
+from alerts.signals import AlertChange, LiveTransition
 from outbox.services import OutboxItem, outbox_enqueue_many
 
 TRANSITION_TOPIC: Final = "alerts.transition"
@@ -59,9 +60,18 @@ class Loaded:
     episode: Episode | None
 
 
+# Times travel as integer µs since the epoch (exact: PostgreSQL's own resolution), not as
+# datetimes: parsing and quoting a datetime per column per state was a third of the ingest
+# writer's time on a batch touching a thousand states (bench/alerts_bench.py).
 _LOAD_SQL = """
-SELECT st.rule_id, st.sensor_id, st.state, st.since, st.last_ts, st.pending_since, st.clear_since,
-       st.current_value, st.worst_value, ep.id, ep.started_at, ep.first_value, ep.worst_value, ep.notified_at
+SELECT st.rule_id, st.sensor_id, st.state,
+       floor(extract(epoch FROM st.since) * 1000000)::bigint,
+       floor(extract(epoch FROM st.last_ts) * 1000000)::bigint,
+       floor(extract(epoch FROM st.pending_since) * 1000000)::bigint,
+       floor(extract(epoch FROM st.clear_since) * 1000000)::bigint,
+       st.current_value, st.worst_value, ep.id,
+       floor(extract(epoch FROM ep.started_at) * 1000000)::bigint,
+       ep.first_value, ep.worst_value, ep.notified_at IS NOT NULL
 FROM alerts_alertstate st
 LEFT JOIN alerts_alertepisode ep ON ep.id = st.episode_id AND ep.ended_at IS NULL
 WHERE (st.rule_id, st.sensor_id) IN (SELECT * FROM unnest(%s::bigint[], %s::bigint[]))
@@ -80,12 +90,12 @@ def states_load(pairs: Iterable[Pair]) -> dict[Pair, Loaded]:
         rows = cursor.fetchall()
     out: dict[Pair, Loaded] = {}
     for rule_id, sensor_id, status, since, last_ts, pending, clear, current, worst, ep_id, *ep in rows:
-        state = State(status, to_us(since), to_us(last_ts), to_us(pending), to_us(clear), current, worst)
+        state = State(status, since, last_ts, pending, clear, current, worst)
         episode = None
         if ep_id is not None:
-            started, first, ep_worst, notified_at = ep
-            episode = Episode(rule_id, sensor_id, to_us(started) or 0, ep_id, None, "", first, ep_worst, current)
-            episode.notified = notified_at is not None
+            started, first, ep_worst, notified = ep
+            episode = Episode(rule_id, sensor_id, started, ep_id, None, "", first, ep_worst, current)
+            episode.notified = notified
         out[(rule_id, sensor_id)] = Loaded(state, episode)
     return out
 
@@ -110,9 +120,11 @@ class Changes:
 
     now: datetime
     states: dict[Pair, tuple[State, Episode | None]] = field(default_factory=dict)
+    stored: set[Pair] = field(default_factory=set)  # pairs whose state row exists (and ``states_load`` locked)
     opened: list[Episode] = field(default_factory=list)
     touched: dict[int, Episode] = field(default_factory=dict)
     notices: list[Notice] = field(default_factory=list)
+    live: list[tuple[LiveTransition, Episode, RuleEntry, int, int, float | None]] = field(default_factory=list)
 
     def apply(self, rule: RuleEntry, pair: Pair, device_id: int, before: Loaded | None, result: Evaluation) -> None:
         """Record one pair's evaluation: its new state, the episodes it opened or closed, its notices."""
@@ -125,6 +137,8 @@ class Changes:
             if episode.id is not None:
                 self.touched[episode.id] = episode
         self.states[pair] = (result.state, episode if result.state.status == "firing" else None)
+        if before is not None:
+            self.stored.add(pair)
 
     def _transition(
         self, rule: RuleEntry, pair: Pair, device_id: int, episode: Episode | None, tr: Transition
@@ -132,6 +146,7 @@ class Changes:
         if tr.kind == "fired":
             episode = Episode(pair[0], pair[1], tr.at, first_value=tr.value, worst_value=tr.value, last_value=tr.value)
             self.opened.append(episode)
+            self.live.append(("fired", episode, rule, device_id, tr.at, tr.value))
             if not rule.muted(self.now):
                 self._notify(episode, rule, device_id, tr)
             return episode
@@ -141,6 +156,7 @@ class Changes:
             episode.last_value = tr.value if tr.value is not None else episode.last_value
             if episode.id is not None:
                 self.touched[episode.id] = episode
+            self.live.append(("resolved", episode, rule, device_id, tr.at, tr.value))
             if episode.notified:
                 self.notices.append(Notice(episode, rule, device_id, "resolved", tr.at, tr.value))
             return None
@@ -152,11 +168,32 @@ class Changes:
             episode.next_reminder_at = self.now + timedelta(seconds=rule.remind_seconds)
         self.notices.append(Notice(episode, rule, device_id, tr.kind, tr.at, tr.value))
 
-    def save(self) -> None:
+    def save(self) -> list[AlertChange]:
+        """Write everything; returns the fired and resolved transitions for the live push after the commit."""
         _insert_episodes(self.opened, self.now)
         _update_episodes(list(self.touched.values()))
-        _upsert_states(self.states, self.now)
+        _upsert_states(self.states, self.stored, self.now)
         outbox_enqueue_many(items=[outbox_item(n) for n in self.notices])
+        return [self._change(*item) for item in self.live]
+
+    def _change(
+        self, kind: LiveTransition, e: Episode, rule: RuleEntry, device_id: int, at: int, value: float | None
+    ) -> AlertChange:
+        assert e.id is not None  # saved: inserted episodes got their ids
+        return AlertChange(
+            farm_id=rule.farm_id,
+            episode_id=e.id,
+            transition=kind,
+            rule_id=rule.id,
+            rule_name=rule.name,
+            severity=rule.severity,
+            sensor_id=e.sensor_id,
+            device_id=device_id,
+            started_at=from_us(e.started_at) or _EPOCH,
+            at=from_us(at) or _EPOCH,
+            value=value,
+            worst=e.worst_value,
+        )
 
 
 _INSERT_EPISODES_SQL = """
@@ -211,14 +248,33 @@ def _update_episodes(episodes: list[Episode]) -> None:
         cursor.execute(_UPDATE_EPISODES_SQL, _columns(rows, 5))
 
 
+# States already stored were locked by ``states_load`` (a rule's delete waits for us), so
+# they need no lock on their rule: a plain update, which with alertstate's fillfactor stays
+# a heap-only update when the status is unchanged.
+_UPDATE_STATES_SQL = """
+UPDATE alerts_alertstate AS st SET
+    state = u.st, since = 'epoch'::timestamptz + u.si * interval '1 microsecond',
+    last_ts = 'epoch'::timestamptz + u.lt * interval '1 microsecond',
+    pending_since = 'epoch'::timestamptz + u.ps * interval '1 microsecond',
+    clear_since = 'epoch'::timestamptz + u.cs * interval '1 microsecond',
+    current_value = u.cv, worst_value = u.wv, episode_id = u.ep, updated_at = %s
+FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[],
+            %s::bigint[], %s::float8[], %s::float8[], %s::bigint[])
+     AS u(r, s, st, si, lt, ps, cs, cv, wv, ep)
+WHERE st.rule_id = u.r AND st.sensor_id = u.s
+"""
+
 # Rules deleted meanwhile are skipped (the join), so a rule deleted mid-batch never fails
 # the batch on a foreign key; FOR KEY SHARE holds the rest until the commit.
 _UPSERT_STATES_SQL = """
 INSERT INTO alerts_alertstate (rule_id, sensor_id, state, since, last_ts, pending_since, clear_since,
     current_value, worst_value, episode_id, updated_at)
-SELECT u.r, u.s, u.st, u.si, u.lt, u.ps, u.cs, u.cv, u.wv, u.ep, %s
-FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[],
-            %s::timestamptz[], %s::float8[], %s::float8[], %s::bigint[])
+SELECT u.r, u.s, u.st, 'epoch'::timestamptz + u.si * interval '1 microsecond',
+       'epoch'::timestamptz + u.lt * interval '1 microsecond',
+       'epoch'::timestamptz + u.ps * interval '1 microsecond',
+       'epoch'::timestamptz + u.cs * interval '1 microsecond', u.cv, u.wv, u.ep, %s
+FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[],
+            %s::bigint[], %s::float8[], %s::float8[], %s::bigint[])
      AS u(r, s, st, si, lt, ps, cs, cv, wv, ep)
 JOIN alerts_alertrule AS rule ON rule.id = u.r
 ORDER BY u.r, u.s
@@ -231,28 +287,21 @@ ON CONFLICT (rule_id, sensor_id) DO UPDATE SET
 """
 
 
-def _upsert_states(states: dict[Pair, tuple[State, Episode | None]], now: datetime) -> None:
+def _upsert_states(states: dict[Pair, tuple[State, Episode | None]], stored: set[Pair], now: datetime) -> None:
+    """Update the stored states (rows we hold locked) and insert the new ones, one statement each."""
     if not states:
         return
-    rows = []
-    for (rule_id, sensor_id), (s, episode) in sorted(states.items()):
-        since = from_us(s.since) or now
-        rows.append(
-            (
-                rule_id,
-                sensor_id,
-                s.status,
-                since,
-                from_us(s.last_ts),
-                from_us(s.pending_since),
-                from_us(s.clear_since),
-                s.current,
-                s.worst,
-                episode.id if episode is not None else None,
-            )
-        )
+    rows: dict[bool, list[tuple[Any, ...]]] = {True: [], False: []}
+    now_us = to_us(now)
+    for pair, (s, episode) in sorted(states.items()):
+        since = s.since if s.since is not None else now_us
+        ep = episode.id if episode is not None else None
+        row = (*pair, s.status, since, s.last_ts, s.pending_since, s.clear_since, s.current, s.worst, ep)
+        rows[pair in stored].append(row)
     with connection.cursor() as cursor:
-        cursor.execute(_UPSERT_STATES_SQL, [now, *_columns(rows, 10)])
+        for sql, batch in ((_UPDATE_STATES_SQL, rows[True]), (_UPSERT_STATES_SQL, rows[False])):
+            if batch:
+                cursor.execute(sql, [now, *_columns(batch, 10)])
 
 
 def outbox_item(n: Notice, *, key: str | None = None, extra: dict[str, Any] | None = None) -> OutboxItem:

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from alerts.evaluate import Condition, Evaluation, State, device_status, tick
 from alerts.index import RuleIndex
+from alerts.signals import alert_changes_on_commit
 from alerts.store import Changes, Episode, Notice, outbox_item, states_load, to_us
 from outbox.services import outbox_enqueue_many
 
@@ -133,7 +134,7 @@ def _evaluate_due(due: list[tuple[int, int, int, bool]], now: datetime) -> int:
         result = _advance(rule.condition, before.state, offline=offline, now=now_us)
         if result.transitions:
             changes.apply(rule, (rule_id, sensor_id), device_id, before, result)
-    changes.save()
+    alert_changes_on_commit(changes.save())
     return len(changes.states)
 
 

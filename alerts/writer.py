@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from alerts.evaluate import State, device_status, evaluate_readings
 from alerts.index import RuleEntry, RuleIndex
+from alerts.signals import batch_changes_stash
 from alerts.store import TRANSITION_TOPIC, Changes, Loaded, Pair, states_load, to_us
 from sensors.hooks import BatchOutcome, DeviceChange, SensorSeries
 from sensors.models import DeviceStatus, Sensor
@@ -55,7 +56,7 @@ def alerts_write_batch(outcome: BatchOutcome) -> None:
         result = device_status(rule.condition, _state(before), offline=offline[device_id], at=to_us(now) or 0)
         if result.transitions or before is None:
             changes.apply(rule, pair, device_id, before, result)
-    changes.save()
+    batch_changes_stash(outcome, changes.save())
 
 
 def _state(loaded: Loaded | None) -> State:
@@ -64,15 +65,10 @@ def _state(loaded: Loaded | None) -> State:
 
 def _reading_work(series: Sequence[SensorSeries] | Any) -> list[_Work]:
     work: list[_Work] = []
-    fields = rule_index.device_field
+    rules_for = rule_index.rules_for
     for s in series:
-        rules = rule_index.by_metric.get((s.farm_id, s.key))
-        if not rules:
-            continue
-        field_id = fields.get(s.device_id)
-        for rule in rules:
-            if rule.covers(device_id=s.device_id, sensor_id=s.sensor_id, field_id=field_id):
-                work.append((rule, (rule.id, s.sensor_id), s.device_id, s))
+        for rule in rules_for(farm_id=s.farm_id, key=s.key, device_id=s.device_id, sensor_id=s.sensor_id):
+            work.append((rule, (rule.id, s.sensor_id), s.device_id, s))
     return work
 
 

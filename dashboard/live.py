@@ -3,6 +3,8 @@
 Groups:
 - ``farm.<farm_id>``: every socket watching that farm; gets one ``farm.update``
   per ingest batch (or offline sweep) that touched the farm.
+  Alert transitions (fired, acknowledged, resolved) go to the same group as one
+  ``alerts`` message per farm per committed transaction, numbered in the same sequence.
 - ``user.<user_id>``: every socket of that user, whatever the farm; gets
   ``socket.close`` (logout, deactivation) and ``access.recheck`` (membership
   or staff flag changed).
@@ -21,7 +23,7 @@ import os
 import threading
 import weakref
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import lru_cache, partial
 from typing import Any, TypeVar
 
@@ -31,6 +33,8 @@ from channels.layers import BaseChannelLayer, channel_layers, get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
+from alerts import selectors as alert_selectors
+from alerts.signals import AlertChange
 from sensors.hooks import BatchOutcome, DeviceChange, ReadingGroup
 
 from . import payloads, selectors
@@ -109,6 +113,42 @@ def farm_updates_publish(outcome: BatchOutcome) -> None:
                 "type": "farm.update",
                 "text": payloads.update_text(
                     farm_id=farm_id, seq=seqs[farm_id], readings=readings[farm_id], devices=devices[farm_id], now=now
+                ),
+            },
+        )
+        for farm_id in farm_ids
+    ]
+    _send_from_sync(messages)
+
+
+def farm_alerts_publish(changes: Sequence[AlertChange]) -> None:
+    """The alert listener (``alerts.signals``): one ``alerts`` message per farm per committed transaction.
+
+    Registered in ``DashboardConfig.ready``. Sequence numbers first, counts second: a
+    message's counts then include every commit numbered up to it (as a snapshot does, see
+    ``farm_snapshot``), so the last message a browser applies never carries stale counts.
+    """
+    by_farm: dict[int, list[AlertChange]] = defaultdict(list)
+    for change in changes:
+        by_farm[change.farm_id].append(change)
+    farm_ids = sorted(by_farm)
+    if not farm_ids:
+        return
+    seqs = farm_sequences_next(farm_ids)
+    counts = alert_selectors.farms_open_counts(farm_ids)
+    now = timezone.now()
+    messages = [
+        (
+            farm_group(farm_id),
+            {
+                "type": "farm.update",
+                "text": payloads.alerts_text(
+                    farm_id=farm_id,
+                    seq=seqs[farm_id],
+                    changes=by_farm[farm_id],
+                    firing=counts[farm_id][0],
+                    acknowledged=counts[farm_id][1],
+                    now=now,
                 ),
             },
         )
@@ -230,5 +270,6 @@ def farm_snapshot(farm_id: int) -> str:
         seq=seq,
         sensors=selectors.farm_latest_values(farm_id),
         devices=selectors.farm_devices(farm_id),
+        alerts=alert_selectors.farm_open_episodes(farm_id),
         now=timezone.now(),
     )

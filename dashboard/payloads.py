@@ -19,6 +19,8 @@ from typing import Any
 from django.conf import settings
 from django.urls import reverse
 
+from alerts.models import AlertEpisode
+from alerts.signals import AlertChange
 from farm.models import Farm
 from sensors.history.types import LatestReading, MeanSeries, Series
 from sensors.hooks import DeviceChange, ReadingGroup, Row
@@ -134,8 +136,16 @@ def update_text(
 
 
 def snapshot_text(
-    *, farm_id: int, seq: int, sensors: Iterable[LatestReading], devices: Iterable[Device], now: datetime
+    *,
+    farm_id: int,
+    seq: int,
+    sensors: Iterable[LatestReading],
+    devices: Iterable[Device],
+    alerts: Iterable[AlertEpisode],
+    now: datetime,
 ) -> str:
+    open_ = [open_alert_entry(e) for e in alerts]
+    acknowledged = sum(1 for e in open_ if e["acknowledged"])
     return dumps(
         {
             "type": "snapshot",
@@ -146,6 +156,59 @@ def snapshot_text(
                 {"sensor": r.sensor_id, "device": r.device_id, "value": r.value, "ts": ms(r.ts)} for r in sensors
             ],
             "devices": [device_entry(d) for d in devices],
+            "alerts": {"firing": len(open_) - acknowledged, "acknowledged": acknowledged, "open": open_},
+        }
+    )
+
+
+def open_alert_entry(episode: AlertEpisode) -> dict[str, Any]:
+    """An open episode in a snapshot: what a transition told, so a client that missed some catches up."""
+    rule, by = episode.rule, episode.acknowledged_by
+    return {
+        "episode": episode.pk,
+        "rule": rule.pk,
+        "rule_name": rule.name,
+        "severity": rule.severity,
+        "sensor": episode.sensor_id,
+        "device": episode.sensor.device_id,
+        "started": ms(episode.started_at),
+        "value": episode.last_value,
+        "worst": episode.worst_value,
+        "acknowledged": episode.acknowledged_at is not None,
+        "by": "" if by is None else (by.get_full_name() or by.get_username()),
+    }
+
+
+def alert_change_entry(change: AlertChange) -> dict[str, Any]:
+    return {
+        "transition": change.transition,
+        "episode": change.episode_id,
+        "rule": change.rule_id,
+        "rule_name": change.rule_name,
+        "severity": change.severity,
+        "sensor": change.sensor_id,
+        "device": change.device_id,
+        "started": ms(change.started_at),
+        "at": ms(change.at),
+        "value": change.value,
+        "worst": change.worst,
+        "by": change.by,
+    }
+
+
+def alerts_text(
+    *, farm_id: int, seq: int, changes: Iterable[AlertChange], firing: int, acknowledged: int, now: datetime
+) -> str:
+    """One farm's ``alerts`` message: a transaction's transitions and the farm's open-alert counts after it."""
+    return dumps(
+        {
+            "type": "alerts",
+            "farm": farm_id,
+            "seq": seq,
+            "sent": ms(now),
+            "firing": firing,
+            "acknowledged": acknowledged,
+            "transitions": [alert_change_entry(c) for c in changes],
         }
     )
 

@@ -84,6 +84,27 @@ def test_a_field_rule_covers_only_that_fields_sensors():
     assert other.field != device.field
 
 
+def test_each_scope_covers_its_own_sensors_and_a_sensor_gets_every_rule_that_covers_it():
+    device = cast(Device, DeviceFactory(uid="probe-1"))
+    other = cast(Device, DeviceFactory(uid="probe-2", farm=device.farm))
+    ingest({"soil_moisture": 30, "battery": 90}, uid="probe-1")
+    ingest({"soil_moisture": 30}, uid="probe-2")
+    sensor = Sensor.objects.get(device=device, key="soil_moisture")
+    other_sensor = Sensor.objects.get(device=other, key="soil_moisture")
+    rules = [
+        make_rule(device.farm, name="farm"),
+        make_rule(device.farm, name="field", scope=Scope.FIELD, field=device.field),
+        make_rule(device.farm, name="device", scope=Scope.DEVICE, device=device),
+        make_rule(device.farm, name="sensor", scope=Scope.SENSOR, sensor=sensor),
+        make_rule(device.farm, name="other sensor", scope=Scope.SENSOR, sensor=other_sensor),
+        make_rule(device.farm, name="battery", metric="battery", scope=Scope.DEVICE, device=device),
+    ]
+    ingest({"soil_moisture": 5}, uid="probe-1")
+    fired = AlertState.objects.filter(sensor=sensor).order_by("rule_id").values_list("rule__name", flat=True)
+    assert list(fired) == [r.name for r in rules[:4]]
+    assert AlertState.objects.exclude(sensor=sensor).count() == 0
+
+
 def test_a_device_moved_into_the_field_is_covered_from_the_next_batch():
     device = cast(Device, DeviceFactory(uid="probe-1"))
     field = cast(Field, FieldFactory(farm=device.farm))
