@@ -16,6 +16,7 @@ from outbox.services import outbox_drain
 from sensors.models import Device
 from tests.alert_fixtures import ingest, make_rule
 from tests.factories import DeviceFactory, MembershipFactory
+from tests.mqtt_fixtures import wait_until
 from tests.notify_fixtures import a_channel
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,6 +39,9 @@ def test_a_firing_alert_is_emailed_to_the_farms_manager_once_with_the_facts(smtp
     assert OutboxMessage.objects.filter(topic="alerts.transition").count() == 1
     outbox_drain()
     outbox_drain()  # a second drain (a nudge and the sweep) changes nothing
+    # The commit's nudge may drain on its own thread first (Celery runs eagerly here).
+    wait_until(lambda: smtp_receiver.messages, timeout=10, what="the email")
+    time.sleep(0.5)
 
     [message] = smtp_receiver.messages  # managers and owners by default, not viewers
     assert message["To"] == "manager@example.com"
@@ -59,8 +63,9 @@ def test_a_resolved_alert_is_planned_for_the_same_people(smtp_receiver, eager):
     ingest({"ts": now - 60, "soil_moisture": 12})
     ingest({"ts": now - 30, "soil_moisture": 30})
     outbox_drain()
+    wait_until(lambda: smtp_receiver.messages, timeout=10, what="the email")
+    wait_until(lambda: Delivery.objects.filter(event_key__endswith=":resolved").exists(), timeout=10, what="the plan")
     [fired] = [subject(m) for m in smtp_receiver.messages]
     assert "firing" in fired
     # Within a minute of the first message the resolve joins the farm's grouped message
     # (storm grouping), sent at the end of the window rather than straight away.
-    assert Delivery.objects.filter(event_key__endswith=":resolved").exists()
