@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 
+from farm.models import Farm
 from sensors.history.selectors import with_latest
 from sensors.models import DeadLetter, Device, DeviceKind, Sensor, SkipCategory, SkippedField, UnknownDevice
 
@@ -61,3 +62,12 @@ def skipped_field_list() -> QuerySet[SkippedField]:
 def device_skipped_fields(*, device_id: int) -> QuerySet[SkippedField]:
     """One device's skipped-field counts, latest first (at most the ingest's cap per device)."""
     return SkippedField.objects.filter(device_id=device_id).order_by("-last_seen")
+
+
+def farm_devices(*, farm: Farm) -> QuerySet[Device]:
+    """A farm's devices by field, then name: what its managers edit in the app."""
+    return (
+        Device.objects.filter(farm=farm)
+        .select_related("field", "kind")
+        .order_by(F("field__name").asc(nulls_last=True), "name")
+    )

@@ -262,3 +262,16 @@ def devices_mark_reviewed(*, devices: QuerySet[Device]) -> int:
         changed = Sensor.objects.filter(device__in=devices, needs_review=True).update(needs_review=False)
         SkippedField.objects.filter(device__in=devices, category=SkipCategory.METRIC_LIMIT).delete()
     return changed
+
+
+def device_rename(*, device: Device, name: str, field: Field | None) -> Device:
+    """A farm's manager renames a device or moves it to another field of the same farm.
+
+    ``updated_at`` changes with it, so the ingest workers' registries reload the device.
+    """
+    if field is not None and field.farm_id != device.farm_id:
+        raise ValidationError({"field": "Pick a field of this device's farm."})
+    device.name, device.field = name, field
+    device.full_clean(exclude=["uid"])
+    device.save(update_fields=["name", "field", "updated_at"])
+    return device

@@ -153,6 +153,9 @@ ROWS = [
         lambda w: [w.farm.slug, w.field.pk],
         ("login", "404", "403", "redirect", "redirect", "redirect"),
     ),
+    # Devices: managers rename them and move them between fields.
+    Row("farm-devices", "get", farm, MANAGER_PAGE),
+    Row("farm-device-edit", "get", lambda w: [w.farm.slug, w.sensor.device.pk], MANAGER_PAGE),
     # Alerts: viewers read; managers and owners acknowledge and edit rules.
     Row("alerts-page", "get", farm, FARM_VIEW),
     Row("alerts-acknowledge", "post", lambda w: [w.farm.slug, w.episode.pk], MANAGER_ACT),
