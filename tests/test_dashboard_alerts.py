@@ -96,16 +96,19 @@ def test_a_metric_in_alert_shows_its_worst_open_alerts_severity():
     html = page(setup.farm)
     assert metric_alerts(html) == {both.pk: (True, "critical"), warned.pk: (True, "warning"), calm.pk: (False, "")}
     badge = re.search(rf'id="sensor-{both.pk}".*?data-role="alert-badge"([^>]*)>(\w*)<', html, re.DOTALL)
-    assert badge is not None and "hidden" not in badge.group(1) and badge.group(2) == "Critical"
+    assert badge is not None
+    assert "hidden" not in badge.group(1)
+    assert badge.group(2) == "Critical"
     calm_badge = re.search(rf'id="sensor-{calm.pk}".*?data-role="alert-badge"([^>]*)>', html, re.DOTALL)
-    assert calm_badge is not None and "hidden" in calm_badge.group(1)
+    assert calm_badge is not None
+    assert "hidden" in calm_badge.group(1)
 
 
 @time_machine.travel(NOW, tick=False)
 def test_the_page_has_a_hidden_critical_notice_with_a_link_to_the_alerts_page():
     setup = farm_with_sensors(devices=1)
     html = page(setup.farm)
-    notice = re.search(r'<div class="[^"]*dash-critical" id="critical-banner" role="alert" hidden>(.*?)</div>', html, re.S)
+    notice = re.search(r'class="[^"]*dash-critical" id="critical-banner" role="alert" hidden>(.*?)</div>', html, re.S)
     assert notice is not None
     assert f'href="{reverse("alerts-page", args=[setup.farm.slug])}"' in notice.group(1)
     assert 'data-action="dismiss-critical"' in notice.group(1)
