@@ -46,6 +46,12 @@ def episode(rule, sensor, *, started: timedelta, ended: timedelta | None = None,
     )
 
 
+def page_config(html: str) -> dict:
+    found = CONFIG.search(html)
+    assert found is not None
+    return json.loads(found.group(1))
+
+
 def metric_alerts(html: str) -> dict[int, tuple[bool, str]]:
     return {int(pk): (bool(ring), severity) for ring, pk, severity in METRIC.findall(html)}
 
@@ -67,7 +73,7 @@ def test_the_header_counts_firing_and_acknowledged_alerts_and_links_to_the_alert
     assert '<b data-role="alerts-firing">1</b> firing' in header.group(2)
     assert '<b data-role="alerts-acknowledged">1</b> acknowledged' in header.group(2)
     assert 'data-role="alerts-ack-box" hidden' not in header.group(2)
-    config = json.loads(CONFIG.search(html).group(1))
+    config = page_config(html)
     assert config["alertsUrl"] == alerts_url
     assert sorted((e["sensor"], e["acknowledged"]) for e in config["alerts"]) == [(a.pk, False), (b.pk, True)]
 
@@ -80,7 +86,7 @@ def test_a_farm_without_alerts_shows_zero_firing_and_no_acknowledged_count():
     assert '<b data-role="alerts-firing">0</b> firing' in html
     assert 'data-role="alerts-ack-box" hidden' in html
     assert metric_alerts(html) == {setup.sensors[0].pk: (False, "")}
-    assert json.loads(CONFIG.search(html).group(1))["alerts"] == []
+    assert page_config(html)["alerts"] == []
 
 
 @time_machine.travel(NOW, tick=False)
