@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 pytest_plugins = ["tests.mqtt_fixtures", "tests.e2e_fixtures"]  # mosquitto, live_stack, chromium (CSP-watched)
 
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"  # gitignored: for a person to look at
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 PASSWORD = "e2e-demo-password-not-secret"
 PROBE = "brookside-soil-2"  # a native-MQTT soil probe of the demo farm; the dashboard test publishes to soil-1
@@ -101,6 +102,7 @@ def test_a_rule_from_a_preset_fires_live_on_the_dashboard_is_acknowledged_and_re
         expect(card.locator("[data-role=alert-badge]")).to_have_text("Critical")
 
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=SCREENSHOTS / "dashboard-alert-desktop.png")
         page.set_viewport_size({"width": 390, "height": 844})
         page.screenshot(path=SCREENSHOTS / "dashboard-alert-phone.png")
@@ -113,6 +115,7 @@ def test_a_rule_from_a_preset_fires_live_on_the_dashboard_is_acknowledged_and_re
         shapes = page.evaluate("window.furrow.chartShapes()")
         assert any(n.startswith("alert-threshold-") for n in shapes), shapes
         assert any(n.startswith("alert-clear-") for n in shapes), shapes
+        page.screenshot(path=ARTIFACTS / "browser-alert-chart.png")
         page.keyboard.press("Escape")
 
         banner.get_by_role("button", name="Dismiss this notice").click()

@@ -1145,7 +1145,9 @@
     document.getElementById("chart-foot").textContent =
       total.toLocaleString("en-GB") + " readings in " + data.t.length + " points (" +
       (data.bucket_seconds > 1 ? "one per " + humanSeconds(data.bucket_seconds) : "raw") +
-      "); shaded band: min–max in each point. Live updates extend the chart.";
+      "); shaded band: min–max in each point. Live updates extend the chart." +
+      (data.alerts.rules.length ? " Lines: alert thresholds (solid) and where they clear (dashed)." : "") +
+      (data.alerts.episodes.length ? " Tinted spans: alerts." : "");
   }
 
   var SEVERITY_COLOURS = { critical: "#c0392b", warning: "#b7791f", info: "#6b7680" };
