@@ -7,8 +7,9 @@ from datetime import datetime, timedelta
 
 from django.db.models import Count, Q, QuerySet
 
-from alerts.models import AlertAudit, AlertEpisode, AlertRule
+from alerts.models import THRESHOLD_KINDS, AlertAudit, AlertEpisode, AlertRule, Scope
 from farm.models import Farm
+from sensors.models import Sensor
 
 RESOLVED_WINDOW = timedelta(days=7)
 RESOLVED_LIMIT = 100
@@ -98,3 +99,33 @@ def farm_open_episodes(farm_id: int) -> list[AlertEpisode]:
         .select_related("rule", "sensor", "acknowledged_by")
         .order_by("-started_at", "-id")
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SensorAlerts:
+    """What a sensor's chart draws: the threshold rules watching it and its episodes in a window."""
+
+    rules: list[AlertRule]
+    episodes: list[AlertEpisode]
+
+
+def sensor_alerts(sensor: Sensor, *, start: datetime, end: datetime) -> SensorAlerts:
+    """The enabled threshold rules covering ``sensor`` (any scope) and its episodes overlapping [start, end).
+
+    Two queries. ``sensor.device`` must be loaded (its field decides field-scoped rules).
+    """
+    field_id = sensor.device.field_id
+    covers = Q(scope=Scope.FARM) | Q(scope=Scope.DEVICE, device_id=sensor.device_id)
+    covers |= Q(scope=Scope.SENSOR, sensor=sensor)
+    if field_id is not None:
+        covers |= Q(scope=Scope.FIELD, field_id=field_id)
+    rules = AlertRule.objects.filter(
+        covers, farm_id=sensor.device.farm_id, metric=sensor.key, enabled=True, kind__in=THRESHOLD_KINDS
+    ).order_by("name", "pk")
+    episodes = (
+        AlertEpisode.objects.filter(sensor=sensor, started_at__lt=end)
+        .filter(Q(ended_at__isnull=True) | Q(ended_at__gt=start))
+        .select_related("rule")
+        .order_by("started_at", "pk")
+    )
+    return SensorAlerts(rules=list(rules), episodes=list(episodes))

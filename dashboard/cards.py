@@ -6,11 +6,13 @@ The state rules live here and, for live updates, in ``dashboard.js``
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from alerts.models import AlertEpisode
 from farm.models import Farm
 from sensors.history.types import MeanSeries
 from sensors.models import Device, DeviceStatus
@@ -97,6 +99,7 @@ class Card:
     state: CardState
     spark: charts.SparkPaths
     span: float = 0.0  # the least span of its y-axis
+    alert: str = ""  # the severity of its worst open alert, "" when none (JS: ``renderAlertBadge``)
 
     @property
     def shows_spark(self) -> bool:
@@ -180,7 +183,23 @@ def farm_summary(devices: list[Device]) -> FarmSummary:
     )
 
 
-def sensor_card(sensor: SensorWithLatest, *, spark: MeanSeries, now: datetime, spark_end_ms: int) -> Card:
+# Worst first; the JS keeps the same order (``SEVERITY_RANK``).
+SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
+
+
+def sensor_alert_severities(episodes: Iterable[AlertEpisode]) -> dict[int, str]:
+    """Each sensor with an open alert (firing or acknowledged) → the severity of its worst one."""
+    worst: dict[int, str] = {}
+    for episode in episodes:
+        severity, current = episode.rule.severity, worst.get(episode.sensor_id)
+        if current is None or SEVERITY_RANK.get(severity, 9) < SEVERITY_RANK.get(current, 9):
+            worst[episode.sensor_id] = severity
+    return worst
+
+
+def sensor_card(
+    sensor: SensorWithLatest, *, spark: MeanSeries, now: datetime, spark_end_ms: int, alert: str = ""
+) -> Card:
     device = sensor.device
     state = card_state(
         device_status=device.status,
@@ -200,11 +219,15 @@ def sensor_card(sensor: SensorWithLatest, *, spark: MeanSeries, now: datetime, s
         min_value=sensor.min_value,
         max_value=sensor.max_value,
     )
-    return Card(sensor=sensor, state=state, spark=paths, span=span)
+    return Card(sensor=sensor, state=state, spark=paths, span=span, alert=alert)
 
 
-def farm_sections(farm: Farm, *, now: datetime) -> tuple[list[Section], dict[int, MeanSeries]]:
+def farm_sections(
+    farm: Farm, *, now: datetime, alerts: Mapping[int, str] | None = None
+) -> tuple[list[Section], dict[int, MeanSeries]]:
     """Each field as a section (in name order), then "Unassigned"; plus the sparkline data.
+
+    ``alerts`` maps a sensor in alert to its worst open alert's severity (``sensor_alert_severities``).
 
     A section holds one row per device (name order) with all its metrics. Fixed query
     count: fields, sensors (with device, field, kind), devices without sensors, and one
@@ -225,7 +248,8 @@ def farm_sections(farm: Farm, *, now: datetime) -> tuple[list[Section], dict[int
         if row is None:
             row = rows[sensor.device_id] = DeviceRow(device=sensor.device)
             sections.get(str(sensor.device.field_id), unassigned).devices.append(row)
-        row.metrics.append(sensor_card(sensor, spark=sparks[sensor.pk], now=now, spark_end_ms=end_ms))
+        alert = alerts.get(sensor.pk, "") if alerts else ""
+        row.metrics.append(sensor_card(sensor, spark=sparks[sensor.pk], now=now, spark_end_ms=end_ms, alert=alert))
     for row in rows.values():
         row.state = device_state(device_status=row.device.status, metric_states=[c.state for c in row.metrics])
     for device in selectors.sensorless_devices(farm.pk):

@@ -19,7 +19,8 @@ from typing import Any
 from django.conf import settings
 from django.urls import reverse
 
-from alerts.models import AlertEpisode
+from alerts.models import AlertEpisode, AlertRule
+from alerts.selectors import SensorAlerts
 from alerts.signals import AlertChange
 from farm.models import Farm
 from sensors.history.types import LatestReading, MeanSeries, Series
@@ -231,7 +232,12 @@ def spark_points(spark: MeanSeries) -> list[list[float]]:
 
 
 def page_config(
-    *, farm: Farm, now: datetime, sparks: dict[int, MeanSeries], devices: Iterable[Device]
+    *,
+    farm: Farm,
+    now: datetime,
+    sparks: dict[int, MeanSeries],
+    devices: Iterable[Device],
+    open_alerts: Iterable[AlertEpisode] = (),
 ) -> dict[str, Any]:
     """What ``dashboard.js`` reads from the page (the ``dashboard-config`` script element)."""
     return {
@@ -248,11 +254,21 @@ def page_config(
         "sparks": {str(sensor_id): spark_points(spark) for sensor_id, spark in sparks.items()},
         "sparkEnd": ms(charts.window_end(now)),
         "devices": {str(d.pk): device_entry(d) for d in devices},
+        "alertsUrl": reverse("alerts-page", args=[farm.slug]),
+        "alerts": [open_alert_entry(e) for e in open_alerts],
     }
 
 
-def series_payload(*, sensor: Sensor, series: Series, range_key: str, width: int, time_zone: str) -> dict[str, Any]:
-    """The chart endpoint's body: the sensor, the window, and its buckets column by column."""
+def series_payload(
+    *,
+    sensor: Sensor,
+    series: Series,
+    range_key: str,
+    width: int,
+    time_zone: str,
+    alerts: SensorAlerts | None = None,
+) -> dict[str, Any]:
+    """The chart endpoint's body: the sensor, the window, its buckets column by column, and its alerts."""
     return {
         "sensor": {
             "id": sensor.pk,
@@ -274,6 +290,37 @@ def series_payload(*, sensor: Sensor, series: Series, range_key: str, width: int
         "min": series.min,
         "max": series.max,
         "count": series.count,
+        "alerts": {
+            "rules": [chart_rule_entry(r) for r in alerts.rules] if alerts else [],
+            "episodes": [chart_episode_entry(e) for e in alerts.episodes] if alerts else [],
+        },
+    }
+
+
+def chart_rule_entry(rule: AlertRule) -> dict[str, Any]:
+    """A rule's lines on a chart: the threshold (a band's two edges) and where it clears (None: the threshold)."""
+    return {
+        "id": rule.pk,
+        "name": rule.name,
+        "severity": rule.severity,
+        "kind": rule.kind,
+        "threshold": rule.threshold,
+        "threshold_high": rule.threshold_high,
+        "clear": rule.clear,
+        "clear_high": rule.clear_high,
+    }
+
+
+def chart_episode_entry(episode: AlertEpisode) -> dict[str, Any]:
+    """An episode shaded on a chart; ``end`` None while it is still open."""
+    return {
+        "episode": episode.pk,
+        "rule": episode.rule_id,
+        "rule_name": episode.rule.name,
+        "severity": episode.rule.severity,
+        "start": ms(episode.started_at),
+        "end": ms(episode.ended_at),
+        "worst": episode.worst_value,
     }
 
 

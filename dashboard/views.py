@@ -15,6 +15,8 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from alerts import selectors as alert_selectors
+
 from . import cards, charts, payloads, selectors
 from .forms import SeriesQuery
 
@@ -24,15 +26,18 @@ from .forms import SeriesQuery
 def farm_dashboard(request: HttpRequest, farm_ref: str) -> HttpResponse:
     farm = selectors.farm_for_user(request.user, farm_ref)
     now = timezone.now()
-    sections, sparks = cards.farm_sections(farm, now=now)
+    open_alerts = alert_selectors.farm_open_episodes(farm.pk)
+    sections, sparks = cards.farm_sections(farm, now=now, alerts=cards.sensor_alert_severities(open_alerts))
     devices = list(selectors.farm_devices(farm.pk))
+    acknowledged = sum(e.acknowledged_at is not None for e in open_alerts)
     context = {
         "farm": farm,
         "page_now": now,
         "sections": sections,
         "summary": cards.farm_summary(devices),
         "devices": devices,
-        "config": payloads.page_config(farm=farm, now=now, sparks=sparks, devices=devices),
+        "alert_counts": {"firing": len(open_alerts) - acknowledged, "acknowledged": acknowledged},
+        "config": payloads.page_config(farm=farm, now=now, sparks=sparks, devices=devices, open_alerts=open_alerts),
         "ranges": list(charts.RANGES),
     }
     return render(request, "dashboard/farm_dashboard.html", context)
@@ -51,9 +56,10 @@ def sensor_series(request: HttpRequest, farm_ref: str, sensor_id: int) -> JsonRe
     series = charts.sensor_chart(
         sensor_id=sensor.pk, end=charts.window_end(timezone.now()), range_key=range_key, width=width
     )
+    alerts = alert_selectors.sensor_alerts(sensor, start=series.start, end=series.end)
     return _json(
         payloads.series_payload(
-            sensor=sensor, series=series, range_key=range_key, width=width, time_zone=farm.time_zone
+            sensor=sensor, series=series, range_key=range_key, width=width, time_zone=farm.time_zone, alerts=alerts
         )
     )
 

@@ -378,7 +378,15 @@ def _seed_demo(request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-SEEDERS = {"live_farm": _seed_live_farm, "demo": _seed_demo}
+def _seed_alert_rules_delete(request: dict[str, Any]) -> dict[str, Any]:
+    """Delete the farm's alert rules whose name starts with ``prefix``: what an earlier, failed run left."""
+    from alerts.models import AlertRule
+
+    deleted, _ = AlertRule.objects.filter(farm__slug=request["farm"], name__startswith=request["prefix"]).delete()
+    return {"deleted": deleted}
+
+
+SEEDERS = {"live_farm": _seed_live_farm, "demo": _seed_demo, "alert_rules_delete": _seed_alert_rules_delete}
 
 
 def _main() -> None:

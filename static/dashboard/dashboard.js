@@ -136,6 +136,10 @@
   var rows = {}; // device id -> row model
   var sections = []; // section models
   var devices = config.devices || {}; // device id -> {status, last_seen, battery, rssi, snr}
+  var openAlerts = {}; // episode id -> open alert (the snapshot's "alerts.open" entry shape)
+  (config.alerts || []).forEach(function (entry) {
+    openAlerts[String(entry.episode)] = entry;
+  });
   var dirty = new Set();
   var frameRequested = false;
 
@@ -159,7 +163,9 @@
         deviceName: el.getAttribute("data-device-name"),
         spark: (config.sparks && config.sparks[el.getAttribute("data-sensor-id")]) || [],
         state: el.getAttribute("data-state"),
+        alert: el.getAttribute("data-alert") || "",
         parts: {
+          alert: el.querySelector('[data-role="alert-badge"]'),
           value: el.querySelector('[data-role="value"]'),
           spark: el.querySelector('[data-role="spark"]'),
         },
@@ -513,6 +519,115 @@
     banner.hidden = false;
   }
 
+  // ---- Alerts: the header count, metrics in alert, the critical notice --------------------
+
+  // Worst first, as dashboard/cards.py SEVERITY_RANK.
+  var SEVERITY_RANK = { critical: 0, warning: 1, info: 2 };
+  var criticalShown = null; // the episode the critical notice names
+
+  function severityRank(severity) {
+    return severity in SEVERITY_RANK ? SEVERITY_RANK[severity] : 9;
+  }
+
+  function renderAlertCount(firing, acknowledged) {
+    var link = document.getElementById("alert-count");
+    if (!link) return;
+    link.setAttribute("data-firing", firing);
+    link.setAttribute("data-acknowledged", acknowledged);
+    link.classList.toggle("is-firing", firing > 0);
+    link.querySelector('[data-role="alerts-firing"]').textContent = firing;
+    link.querySelector('[data-role="alerts-acknowledged"]').textContent = acknowledged;
+    link.querySelector('[data-role="alerts-ack-box"]').hidden = acknowledged === 0;
+  }
+
+  // Each card shows the severity of its sensor's worst open alert (cards.py sensor_alert_severities).
+  function renderAlertBadges() {
+    var worst = {};
+    Object.keys(openAlerts).forEach(function (id) {
+      var entry = openAlerts[id];
+      var current = worst[entry.sensor];
+      if (current === undefined || severityRank(entry.severity) < severityRank(current)) {
+        worst[entry.sensor] = entry.severity;
+      }
+    });
+    Object.keys(cards).forEach(function (id) {
+      var card = cards[id];
+      var severity = worst[id] || "";
+      if (severity === card.alert) return;
+      card.alert = severity;
+      card.el.setAttribute("data-alert", severity);
+      card.el.classList.toggle("in-alert", severity !== "");
+      var badge = card.parts.alert;
+      if (badge) {
+        badge.className = "metric-alert sev-" + (severity || "none");
+        badge.textContent = severity ? severity.charAt(0).toUpperCase() + severity.slice(1) : "";
+        badge.hidden = severity === "";
+      }
+    });
+  }
+
+  function showCritical(transition, more) {
+    var banner = document.getElementById("critical-banner");
+    if (!banner) return;
+    var card = cards[String(transition.sensor)];
+    var where = card ? card.deviceName + " · " + card.label : "sensor " + transition.sensor;
+    var value = transition.value === null ? "" : ": " + formatValue(transition.value, card ? card.unit : "") +
+      (card && card.unit ? " " + card.unit : "");
+    banner.querySelector('[data-role="critical-text"]').textContent =
+      "Critical alert: " + transition.rule_name + " — " + where + value + (more ? " (and " + more + " more)" : "");
+    banner.setAttribute("data-episode", transition.episode);
+    criticalShown = String(transition.episode);
+    banner.hidden = false;
+  }
+
+  function hideCritical() {
+    var banner = document.getElementById("critical-banner");
+    if (banner) banner.hidden = true;
+    criticalShown = null;
+  }
+
+  function applyAlerts(message) {
+    var gap = takeSeq(message);
+    if (gap === null) return;
+    live.stats.updates++;
+    var fired = [];
+    message.transitions.forEach(function (t) {
+      var id = String(t.episode);
+      if (t.transition === "resolved") {
+        delete openAlerts[id];
+      } else {
+        openAlerts[id] = {
+          episode: t.episode, rule: t.rule, rule_name: t.rule_name, severity: t.severity, sensor: t.sensor,
+          device: t.device, started: t.started, value: t.value, worst: t.worst,
+          acknowledged: t.transition === "acknowledged", by: t.by,
+        };
+        if (t.transition === "fired" && t.severity === "critical") fired.push(t);
+      }
+      // Someone dealt with the alert the notice names: it has said what it had to.
+      if (t.transition !== "fired" && id === criticalShown) hideCritical();
+      if (chart.sensorId === String(t.sensor) && chart.ready) loadSeries(); // redraw its shading
+    });
+    if (fired.length) showCritical(fired[fired.length - 1], fired.length - 1);
+    renderAlertCount(message.firing, message.acknowledged);
+    renderAlertBadges();
+    if (gap) {
+      live.stats.gaps++;
+      requestSnapshot();
+    }
+  }
+
+  function applySnapshotAlerts(alerts) {
+    openAlerts = {};
+    alerts.open.forEach(function (entry) {
+      openAlerts[String(entry.episode)] = entry;
+    });
+    if (criticalShown !== null && !(openAlerts[criticalShown] && !openAlerts[criticalShown].acknowledged)) {
+      hideCritical();
+    }
+    renderAlertCount(alerts.firing, alerts.acknowledged);
+    renderAlertBadges();
+  }
+
   // ---- Live socket -----------------------------------------------------------------------
 
   function setLive(state, label) {
@@ -582,6 +697,8 @@
       applySnapshot(message);
     } else if (message.type === "update") {
       applyUpdate(message);
+    } else if (message.type === "alerts") {
+      applyAlerts(message);
     } else if (message.type === "pong") {
       live.clockOffset = message.now - Date.now();
       if (live.seq !== null && message.seq > live.seq) {
@@ -607,6 +724,7 @@
     message.devices.forEach(function (entry) {
       devices[String(entry.id)] = entry;
     });
+    if (message.alerts) applySnapshotAlerts(message.alerts);
     message.sensors.forEach(function (entry) {
       var card = cards[String(entry.sensor)];
       if (!card) {
@@ -632,9 +750,11 @@
     }
   }
 
-  function applyUpdate(message) {
+  // An update or alerts message's place in the farm's sequence: null to ignore it, else
+  // whether messages were missed before it (then the caller asks for a snapshot).
+  function takeSeq(message) {
     if (live.seq === null) {
-      return; // the snapshot that starts every connection is still on its way
+      return null; // the snapshot that starts every connection is still on its way
     }
     if (message.seq <= live.seq) {
       if (live.seq - message.seq > SEQ_REORDER_WINDOW) {
@@ -644,10 +764,16 @@
       } else {
         live.stats.ignored++;
       }
-      return;
+      return null;
     }
     var gap = message.seq > live.seq + 1;
     live.seq = message.seq;
+    return gap;
+  }
+
+  function applyUpdate(message) {
+    var gap = takeSeq(message);
+    if (gap === null) return;
     live.stats.updates++;
     message.devices.forEach(applyDevice);
     message.readings.forEach(function (entry) {
@@ -997,6 +1123,7 @@
         gridcolor: "#eef0ea", zeroline: false, automargin: true, fixedrange: false,
         range: chartYRange(data),
       },
+      shapes: alertShapes(data.alerts, end),
       showlegend: false,
       dragmode: window.matchMedia("(pointer: coarse)").matches ? false : "zoom",
     };
@@ -1018,13 +1145,67 @@
     document.getElementById("chart-foot").textContent =
       total.toLocaleString("en-GB") + " readings in " + data.t.length + " points (" +
       (data.bucket_seconds > 1 ? "one per " + humanSeconds(data.bucket_seconds) : "raw") +
-      "); shaded band: min–max in each point. Live updates extend the chart.";
+      "); shaded band: min–max in each point. Live updates extend the chart." +
+      (data.alerts.rules.length ? " Lines: alert thresholds (solid) and where they clear (dashed)." : "") +
+      (data.alerts.episodes.length ? " Tinted spans: alerts." : "");
+  }
+
+  var SEVERITY_COLOURS = { critical: "#c0392b", warning: "#b7791f", info: "#6b7680" };
+
+  // The rules' levels: [{y, clear, rule}], a band's two edges each; a clear level equal to
+  // its threshold (or unset: the threshold) draws no second line.
+  function alertLevels(alerts) {
+    var levels = [];
+    ((alerts && alerts.rules) || []).forEach(function (rule) {
+      var edges = [[rule.threshold, rule.clear]];
+      if (rule.kind === "outside") edges.push([rule.threshold_high, rule.clear_high]);
+      edges.forEach(function (edge) {
+        if (edge[0] === null) return;
+        levels.push({ y: edge[0], clear: false, rule: rule });
+        if (edge[1] !== null && edge[1] !== edge[0]) levels.push({ y: edge[1], clear: true, rule: rule });
+      });
+    });
+    return levels;
+  }
+
+  // Threshold lines (solid), clear lines (dashed) and each alert episode shaded over the
+  // chart's height; an episode still open runs past the window's end, so it stays shaded
+  // while live updates slide the window.
+  function alertShapes(alerts, end) {
+    var shapes = [];
+    ((alerts && alerts.episodes) || []).forEach(function (ep) {
+      var colour = SEVERITY_COLOURS[ep.severity] || SEVERITY_COLOURS.warning;
+      shapes.push({
+        type: "rect", xref: "x", yref: "paper", x0: farmTime(ep.start),
+        x1: farmTime(ep.end === null ? end + RANGE_MS["7d"] : ep.end), y0: 0, y1: 1,
+        fillcolor: colour, opacity: 0.1, line: { width: 0 }, layer: "below",
+        name: "alert-episode-" + ep.episode,
+      });
+    });
+    alertLevels(alerts).forEach(function (level) {
+      var colour = SEVERITY_COLOURS[level.rule.severity] || SEVERITY_COLOURS.warning;
+      shapes.push({
+        type: "line", xref: "paper", yref: "y", x0: 0, x1: 1, y0: level.y, y1: level.y,
+        line: { color: colour, width: level.clear ? 1 : 1.5, dash: level.clear ? "dash" : "solid" },
+        label: {
+          text: level.clear ? "clears " + formatValue(level.y) : level.rule.name + " " + formatValue(level.y),
+          textposition: "end", yanchor: "bottom", font: { size: 10, color: colour },
+        },
+        name: (level.clear ? "alert-clear-" : "alert-threshold-") + level.rule.id,
+      });
+    });
+    return shapes;
   }
 
   // The y-axis never magnifies noise: at least the metric's span (dashboard/charts.py min_span).
+  // It also takes in the alert rules' levels, so their lines are on the chart.
   function chartYRange(data) {
     var low = Infinity;
     var high = -Infinity;
+    alertLevels(data.alerts).forEach(function (level) {
+      low = Math.min(low, level.y);
+      high = Math.max(high, level.y);
+    });
     [data.min, data.max, data.avg].forEach(function (column) {
       column.forEach(function (v) {
         if (v !== null) {
@@ -1157,6 +1338,8 @@
   readCards();
   readRows();
   bindChartControls();
+  var dismissButton = root.querySelector('[data-action="dismiss-critical"]');
+  if (dismissButton) dismissButton.addEventListener("click", hideCritical);
   var reloadButton = root.querySelector('[data-action="reload"]');
   if (reloadButton) {
     reloadButton.addEventListener("click", function () {
@@ -1194,7 +1377,10 @@
     closeChart: closeChart,
     card: function (sensorId) {
       var card = cards[String(sensorId)];
-      return card ? { value: card.value, ts: card.ts, state: card.state } : null;
+      return card ? { value: card.value, ts: card.ts, state: card.state, alert: card.alert } : null;
+    },
+    chartShapes: function () {
+      return chart.ready && plotNode.layout ? (plotNode.layout.shapes || []).map(function (s) { return s.name; }) : [];
     },
   };
 })();
