@@ -12,14 +12,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from alerts.models import Severity  # one severity scale: the alerts' (notifications build on them)
 from farm.models import Farm
-
-
-class Severity(models.TextChoices):
-    INFO = "info", "Info"
-    WARNING = "warning", "Warning"
-    CRITICAL = "critical", "Critical"
-
 
 SEVERITY_RANK = {Severity.INFO: 1, Severity.WARNING: 2, Severity.CRITICAL: 3}
 
