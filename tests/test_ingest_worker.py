@@ -528,3 +528,29 @@ def test_the_notifier_thread_merges_the_batches_committed_within_its_interval():
     finally:
         hooks.stop(timeout=5)
         unregister_batch_notifier(count)
+
+
+def test_the_notifier_queue_is_bounded_by_readings_not_only_by_batches():
+    stuck = threading.Event()
+    entered = threading.Event()
+
+    def hook(outcome: BatchOutcome) -> None:
+        entered.set()
+        stuck.wait(10)
+
+    register_batch_notifier(hook)
+    stats = IngestStats()
+    hooks = HookThread(backlog=100, max_rows=10, stats=stats)
+    hooks.start()
+    device = DeviceSensors(1, 1, {"t": 1})
+    small = BatchOutcome(groups=[(device, [(n, "t", 1.0) for n in range(4)])])
+    try:
+        hooks.submit(small)
+        entered.wait(5)  # the notifier holds the first batch
+        for _ in range(5):
+            hooks.submit(small)  # 4 readings each: two fit under 10, the rest are dropped
+        assert stats.hooks_dropped == 3
+    finally:
+        stuck.set()
+        hooks.stop(timeout=5)
+        unregister_batch_notifier(hook)

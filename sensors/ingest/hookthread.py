@@ -35,12 +35,18 @@ class HookThread:
     def __init__(
         self,
         *,
-        backlog: int = 4,
+        backlog: int = 256,
+        max_rows: int = 100_000,
         stats: IngestStats | None = None,
         warn_interval: float = 60.0,
         min_interval: float = 0.0,
     ) -> None:
+        # Bounded by batches and by readings: adaptive batching commits many small batches
+        # (a few batches' worth of readings is what must not pile up, not a few batches).
         self._queue: queue.Queue[BatchOutcome | None] = queue.Queue(maxsize=backlog)
+        self.max_rows = max_rows
+        self._queued_rows = 0
+        self._rows_lock = threading.Lock()
         self.stats = stats or IngestStats()
         self.warn_interval = warn_interval
         self.min_interval = min_interval
@@ -58,8 +64,13 @@ class HookThread:
         A dropped outcome is a live update the browsers miss; their per-farm sequence
         check sees the gap and refetches (docs/architecture.md §6). The data is committed either way.
         """
+        rows = _rows(outcome)
         try:
-            self._queue.put_nowait(outcome)
+            with self._rows_lock:
+                if self._queued_rows and self._queued_rows + rows > self.max_rows:
+                    raise queue.Full
+                self._queue.put_nowait(outcome)
+                self._queued_rows += rows
         except queue.Full:
             self.stats.hooks_dropped += 1
             now = time.monotonic()
@@ -83,7 +94,7 @@ class HookThread:
 
     def _run(self) -> None:
         stopping = False
-        while not stopping and (first := self._queue.get()) is not None:
+        while not stopping and (first := self._taken(self._queue.get())) is not None:
             batch = [first]
             stopping = self._gather(batch)
             try:
@@ -103,6 +114,17 @@ class HookThread:
                 item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
             except queue.Empty:
                 return False
-            if item is None:
+            outcome = self._taken(item)
+            if outcome is None:
                 return True
-            batch.append(item)
+            batch.append(outcome)
+
+    def _taken(self, outcome: BatchOutcome | None) -> BatchOutcome | None:
+        if outcome is not None:
+            with self._rows_lock:
+                self._queued_rows -= _rows(outcome)
+        return outcome
+
+
+def _rows(outcome: BatchOutcome) -> int:
+    return sum(len(rows) for _, rows in outcome.groups)
