@@ -320,6 +320,8 @@ def start_stack(args: argparse.Namespace, database_url: str, workdir: Path) -> S
     worker_env = {**env, "INGEST_CLIENT_ID": "bench-ingest", "INGEST_STATS_INTERVAL": "5", "LOG_LEVEL": "INFO"}
     if args.batch_ms:
         worker_env["INGEST_BATCH_MS"] = str(args.batch_ms)
+    if args.notify_ms is not None:
+        worker_env["INGEST_NOTIFY_INTERVAL_MS"] = str(args.notify_ms)
     worker = WorkerProcess(env=worker_env, log=workdir / "ingest.log")
     worker.start_and_wait()
     daphne = Daphne(env=env, port=free_port(), log=workdir / "daphne.log")
@@ -434,6 +436,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--window", type=int, default=1000, help="unacknowledged messages of the publisher")
     parser.add_argument("--connect-wave", type=int, default=50, help="dashboards connecting at once")
     parser.add_argument("--batch-ms", type=int, default=0, help="INGEST_BATCH_MS for the worker (default: settings)")
+    parser.add_argument(
+        "--notify-ms", type=int, default=None, help="INGEST_NOTIFY_INTERVAL_MS for the worker (default: settings)"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--py-spy", type=Path, metavar="DIR", help="sample daphne's and the worker's stacks")
     parser.add_argument("--keep", action="store_true", help="keep the logs directory")
