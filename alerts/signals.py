@@ -8,17 +8,17 @@ refetches, so only what a snapshot also carries travels here.
 
 Transitions happen in three places, and each publishes after its own commit:
 
-- an ingest batch (``alerts.writer``): the writer ``batch_changes_stash``-es them for its
-  outcome, and ``alerts_batch_notify`` (a batch notifier) hands them to the listeners on the
-  ingest worker's notifier thread, so an ingest commit never waits on a listener;
+- an ingest batch (``alerts.writer``): the writer leaves them on its outcome
+  (``BatchOutcome.note``), and ``alerts_batch_notify`` (a batch notifier) hands them to the
+  listeners on the ingest worker's notifier thread, so an ingest commit never waits on a
+  listener; a batch that rolls back never reaches the notifiers, and batches the lane merges
+  carry all their notes;
 - the sweep and the acknowledge service: ``alert_changes_on_commit``.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -85,36 +85,9 @@ def alert_changes_on_commit(changes: Sequence[AlertChange]) -> None:
         transaction.on_commit(partial(alert_changes_publish, tuple(changes)))
 
 
-# Committed batches' transitions, waiting for their outcome to reach the notifier lane.
-# Keyed by id(outcome) and holding the outcome itself, so the id cannot be reused while
-# the entry lives. The notifier thread drops an outcome when it falls behind, and then
-# nothing pops its entry: the oldest give way past this bound (a batch in flight is one
-# of the few its short queue holds, docs/architecture.md §1).
-STASH_LIMIT: Final = 16
-_stash: OrderedDict[int, tuple[BatchOutcome, tuple[AlertChange, ...]]] = OrderedDict()
-_stash_lock = threading.Lock()
-
-
-def batch_changes_stash(outcome: BatchOutcome, changes: Sequence[AlertChange]) -> None:
-    """Inside a batch writer: keep ``changes`` for ``outcome``'s notifiers, if the batch commits.
-
-    The writer runs before the batch registers its own after-commit hook, so this
-    ``on_commit`` runs first and the entry is there when the notifier lane gets the outcome.
-    """
-    if changes:
-        transaction.on_commit(partial(_stash_committed, outcome, tuple(changes)))
-
-
-def _stash_committed(outcome: BatchOutcome, changes: tuple[AlertChange, ...]) -> None:
-    with _stash_lock:
-        _stash[id(outcome)] = (outcome, changes)
-        while len(_stash) > STASH_LIMIT:
-            _stash.popitem(last=False)
+NOTE: Final = "alerts"  # the kind of BatchOutcome note the writer leaves
 
 
 def alerts_batch_notify(outcome: BatchOutcome) -> None:
-    """The after-commit batch notifier: publish what the batch's writer stashed, if anything."""
-    with _stash_lock:
-        entry = _stash.pop(id(outcome), None)
-    if entry is not None and entry[0] is outcome:
-        alert_changes_publish(entry[1])
+    """The after-commit batch notifier: publish the transitions the batch's writer noted, if any."""
+    alert_changes_publish(outcome.notes.get(NOTE, ()))

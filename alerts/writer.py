@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from alerts.evaluate import State, device_status, evaluate_readings
 from alerts.index import RuleEntry, RuleIndex
-from alerts.signals import batch_changes_stash
+from alerts.signals import NOTE
 from alerts.store import TRANSITION_TOPIC, Changes, Loaded, Pair, states_load, to_us
 from sensors.hooks import BatchOutcome, DeviceChange, SensorSeries
 from sensors.models import DeviceStatus, Sensor
@@ -56,7 +56,7 @@ def alerts_write_batch(outcome: BatchOutcome) -> None:
         result = device_status(rule.condition, _state(before), offline=offline[device_id], at=to_us(now) or 0)
         if result.transitions or before is None:
             changes.apply(rule, pair, device_id, before, result)
-    batch_changes_stash(outcome, changes.save())
+    outcome.note(NOTE, changes.save())
 
 
 def _state(loaded: Loaded | None) -> State:

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from django.db import transaction
 
@@ -122,6 +122,14 @@ class BatchOutcome:
     devices: Sequence[DeviceChange] = ()
     redelivered: frozenset[tuple[int, int]] | None = None
     at: datetime | None = None
+    # What writers leave for the notifiers (``note``): it travels with the outcome, so it is
+    # seen only if the batch commits, and merges with it when the notifier lane coalesces.
+    notes: dict[str, list[Any]] = field(default_factory=dict, compare=False, repr=False)
+    _series: dict[int, SensorSeries] = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    def note(self, kind: str, items: Iterable[Any]) -> None:
+        """Inside a batch writer: leave ``items`` for this batch's after-commit notifiers."""
+        self.notes.setdefault(kind, []).extend(items)
 
     @classmethod
     def of_readings(cls, readings: Iterable[StoredReading], devices: Sequence[DeviceChange] = ()) -> BatchOutcome:
@@ -139,11 +147,16 @@ class BatchOutcome:
         if len(outcomes) == 1:
             return outcomes[0]
         redelivered = [o.redelivered for o in outcomes if o.redelivered is not None]
+        notes: dict[str, list[Any]] = {}
+        for o in outcomes:
+            for kind, items in o.notes.items():
+                notes.setdefault(kind, []).extend(items)
         return cls(
             groups=[g for o in outcomes for g in o.groups],
             devices=[d for o in outcomes for d in o.devices],
             redelivered=frozenset().union(*redelivered) if redelivered else None,
             at=outcomes[-1].at,
+            notes=notes,
         )
 
     def rows(self) -> Iterator[tuple[int, int, int, int, float]]:
@@ -166,7 +179,12 @@ class BatchOutcome:
                 yield row
 
     def series(self) -> dict[int, SensorSeries]:
-        """The new readings by sensor id, each in device-time order."""
+        """The new readings by sensor id, each in device-time order (built once: every writer reads it)."""
+        if not self._series and self.groups:
+            self._series.update(self._build_series())
+        return self._series
+
+    def _build_series(self) -> dict[int, SensorSeries]:
         points: dict[int, list[tuple[int, float]]] = {}
         owners: dict[int, tuple[int, int]] = {}
         for farm_id, device_id, sensor_id, ts, value in self.new_rows():

@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from datetime import UTC, datetime
+from functools import partial
 from typing import cast
 
 import pytest
@@ -151,22 +152,36 @@ async def test_the_sweep_pushes_what_it_fires(clean_channel_layer):
 def test_a_rolled_back_batch_publishes_nothing(monkeypatch):
     published: list[object] = []
     monkeypatch.setattr(signals, "_listeners", [published.extend])
-    outcome = BatchOutcome()
     change = signals.AlertChange(1, 2, "fired", 3, "r", "info", 4, 5, datetime.now(UTC), datetime.now(UTC))
 
     def rolled_back() -> None:
         with transaction.atomic():
-            signals.batch_changes_stash(outcome, [change])
+            outcome = BatchOutcome()
+            outcome.note(signals.NOTE, [change])
+            transaction.on_commit(partial(signals.alerts_batch_notify, outcome))
             raise RuntimeError("the batch failed")
 
     with pytest.raises(RuntimeError):
         rolled_back()
-    signals.alerts_batch_notify(outcome)
     assert published == []
     with transaction.atomic():
-        signals.batch_changes_stash(outcome, [change])
-    signals.alerts_batch_notify(outcome)
+        outcome = BatchOutcome()
+        outcome.note(signals.NOTE, [change])
+        transaction.on_commit(partial(signals.alerts_batch_notify, outcome))
     assert published == [change]
+
+
+def test_batches_the_notifier_lane_merges_publish_every_transition_they_noted(monkeypatch):
+    published: list[object] = []
+    monkeypatch.setattr(signals, "_listeners", [published.extend])
+    now = datetime.now(UTC)
+    first, second = BatchOutcome(), BatchOutcome()
+    fired = signals.AlertChange(1, 2, "fired", 3, "r", "info", 4, 5, now, now)
+    resolved = signals.AlertChange(1, 2, "resolved", 3, "r", "info", 4, 5, now, now)
+    first.note(signals.NOTE, [fired])
+    second.note(signals.NOTE, [resolved])
+    signals.alerts_batch_notify(BatchOutcome.merged([first, second]))
+    assert published == [fired, resolved]
 
 
 async def test_a_socket_gets_the_open_alerts_in_its_snapshot_and_the_transitions_live(clean_channel_layer):
