@@ -16,7 +16,7 @@ from alerts.backtest import BACKTEST_DAYS, backtest_run
 from alerts.forms import AcknowledgeForm, AlertRuleForm, initial_of
 from alerts.models import AlertEpisode, AlertRule, Severity
 from alerts.presets import PRESETS
-from farm.models import Field
+from farm.models import Farm, Field
 from farm.permissions import Action, can, farm_for
 
 
@@ -103,10 +103,7 @@ def rule_new(request: HttpRequest, farm_ref: str) -> HttpResponse:
 @login_required
 def rule_edit(request: HttpRequest, farm_ref: str, rule_id: int) -> HttpResponse:
     farm = farm_for(request.user, farm_ref, Action.EDIT_RULES)
-    try:
-        rule = selectors.farm_rule(farm, rule_id)
-    except AlertRule.DoesNotExist:
-        raise Http404("No such rule.") from None
+    rule = _rule(farm, rule_id)
     form = AlertRuleForm(request.POST or None, farm=farm, initial=initial_of(rule))
     if request.method == "POST" and form.is_valid() and form.spec is not None:
         changed = services.rule_update(rule=rule, spec=form.spec, actor=request.user)  # type: ignore[arg-type]
@@ -120,10 +117,7 @@ def rule_edit(request: HttpRequest, farm_ref: str, rule_id: int) -> HttpResponse
 @login_required
 def rule_delete(request: HttpRequest, farm_ref: str, rule_id: int) -> HttpResponse:
     farm = farm_for(request.user, farm_ref, Action.EDIT_RULES)
-    try:
-        rule = selectors.farm_rule(farm, rule_id)
-    except AlertRule.DoesNotExist:
-        raise Http404("No such rule.") from None
+    rule = _rule(farm, rule_id)
     services.rule_delete(rule=rule, actor=request.user)  # type: ignore[arg-type]
     messages.success(request, f"Rule “{rule.name}” deleted.")
     return redirect("alerts-rules", farm_ref=farm.slug)
@@ -164,3 +158,10 @@ def rule_backtest(request: HttpRequest, farm_ref: str) -> JsonResponse:
             },
         }
     )
+
+
+def _rule(farm: Farm, rule_id: int) -> AlertRule:
+    try:
+        return selectors.farm_rule(farm, rule_id)
+    except AlertRule.DoesNotExist:
+        raise Http404("No such rule.") from None
