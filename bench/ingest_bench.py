@@ -504,7 +504,7 @@ def profile(args: argparse.Namespace, pid: int, phase: str) -> subprocess.Popen[
     args.py_spy.mkdir(parents=True, exist_ok=True)
     py_spy = shutil.which("py-spy", path=Path(sys.executable).parent) or "py-spy"
     command = [py_spy, "record", "--pid", str(pid), "--duration", str(int(args.min_seconds)), "--nonblocking",
-               "--threads", "--format", "raw", "--output", str(args.py_spy / f"worker-{phase}.folded")]  # fmt: skip
+               "--threads", "--subprocesses", "--format", "raw", "--output", str(args.py_spy / f"worker-{phase}.folded")]  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import apprise
 from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
@@ -62,9 +61,15 @@ def _target_error(kind: ChannelKind, target: str) -> str:
             URLValidator(schemes=["http", "https"])(target)
         except ValidationError:
             return "Enter an http:// or https:// URL."
-    elif apprise.Apprise.instantiate(target) is None:
+    elif not _apprise_knows(target):
         return "Apprise does not recognise this URL: check its scheme and the parts the service needs."
     return ""
+
+
+def _apprise_knows(url: str) -> bool:
+    import apprise  # only the web process validates channels: see notifications.senders
+
+    return apprise.Apprise.instantiate(url) is not None
 
 
 class PrefsForm(StyledModelForm):

@@ -13,7 +13,6 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-import apprise
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.template.loader import render_to_string
@@ -56,6 +55,10 @@ def _send_email(channel: NotificationChannel, message: Message) -> None:
 
 
 def _send_apprise(channel: NotificationChannel, message: Message) -> None:
+    # Imported here: Apprise loads every service plugin (~7 MB), and the processes that only
+    # plan notifications (the ingest store process among them) never send one.
+    import apprise
+
     notifier = apprise.Apprise()
     if not notifier.add(channel.target):
         raise SendError("Apprise does not recognise this URL.")
