@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Final
 
+import psycopg
 from django.db import IntegrityError, connection, transaction
 
 from sensors.hooks import (
@@ -70,7 +71,7 @@ _COPY_TEMP_SQL = "COPY furrow_ingest_rows (sensor_id, ts, value) FROM STDIN (FOR
 # Every sensor the batch writes readings for, locked until the commit: the rows returned
 # are the batch's integrity check (readings have no per-row foreign key, migration 0006).
 # FOR KEY SHARE blocks a DELETE of these sensors but not another worker's same lock.
-_LOCK_SENSORS_SQL = "SELECT id FROM sensors_sensor WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE"
+_LOCK_SENSORS_SQL = "SELECT id FROM sensors_sensor WHERE id = ANY(%b::bigint[]) ORDER BY id FOR KEY SHARE"
 _CREATE_SENSORS_SQL = """
 INSERT INTO sensors_sensor (device_id, key, label, unit, min_value, max_value, needs_review, created_at)
 SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::float8[], %s::boolean[],
@@ -88,7 +89,7 @@ UPDATE sensors_device AS d SET
     battery = COALESCE(u.battery, d.battery),
     rssi = COALESCE(u.rssi, d.rssi),
     snr = COALESCE(u.snr, d.snr)
-FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::boolean[], %s::float8[], %s::float8[], %s::float8[])
+FROM unnest(%b::bigint[], %b::timestamptz[], %b::text[], %b::boolean[], %b::float8[], %b::float8[], %b::float8[])
     AS u(id, last_seen, status, if_unknown, battery, rssi, snr)
 WHERE d.id = u.id
 RETURNING d.farm_id, d.id, d.status, d.last_seen, d.battery, d.rssi, d.snr  -- DeviceChange order
@@ -144,7 +145,7 @@ _DEVICE_SENSORS_SQL = "SELECT device_id, key, id FROM sensors_sensor WHERE devic
 # Workers of one share group write the same devices. Each locks its batch's devices in id
 # order before it updates them or their sensors, so two workers queue instead of
 # deadlocking (an UPDATE … FROM unnest locks in whatever order its join plan reads).
-_LOCK_DEVICES_SQL = "SELECT id FROM sensors_device WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE"
+_LOCK_DEVICES_SQL = "SELECT id FROM sensors_device WHERE id = ANY(%b::bigint[]) ORDER BY id FOR NO KEY UPDATE"
 
 
 @dataclass(slots=True)
@@ -515,11 +516,9 @@ def _lock_sensors(ids: set[int]) -> None:
     """
     if not ids:
         return
-    with connection.cursor() as cursor:
-        cursor.execute(_LOCK_SENSORS_SQL, [sorted(ids)])
-        if cursor.rowcount == len(ids):
-            return
-        missing = sorted(ids - {row[0] for row in cursor.fetchall()})
+    if _bound(_LOCK_SENSORS_SQL, [sorted(ids)], fetch=False)[0] == len(ids):
+        return
+    missing = sorted(ids - {row[0] for row in _bound(_LOCK_SENSORS_SQL, [sorted(ids)])[1]})
     raise IntegrityError(f"readings for sensor(s) {', '.join(map(str, missing))} that no longer exist")
 
 
@@ -603,8 +602,7 @@ def _outcome(
 
 def _lock_devices(updates: dict[int, DeviceUpdate]) -> None:
     if updates:
-        with connection.cursor() as cursor:
-            cursor.execute(_LOCK_DEVICES_SQL, [sorted(updates)])
+        _bound(_LOCK_DEVICES_SQL, [sorted(updates)], fetch=False)
 
 
 def _update_devices(updates: dict[int, DeviceUpdate]) -> list[DeviceChange]:
@@ -616,9 +614,7 @@ def _update_devices(updates: dict[int, DeviceUpdate]) -> list[DeviceChange]:
         seen = None if update.last_seen_us is None else _moment(update.last_seen_us)
         link = [update.link[k][1] if k in update.link else None for k in LINK_KEYS]
         rows.append((device_id, seen, update.status, update.if_unknown, *link))
-    with connection.cursor() as cursor:
-        cursor.execute(_DEVICES_SQL, _columns(rows))
-        return [DeviceChange(*row) for row in cursor.fetchall()]
+    return [DeviceChange(*row) for row in _bound(_DEVICES_SQL, _columns(rows))[1]]
 
 
 def _upsert_unknown(unknown: dict[str, UnknownUpdate]) -> None:
@@ -707,6 +703,20 @@ def dead_letter_fingerprint(topic: bytes, payload: bytes) -> str:
     digest.update(topic)
     digest.update(payload)
     return digest.hexdigest()
+
+
+def _bound(sql: str, params: Sequence[Any], *, fetch: bool = True) -> tuple[int, list[tuple[Any, ...]]]:
+    """Run one of a batch's per-batch statements, bound by the server and prepared; (rowcount, rows).
+
+    Django's cursors bind on the client: they spell out every element of an array as SQL
+    text, in Python (~10 ms of a 5,000-message batch for the device lock and update of
+    1,000 devices). Here the arrays travel in binary (``%b``) and the statement, the same
+    every batch, is planned once per connection.
+    """
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.rowcount, (cursor.fetchall() if fetch else [])
 
 
 def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
