@@ -498,13 +498,14 @@ def worker_processes(stack: Stack, worker: WorkerProcess) -> dict[str, list[psut
 
 
 def profile(args: argparse.Namespace, pid: int, phase: str) -> subprocess.Popen[bytes] | None:
-    """With ``--py-spy DIR``: the worker's stacks per thread for ``--min-seconds``, folded (flamegraph.pl input)."""
+    """With ``--py-spy DIR``: the worker's and its store process's stacks per thread, folded (flamegraph.pl input)."""
     if args.py_spy is None:
         return None
     args.py_spy.mkdir(parents=True, exist_ok=True)
     py_spy = shutil.which("py-spy", path=Path(sys.executable).parent) or "py-spy"
     command = [py_spy, "record", "--pid", str(pid), "--duration", str(int(args.min_seconds)), "--nonblocking",
-               "--threads", "--subprocesses", "--format", "raw", "--output", str(args.py_spy / f"worker-{phase}.folded")]  # fmt: skip
+               "--threads", "--subprocesses", "--format", "raw",
+               "--output", str(args.py_spy / f"worker-{phase}.folded")]  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -226,6 +226,11 @@ def register_batch_writer(writer: BatchConsumer) -> None:
         _writers.append(writer)
 
 
+def batch_writers() -> tuple[BatchConsumer, ...]:
+    """The batch writers registered now, in the order they run."""
+    return tuple(_writers)
+
+
 def unregister_batch_writer(writer: BatchConsumer) -> None:
     if writer in _writers:
         _writers.remove(writer)
