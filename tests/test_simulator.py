@@ -531,7 +531,9 @@ def test_a_device_that_drops_off_says_offline_and_comes_back_with_its_buffer(
     collector: Collector,
 ) -> None:
     device = _device("sim-dropout-1", keys=("soil_moisture",), shape="native", seed=910_003)
-    config = SimConfig(url=mosquitto.url, devices=[device], interval=0.02, dropout=1.0, duration=1.8, seed=3)
+    # A dropout lasts 4-12 periods and starts in the first half of a 40-period stretch: 3 s at a
+    # 40 ms period always holds a whole one, and a loaded machine's stalls rarely eat 4 of its ticks.
+    config = SimConfig(url=mosquitto.url, devices=[device], interval=0.04, dropout=1.0, duration=3.0, seed=3)
     summary = run_simulation(config)
     topics = {"farm/sim-dropout-1/status", "farm/sim-dropout-1/telemetry"}
     wait_until(lambda: len(collector.received(topics)) >= summary.total_acked, timeout=5)
