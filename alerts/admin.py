@@ -17,6 +17,7 @@ class AlertRuleAdmin(admin.ModelAdmin):
     list_filter = ("farm", "kind", "severity", "enabled")
     search_fields = ("name", "metric")
     readonly_fields = ("created_by", "updated_by", "created_at", "updated_at")
+    filter_horizontal = ("notify_users",)
 
     # Admin edits are audited and reset states like edits in the app (alerts.services).
     def save_model(self, request: HttpRequest, obj: AlertRule, form: ModelForm, change: bool) -> None:
@@ -29,6 +30,7 @@ class AlertRuleAdmin(admin.ModelAdmin):
             rule=obj,
             actor=request.user,  # type: ignore[arg-type]  # the admin requires a staff user
             initial=initial,
+            cleaned=form.cleaned_data,
             changed=list(form.changed_data),
             created=not change,
         )

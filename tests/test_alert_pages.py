@@ -59,6 +59,8 @@ def rule_post(**overrides: Any) -> dict[str, Any]:
         "scope": "farm",
         "severity": "warning",
         "enabled": "on",
+        "notify_roles": ["owner", "manager"],  # the form's defaults, checked
+        "notify_resolved": "on",
     }
     data.update(overrides)
     return data

@@ -107,7 +107,7 @@ def test_the_sweep_is_a_fixed_number_of_statements_whatever_the_number_of_states
     alerts_sweep()  # loads the rule index
     with CaptureQueriesContext(connection) as queries:
         assert alerts_sweep(now=timezone.now() + timedelta(seconds=700)).changed == 5
-    # fingerprint, materialize, due, load, episodes, states, outbox, reminders, unmuted;
-    # then, after the commit, the live push's one count of the farms' open alerts
+    # fingerprint, materialize, due, load, episodes, states, outbox, reminders, unmuted,
+    # escalations; then, after the commit, the live push's one count of the farms' open alerts
     statements = [q["sql"] for q in queries if q["sql"] not in ("BEGIN", "COMMIT")]
-    assert len(statements) == 10, [sql[:60] for sql in statements]
+    assert len(statements) == 11, [sql[:60] for sql in statements]
