@@ -15,7 +15,7 @@ import yaml
 from django.db import transaction
 from django.db.models import Q
 
-from alerts.models import AlertRule, Kind, Scope
+from alerts.models import NOTIFY_ROLES, AlertRule, Kind, Scope
 from alerts.services import rule_create, rule_update
 from alerts.specs import RuleSpec, roles_in_order, spec_errors, spec_of
 from farm.models import Farm, Field, Membership
@@ -27,6 +27,7 @@ _KEYS = frozenset(
 )
 _DURATION = re.compile(r"(\d+)\s*([smh]?)")
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600}
+_SINGULAR = {f"{role}s": str(role) for role in NOTIFY_ROLES}
 
 
 class LoadError(Exception):
@@ -140,7 +141,7 @@ def _names(value: object, key: str) -> list[str]:
 def _recipients(spec: RuleSpec, farm: Farm, item: Mapping[str, Any]) -> None:
     """Roles (``owner``, ``manager``, ``viewer``; a plural is fine) and members by username or email."""
     if item.get("notify_roles") is not None:
-        roles = [r.lower().removesuffix("s") for r in _names(item["notify_roles"], "notify_roles")]
+        roles = [_SINGULAR.get(r.lower(), r.lower()) for r in _names(item["notify_roles"], "notify_roles")]
         spec.notify_roles = roles_in_order(roles)
     if item.get("notify_users") is None:
         return

@@ -186,3 +186,52 @@ def test_an_admin_edit_is_audited_and_disabling_there_closes_the_episode(farm, s
     assert audit.actor == admin
     episode.refresh_from_db()
     assert episode.end_reason == "rule disabled"
+
+
+def test_the_who_is_told_section_starts_with_managers_and_owners_and_lists_the_farms_members(farm, sensor):
+    viewer = cast(Membership, MembershipFactory(farm=farm, role="viewer", user__first_name="Vera")).user
+    MembershipFactory(role="owner", user__username="stranger")  # another farm's
+    page = client_as(farm, "manager").get(reverse("alerts-rule-new", args=[farm.slug]))
+    html = page.content.decode()
+    assert "Who is told" in html
+    form = page.context["form"]
+    assert [str(r) for r in form["notify_roles"].value()] == ["owner", "manager"]
+    assert form["notify_resolved"].value() is True
+    members = dict(form.fields["notify_users"].choices)
+    assert any(label == "Vera (viewer)" for label in members.values())
+    assert viewer.pk in [int(str(value)) for value in members]
+    assert "stranger" not in html
+
+
+def test_nobody_to_tell_and_a_non_member_are_errors_beside_their_fields(farm, sensor):
+    stranger = cast(Membership, MembershipFactory(role="owner")).user  # a member of another farm
+    client = client_as(farm, "manager")
+    url = reverse("alerts-rule-new", args=[farm.slug])
+    html = client.post(url, rule_post(notify_roles=[])).content.decode()
+    assert 'id="id_notify_roles_error"' in html
+    assert "Choose at least one role or a named member" in html
+    assert 'id="id_escalate_minutes_error"' in client.post(url, rule_post(escalate_minutes="0")).content.decode()
+    page = client.post(reverse("alerts-rule-new", args=[farm.slug]), rule_post(notify_users=[str(stranger.pk)]))
+    assert "notify_users" in page.context["form"].errors
+    assert 'id="id_notify_users_error"' in page.content.decode()
+    assert not AlertRule.objects.exists()
+
+
+def test_a_rule_saves_its_recipients_escalation_and_resolve_choice_and_the_change_is_audited(farm, sensor):
+    viewer = cast(Membership, MembershipFactory(farm=farm, role="viewer")).user
+    client = client_as(farm, "owner")
+    post = rule_post(notify_roles=["owner"], notify_users=[str(viewer.pk)], escalate_minutes="45")
+    del post["notify_resolved"]  # an unchecked box
+    assert client.post(reverse("alerts-rule-new", args=[farm.slug]), post).status_code == 302
+    rule = AlertRule.objects.get()
+    assert (rule.notify_roles, rule.escalate_seconds, rule.notify_resolved) == (["owner"], 2700, False)
+    assert list(rule.notify_users.all()) == [viewer]
+    created = AlertAudit.objects.get(action="created")
+    assert created.changes["notify_users"] == [None, [viewer.pk]]
+    edit = client.get(reverse("alerts-rule-edit", args=[farm.slug, rule.pk])).context["form"]
+    assert (edit["escalate_minutes"].value(), edit["notify_resolved"].value()) == (45, False)
+    post.update(notify_roles=["owner", "manager"], notify_users=[])
+    assert client.post(reverse("alerts-rule-edit", args=[farm.slug, rule.pk]), post).status_code == 302
+    updated = AlertAudit.objects.get(action="updated")
+    assert updated.changes == {"notify_roles": [["owner"], ["owner", "manager"]], "notify_users": [[viewer.pk], []]}
+    assert list(rule.notify_users.all()) == []
