@@ -103,7 +103,7 @@ class AlertRuleForm(forms.Form):
         label="And these members",
         queryset=User.objects.none(),
         required=False,
-        help_text="Named people are told whatever their role (a viewer too). Ctrl/⌘-click to pick several.",
+        help_text="Told whatever their role (a viewer too). On a computer, Ctrl/⌘-click picks several.",
         widget=_control(forms.SelectMultiple(attrs={"size": 4})),
     )
     escalate_minutes = _optional_minutes(
