@@ -59,8 +59,12 @@ def farm_alerts(farm: Farm, *, now: datetime, filters: EpisodeFilters) -> FarmAl
 
 
 def farm_rules(farm: Farm) -> QuerySet[AlertRule]:
+    """The farm's rules by name, each with ``named_count``: how many members it names."""
     return (
-        AlertRule.objects.filter(farm=farm).select_related("field", "device", "sensor", "updated_by").order_by("name")
+        AlertRule.objects.filter(farm=farm)
+        .select_related("field", "device", "sensor", "updated_by")
+        .annotate(named_count=Count("notify_users"))
+        .order_by("name")
     )
 
 

@@ -235,3 +235,15 @@ def test_a_rule_saves_its_recipients_escalation_and_resolve_choice_and_the_chang
     updated = AlertAudit.objects.get(action="updated")
     assert updated.changes == {"notify_roles": [["owner"], ["owner", "manager"]], "notify_users": [[viewer.pk], []]}
     assert list(rule.notify_users.all()) == []
+
+
+def test_the_rules_list_says_whom_each_rule_tells(farm, sensor):
+    rule = make_rule(farm, notify_roles=["manager"], escalate_seconds=1800, notify_resolved=False)
+    rule.notify_users.add(cast(Membership, MembershipFactory(farm=farm, role="viewer")).user)
+    make_rule(farm, name="Plain")
+    html = client_as(farm, "viewer").get(reverse("alerts-rules", args=[farm.slug])).content.decode()
+    plain, dry = (cell.split("</td>")[0] for cell in html.split('data-role="tells">')[1:])
+    assert " ".join(plain.split()) == "owners, managers"
+    assert " ".join(dry.split()).startswith("managers + 1 named")
+    assert "owners after 30 min" in dry
+    assert "not when resolved" in dry
