@@ -247,3 +247,20 @@ def test_the_rules_list_says_whom_each_rule_tells(farm, sensor):
     assert " ".join(dry.split()).startswith("managers + 1 named")
     assert "owners after 30 min" in dry
     assert "not when resolved" in dry
+
+
+def test_the_admin_sets_who_is_told_with_checkboxes_and_audits_it(farm, sensor):
+    rule = make_rule(farm)
+    viewer = cast(Membership, MembershipFactory(farm=farm, role="viewer")).user
+    client = Client()
+    client.force_login(cast(User, UserFactory(is_staff=True, is_superuser=True)))
+    url = reverse("admin:alerts_alertrule_change", args=[rule.pk])
+    form = client.get(url).context["adminform"].form
+    data = {k: ("" if v is None else v) for k, v in form.initial.items() if k in form.fields}
+    data.update(notify_roles=["owner"], notify_users=[str(viewer.pk)], muted_until_0="", muted_until_1="")
+    response = client.post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    rule.refresh_from_db()
+    assert (rule.notify_roles, list(rule.notify_users.all())) == (["owner"], [viewer])
+    changes = AlertAudit.objects.get(source="admin").changes
+    assert changes == {"notify_roles": [["owner", "manager"], ["owner"]], "notify_users": [[], [viewer.pk]]}
