@@ -12,7 +12,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
 
 from farm.models import Farm, Field, Role
 from sensors.models import Device, Sensor
@@ -109,16 +109,22 @@ class AlertRule(models.Model):
     escalate_seconds = models.PositiveIntegerField(
         null=True, blank=True, help_text="Tell the farm's owners once when still unacknowledged this long after firing."
     )
+    # db_default too: rules inserted in SQL (tests, benchmarks, operators' scripts) get the same.
     notify_roles = ArrayField(
         models.CharField(max_length=16),
         default=default_notify_roles,
+        db_default=Value(
+            [Role.OWNER.value, Role.MANAGER.value], output_field=ArrayField(models.CharField(max_length=16))
+        ),
         blank=True,
         help_text="The farm's members with these roles are told.",
     )
     notify_users = models.ManyToManyField(
         settings.AUTH_USER_MODEL, blank=True, related_name="+", help_text="Members told whatever their role."
     )
-    notify_resolved = models.BooleanField(default=True, help_text="Tell the same people when the alert resolves.")
+    notify_resolved = models.BooleanField(
+        default=True, db_default=True, help_text="Tell the same people when the alert resolves."
+    )
     severity = models.CharField(max_length=16, choices=Severity.choices, default=Severity.WARNING)
     note = models.TextField(blank=True, help_text="Shown with every alert of this rule.")
     enabled = models.BooleanField(default=True)

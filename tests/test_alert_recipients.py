@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from alerts.models import AlertEpisode, AlertRule
@@ -155,3 +155,18 @@ def test_a_muted_rule_is_not_escalated_until_its_mute_ends(team):
     firing(rule, team.sensor)
     assert alerts_sweep(now=later).escalations == 0
     assert alerts_sweep(now=later + timedelta(minutes=6)).escalations == 1
+
+
+def test_a_rule_inserted_in_sql_tells_managers_and_owners_and_tells_the_resolve(team):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO alerts_alertrule (farm_id, name, metric, scope, kind, threshold, clear, for_seconds,"
+            " clear_for_seconds, severity, note, enabled, created_at, updated_at)"
+            " VALUES (%s, 'From SQL', 'soil_moisture', 'farm', 'below', 20, 23, 0, 0, 'warning', '', true,"
+            " now(), now())"
+            " RETURNING id",
+            [team.farm.pk],
+        )
+        [rule_id] = cursor.fetchone() or [None]
+    rule = AlertRule.objects.get(pk=rule_id)
+    assert (rule.notify_roles, rule.notify_resolved, rule.escalate_seconds) == (["owner", "manager"], True, None)
