@@ -2,21 +2,32 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 
-from alerts.models import AlertAudit, AlertEpisode, AlertRule
+from alerts.models import NOTIFY_ROLES, AlertAudit, AlertEpisode, AlertRule
 from alerts.services import rule_admin_saved, rule_delete
+
+
+class AlertRuleAdminForm(ModelForm):
+    # Checkboxes rather than the array's comma-separated text: only real roles can be saved.
+    # No Meta: the admin supplies the model and its fields (modelform_factory).
+    notify_roles = forms.MultipleChoiceField(
+        choices=[(role, role) for role in NOTIFY_ROLES], required=False, widget=forms.CheckboxSelectMultiple
+    )
 
 
 @admin.register(AlertRule)
 class AlertRuleAdmin(admin.ModelAdmin):
+    form = AlertRuleAdminForm
     list_display = ("name", "farm", "metric", "kind", "severity", "enabled", "muted_until", "updated_at")
     list_filter = ("farm", "kind", "severity", "enabled")
     search_fields = ("name", "metric")
     readonly_fields = ("created_by", "updated_by", "created_at", "updated_at")
+    filter_horizontal = ("notify_users",)
 
     # Admin edits are audited and reset states like edits in the app (alerts.services).
     def save_model(self, request: HttpRequest, obj: AlertRule, form: ModelForm, change: bool) -> None:
@@ -29,6 +40,7 @@ class AlertRuleAdmin(admin.ModelAdmin):
             rule=obj,
             actor=request.user,  # type: ignore[arg-type]  # the admin requires a staff user
             initial=initial,
+            cleaned=form.cleaned_data,
             changed=list(form.changed_data),
             created=not change,
         )

@@ -63,7 +63,7 @@ def backtest_run(*, farm: Farm, spec: RuleSpec, now: datetime) -> Backtest | Non
     """None for rule kinds that readings alone cannot replay (no data, device offline)."""
     if spec.kind not in THRESHOLD_KINDS:
         return None
-    cond = condition_of(AlertRule(**spec.values()))
+    cond = condition_of(AlertRule(**spec.column_values()))
     start = now - timedelta(days=BACKTEST_DAYS)
     runs: list[tuple[SensorRun, list[int], list[float]]] = []
     for sensor in covered_sensors(farm, spec)[:MAX_SENSORS]:

@@ -5,17 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.contrib.auth.models import User
 
-from alerts.models import AlertRule, Kind, Scope, Severity
-from alerts.specs import RuleSpec, spec_errors
-from farm.models import Farm, Field
+from alerts.models import NOTIFY_ROLES, AlertRule, Kind, Scope, Severity, default_notify_roles
+from alerts.specs import RuleSpec, roles_in_order, spec_errors
+from farm.models import Farm, Field, Membership, Role
 from sensors.models import Device, Sensor
 
 _FORM_FIELD = {
     "for_seconds": "for_minutes",
     "clear_for_seconds": "clear_for_minutes",
     "remind_seconds": "remind_minutes",
+    "escalate_seconds": "escalate_minutes",
 }
+_ROLE_PLURAL = {Role.OWNER: "Owners", Role.MANAGER: "Managers", Role.VIEWER: "Viewers"}
 
 
 class _DateTimeLocal(forms.DateTimeInput):
@@ -37,6 +40,25 @@ class _NamedChoice(forms.ModelChoiceField):
         if isinstance(obj, Sensor):
             return f"{obj.device.name} · {obj.label}"
         return str(obj.name)
+
+
+def _optional_minutes(label: str, help_text: str) -> forms.IntegerField:
+    return forms.IntegerField(
+        label=label, min_value=1, required=False, help_text=help_text, widget=_control(forms.NumberInput())
+    )
+
+
+class _MemberChoice(forms.ModelMultipleChoiceField):
+    """A farm member by name, with their role: "Ana Silva (viewer)"."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.roles: dict[int, str] = {}
+
+    def label_from_instance(self, obj: Any) -> str:
+        name = obj.get_full_name() or obj.get_username()
+        role = self.roles.get(obj.pk)
+        return f"{name} ({role})" if role else str(name)
 
 
 class AlertRuleForm(forms.Form):
@@ -68,12 +90,31 @@ class AlertRuleForm(forms.Form):
     clear_for_minutes = forms.IntegerField(
         label="Clear for (minutes)", min_value=0, initial=0, widget=_control(forms.NumberInput())
     )
-    remind_minutes = forms.IntegerField(
-        label="Remind every (minutes)",
-        min_value=1,
+    remind_minutes = _optional_minutes("Remind every (minutes)", "While firing and not acknowledged; empty = none.")
+    notify_roles = forms.MultipleChoiceField(
+        label="Tell these roles",
+        choices=[(role, _ROLE_PLURAL[role]) for role in NOTIFY_ROLES],
         required=False,
-        help_text="While firing and not acknowledged; empty = no reminders.",
-        widget=_control(forms.NumberInput()),
+        initial=default_notify_roles,
+        widget=forms.CheckboxSelectMultiple(attrs={"class": "form-check"}),
+        help_text="Everyone on the farm with one of these roles.",
+    )
+    notify_users = _MemberChoice(
+        label="And these members",
+        queryset=User.objects.none(),
+        required=False,
+        help_text="Told whatever their role (a viewer too). On a computer, Ctrl/⌘-click picks several.",
+        widget=_control(forms.SelectMultiple(attrs={"size": 4})),
+    )
+    escalate_minutes = _optional_minutes(
+        "Escalate to the owners after (minutes)",
+        "Once per alert, when still unacknowledged this long after it was sent; empty = never.",
+    )
+    notify_resolved = forms.BooleanField(
+        label="Tell them when it resolves",
+        required=False,
+        initial=True,
+        widget=forms.CheckboxInput({"class": "form-check"}),
     )
     scope = forms.ChoiceField(choices=Scope.choices, widget=_control(forms.Select()))
     field = _NamedChoice(queryset=Field.objects.none(), required=False, widget=_control(forms.Select()))
@@ -102,6 +143,11 @@ class AlertRuleForm(forms.Form):
         self.fields["field"].queryset = Field.objects.filter(farm=farm)  # type: ignore[attr-defined]
         self.fields["device"].queryset = Device.objects.filter(farm=farm)  # type: ignore[attr-defined]
         self.fields["sensor"].queryset = Sensor.objects.filter(device__farm=farm).select_related("device")  # type: ignore[attr-defined]
+        members = Membership.objects.filter(farm=farm, user__is_active=True)
+        users = self.fields["notify_users"]
+        assert isinstance(users, _MemberChoice)
+        users.queryset = User.objects.filter(pk__in=members.values("user_id")).order_by("first_name", "username")
+        users.roles = dict(members.values_list("user_id", "role"))
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -123,6 +169,10 @@ class AlertRuleForm(forms.Form):
             for_seconds=(data.get("for_minutes") or 0) * 60,
             clear_for_seconds=(data.get("clear_for_minutes") or 0) * 60,
             remind_seconds=data["remind_minutes"] * 60 if data.get("remind_minutes") else None,
+            escalate_seconds=data["escalate_minutes"] * 60 if data.get("escalate_minutes") else None,
+            notify_roles=roles_in_order(data.get("notify_roles") or ()),
+            notify_users=tuple(sorted(user.pk for user in data.get("notify_users") or ())),
+            notify_resolved=bool(data.get("notify_resolved")),
             note=data.get("note", ""),
             enabled=bool(data.get("enabled")),
             muted_until=data.get("muted_until"),
@@ -152,6 +202,10 @@ def initial_of(rule: AlertRule) -> dict[str, Any]:
         "for_minutes": rule.for_seconds // 60,
         "clear_for_minutes": rule.clear_for_seconds // 60,
         "remind_minutes": rule.remind_seconds // 60 if rule.remind_seconds else None,
+        "escalate_minutes": rule.escalate_seconds // 60 if rule.escalate_seconds else None,
+        "notify_roles": list(rule.notify_roles),
+        "notify_users": list(rule.notify_users.values_list("pk", flat=True)),
+        "notify_resolved": rule.notify_resolved,
         "scope": rule.scope,
         "field": rule.field_id,
         "device": rule.device_id,

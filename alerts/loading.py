@@ -15,18 +15,19 @@ import yaml
 from django.db import transaction
 from django.db.models import Q
 
-from alerts.models import AlertRule, Kind, Scope
+from alerts.models import NOTIFY_ROLES, AlertRule, Kind, Scope
 from alerts.services import rule_create, rule_update
-from alerts.specs import RuleSpec, spec_errors, spec_of
-from farm.models import Farm, Field
+from alerts.specs import RuleSpec, roles_in_order, spec_errors, spec_of
+from farm.models import Farm, Field, Membership
 from sensors.models import Device, Sensor, normalize_uid
 
 _KEYS = frozenset(
     {"farm", "name", "metric", "field", "device", "sensor", "condition", "threshold", "clear", "for", "clear_for"}
-    | {"severity", "note", "enabled", "remind"}
+    | {"severity", "note", "enabled", "remind", "escalate", "notify_roles", "notify_users", "notify_resolved"}
 )
 _DURATION = re.compile(r"(\d+)\s*([smh]?)")
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600}
+_SINGULAR = {f"{role}s": str(role) for role in NOTIFY_ROLES}
 
 
 class LoadError(Exception):
@@ -112,7 +113,10 @@ def _entry(item: object) -> Entry:
         for_seconds=parse_duration(item.get("for", 0)),
         clear_for_seconds=parse_duration(item.get("clear_for", 0)),
         remind_seconds=parse_duration(item["remind"]) if item.get("remind") is not None else None,
+        escalate_seconds=parse_duration(item["escalate"]) if item.get("escalate") is not None else None,
+        notify_resolved=bool(item.get("notify_resolved", True)),
     )
+    _recipients(spec, farm, item)
     _levels(spec, item)
     _scope(spec, farm, item)
     errors = spec_errors(farm, spec)
@@ -126,6 +130,33 @@ def _farm(ref: str) -> Farm:
     if farm is None:
         raise ValueError(f"no farm with the slug or name {ref!r}")
     return farm
+
+
+def _names(value: object, key: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{key} must be a list, e.g. [manager, owner]")
+    return [v.strip() for v in value]
+
+
+def _recipients(spec: RuleSpec, farm: Farm, item: Mapping[str, Any]) -> None:
+    """Roles (``owner``, ``manager``, ``viewer``; a plural is fine) and members by username or email."""
+    if item.get("notify_roles") is not None:
+        roles = [_SINGULAR.get(r.lower(), r.lower()) for r in _names(item["notify_roles"], "notify_roles")]
+        spec.notify_roles = roles_in_order(roles)
+    if item.get("notify_users") is None:
+        return
+    members = Membership.objects.filter(farm=farm).select_related("user")
+    by_name = {m.user.username.lower(): m.user_id for m in members}
+    by_name.update({m.user.email.lower(): m.user_id for m in members if m.user.email})
+    ids, strangers = set(), []
+    for ref in _names(item["notify_users"], "notify_users"):
+        if ref.lower() in by_name:
+            ids.add(by_name[ref.lower()])
+        else:
+            strangers.append(ref)
+    if strangers:
+        raise ValueError(f"notify_users: {', '.join(strangers)} not a member of {farm.name} (username or email)")
+    spec.notify_users = tuple(sorted(ids))
 
 
 def _number(value: object, what: str) -> float:

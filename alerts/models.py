@@ -10,10 +10,11 @@ the only writers of states and episodes; people write rules and acknowledgements
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
 
-from farm.models import Farm, Field
+from farm.models import Farm, Field, Role
 from sensors.models import Device, Sensor
 
 
@@ -45,6 +46,14 @@ class StateName(models.TextChoices):
     OK = "ok", "OK"
     PENDING = "pending", "Pending"
     FIRING = "firing", "Firing"
+
+
+NOTIFY_ROLES = (Role.OWNER, Role.MANAGER, Role.VIEWER)
+"""The roles a rule may tell, in the order the form and the audit list them."""
+
+
+def default_notify_roles() -> list[str]:
+    return [Role.OWNER, Role.MANAGER]
 
 
 def _scope_check() -> Q:
@@ -97,6 +106,25 @@ class AlertRule(models.Model):
     remind_seconds = models.PositiveIntegerField(
         null=True, blank=True, help_text="Remind every this many seconds while firing and unacknowledged."
     )
+    escalate_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Tell the farm's owners once when still unacknowledged this long after firing."
+    )
+    # db_default too: rules inserted in SQL (tests, benchmarks, operators' scripts) get the same.
+    notify_roles = ArrayField(
+        models.CharField(max_length=16),
+        default=default_notify_roles,
+        db_default=Value(
+            [Role.OWNER.value, Role.MANAGER.value], output_field=ArrayField(models.CharField(max_length=16))
+        ),
+        blank=True,
+        help_text="The farm's members with these roles are told.",
+    )
+    notify_users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="+", help_text="Members told whatever their role."
+    )
+    notify_resolved = models.BooleanField(
+        default=True, db_default=True, help_text="Tell the same people when the alert resolves."
+    )
     severity = models.CharField(max_length=16, choices=Severity.choices, default=Severity.WARNING)
     note = models.TextField(blank=True, help_text="Shown with every alert of this rule.")
     enabled = models.BooleanField(default=True)
@@ -128,6 +156,13 @@ class AlertRule(models.Model):
             models.CheckConstraint(
                 condition=Q(remind_seconds__isnull=True) | Q(remind_seconds__gte=60), name="alertrule_remind_min"
             ),
+            models.CheckConstraint(
+                condition=Q(escalate_seconds__isnull=True) | Q(escalate_seconds__gte=60),
+                name="alertrule_escalate_min",
+            ),
+            models.CheckConstraint(
+                condition=Q(notify_roles__contained_by=list(NOTIFY_ROLES)), name="alertrule_notify_roles_valid"
+            ),
         ]
         indexes = [
             # alerts.writer.RuleIndex fingerprint: count and max(updated_at) of rules.
@@ -153,6 +188,9 @@ class AlertEpisode(models.Model):
         null=True, blank=True, help_text="When 'fired' went to the outbox (not while the rule was muted)."
     )
     reminders = models.PositiveIntegerField(default=0)
+    escalated_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the escalation to the farm's owners went to the outbox."
+    )
     next_reminder_at = models.DateTimeField(null=True, blank=True)
     acknowledged_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -186,6 +224,17 @@ class AlertEpisode(models.Model):
                 fields=["next_reminder_at"],
                 name="alertepisode_reminder_idx",
                 condition=Q(ended_at__isnull=True, acknowledged_at__isnull=True, next_reminder_at__isnull=False),
+            ),
+            # Sweep: escalations due on open, unacknowledged, announced episodes not yet escalated.
+            models.Index(
+                fields=["notified_at"],
+                name="alertepisode_escalation_idx",
+                condition=Q(
+                    ended_at__isnull=True,
+                    acknowledged_at__isnull=True,
+                    escalated_at__isnull=True,
+                    notified_at__isnull=False,
+                ),
             ),
         ]
 

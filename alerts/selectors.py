@@ -59,8 +59,12 @@ def farm_alerts(farm: Farm, *, now: datetime, filters: EpisodeFilters) -> FarmAl
 
 
 def farm_rules(farm: Farm) -> QuerySet[AlertRule]:
+    """The farm's rules by name, each with ``named_count``: how many members it names."""
     return (
-        AlertRule.objects.filter(farm=farm).select_related("field", "device", "sensor", "updated_by").order_by("name")
+        AlertRule.objects.filter(farm=farm)
+        .select_related("field", "device", "sensor", "updated_by")
+        .annotate(named_count=Count("notify_users"))
+        .order_by("name")
     )
 
 
@@ -70,6 +74,21 @@ def farm_rule(farm: Farm, rule_id: int) -> AlertRule:
 
 def farm_episode(farm: Farm, episode_id: int) -> AlertEpisode:
     return AlertEpisode.objects.select_related("rule", "rule__farm", "sensor").get(rule__farm=farm, pk=episode_id)
+
+
+def farm_episode_detail(farm: Farm, episode_id: int) -> AlertEpisode:
+    """One episode of ``farm`` with everything its page shows; ``DoesNotExist`` for another farm's."""
+    return AlertEpisode.objects.select_related(
+        "rule", "rule__farm", "sensor", "sensor__device", "sensor__device__field", "acknowledged_by"
+    ).get(rule__farm=farm, pk=episode_id)
+
+
+def episode_audit(episode: AlertEpisode, *, limit: int = 50) -> QuerySet[AlertAudit]:
+    """The episode's acknowledgement and the changes to its rule while it was open, oldest first."""
+    during = Q(rule_id=episode.rule_id, at__gte=episode.started_at)
+    if episode.ended_at is not None:
+        during &= Q(at__lte=episode.ended_at)
+    return AlertAudit.objects.filter(Q(episode=episode) | during).select_related("actor").order_by("at", "id")[:limit]
 
 
 def rule_audit(rule: AlertRule, *, limit: int = 20) -> QuerySet[AlertAudit]:

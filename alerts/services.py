@@ -7,7 +7,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import F, Value
+from django.db.models import F, QuerySet, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -23,6 +23,10 @@ _RESETS = ("metric", "kind", "scope", "field", "device", "sensor", "enabled")
 
 
 def _audit_value(value: Any) -> Any:
+    if isinstance(value, QuerySet):  # the admin's named members
+        return sorted(value.values_list("pk", flat=True))
+    if isinstance(value, tuple | list):  # roles, named members' ids
+        return [_audit_value(v) for v in value]
     if hasattr(value, "pk"):
         return value.pk
     if hasattr(value, "isoformat"):
@@ -54,7 +58,8 @@ def _record(*, farm: Farm, rule: AlertRule | None, actor: User | None, action: s
 @transaction.atomic
 def rule_create(*, farm: Farm, spec: RuleSpec, actor: User | None, source: str = "web") -> AlertRule:
     """Save a checked spec (``alerts.specs.spec_errors`` found nothing) as a new rule."""
-    rule = AlertRule.objects.create(farm=farm, created_by=actor, updated_by=actor, **spec.values())
+    rule = AlertRule.objects.create(farm=farm, created_by=actor, updated_by=actor, **spec.column_values())
+    rule.notify_users.set(spec.notify_users)
     _record(farm=farm, rule=rule, actor=actor, action=AuditAction.CREATED, source=source, changes=_diff(None, spec))
     return rule
 
@@ -65,10 +70,11 @@ def rule_update(*, rule: AlertRule, spec: RuleSpec, actor: User | None, source: 
     changes = _diff(spec_of(rule), spec)
     if not changes:
         return False
-    for name, value in spec.values().items():
+    for name, value in spec.column_values().items():
         setattr(rule, name, value)
     rule.updated_by = actor
     rule.save()
+    rule.notify_users.set(spec.notify_users)
     if any(name in changes for name in _RESETS):
         _reset_states(rule, reason="rule disabled" if not rule.enabled else "rule changed")
     _record(farm=rule.farm, rule=rule, actor=actor, action=AuditAction.UPDATED, source=source, changes=changes)
@@ -77,10 +83,19 @@ def rule_update(*, rule: AlertRule, spec: RuleSpec, actor: User | None, source: 
 
 @transaction.atomic
 def rule_admin_saved(
-    *, rule: AlertRule, actor: User, initial: dict[str, Any], changed: list[str], created: bool
+    *,
+    rule: AlertRule,
+    actor: User,
+    initial: dict[str, Any],
+    cleaned: dict[str, Any],
+    changed: list[str],
+    created: bool,
 ) -> None:
-    """Record an admin save (the admin writes the row itself); reset states as ``rule_update`` would."""
-    changes = {name: [_audit_value(initial.get(name)), _audit_value(getattr(rule, name, None))] for name in changed}
+    """Record an admin save (the admin writes the row itself); reset states as ``rule_update`` would.
+
+    ``cleaned`` is the admin form's data: named members are saved after this call, so they are read there.
+    """
+    changes = {name: [_audit_value(initial.get(name)), _audit_value(cleaned.get(name))] for name in changed}
     if not created and any(name in changes for name in _RESETS):
         _reset_states(rule, reason="rule disabled" if not rule.enabled else "rule changed")
     action = AuditAction.CREATED if created else AuditAction.UPDATED

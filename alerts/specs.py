@@ -6,12 +6,14 @@ each error beside its field and the file loader name the entry and the reason.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
+from dataclasses import field as _default
 from datetime import datetime
 from typing import Any
 
-from alerts.models import AlertRule, Kind, Scope, Severity
-from farm.models import Farm, Field
+from alerts.models import NOTIFY_ROLES, AlertRule, Kind, Scope, Severity, default_notify_roles
+from farm.models import Farm, Field, Membership
 from sensors.models import METRIC_KEY_PATTERN, Device, Sensor
 
 
@@ -32,12 +34,29 @@ class RuleSpec:
     for_seconds: int = 0
     clear_for_seconds: int = 0
     remind_seconds: int | None = None
+    escalate_seconds: int | None = None
+    notify_roles: tuple[str, ...] = _default(default_factory=lambda: roles_in_order(default_notify_roles()))
+    notify_users: tuple[int, ...] = ()  # user ids, ascending
+    notify_resolved: bool = True
     note: str = ""
     enabled: bool = True
     muted_until: datetime | None = None
 
     def values(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def column_values(self) -> dict[str, Any]:
+        """The rule's own columns (``notify_users`` is a many-to-many, set apart)."""
+        values = self.values()
+        values["notify_roles"] = list(values["notify_roles"])
+        del values["notify_users"]
+        return values
+
+
+def roles_in_order(roles: Iterable[str]) -> tuple[str, ...]:
+    """Roles as a rule stores and compares them: each once, owner → manager → viewer (unknown ones last)."""
+    given = set(roles)
+    return tuple(r for r in NOTIFY_ROLES if r in given) + tuple(sorted(given - set(NOTIFY_ROLES)))
 
 
 def spec_errors(farm: Farm, spec: RuleSpec) -> dict[str, str]:
@@ -57,7 +76,23 @@ def spec_errors(farm: Farm, spec: RuleSpec) -> dict[str, str]:
         errors["for_seconds"] = "Say how long a sensor may be silent before this fires."
     if spec.remind_seconds is not None and spec.remind_seconds < 60:
         errors["remind_seconds"] = "Remind at most once a minute."
+    if spec.escalate_seconds is not None and spec.escalate_seconds < 60:
+        errors["escalate_seconds"] = "Escalate after a minute at the earliest."
+    errors.update(_recipient_errors(farm, spec))
     return errors
+
+
+def _recipient_errors(farm: Farm, spec: RuleSpec) -> dict[str, str]:
+    unknown = [r for r in spec.notify_roles if r not in NOTIFY_ROLES]
+    if unknown:
+        return {"notify_roles": f"Roles are {', '.join(NOTIFY_ROLES)}; not {', '.join(unknown)}."}
+    if not spec.notify_roles and not spec.notify_users:
+        return {"notify_roles": "Choose at least one role or a named member, or nobody hears about this rule."}
+    members = set(Membership.objects.filter(farm=farm, user_id__in=spec.notify_users).values_list("user_id", flat=True))
+    strangers = [str(pk) for pk in spec.notify_users if pk not in members]
+    if strangers:
+        return {"notify_users": f"Only members of {farm.name} can be told (not user {', '.join(strangers)})."}
+    return {}
 
 
 def _scope_errors(farm: Farm, spec: RuleSpec) -> dict[str, str]:
@@ -111,7 +146,10 @@ def _level_errors(spec: RuleSpec) -> dict[str, str]:
 
 
 def spec_of(rule: AlertRule) -> RuleSpec:
-    return RuleSpec(**{name: getattr(rule, name) for name in asdict_names()})
+    values = {name: getattr(rule, name) for name in asdict_names() if name != "notify_users"}
+    values["notify_roles"] = roles_in_order(rule.notify_roles)
+    users = rule.notify_users.order_by("pk").values_list("pk", flat=True) if rule.pk else []
+    return RuleSpec(**values, notify_users=tuple(users))
 
 
 def asdict_names() -> list[str]:

@@ -6,7 +6,9 @@
 - device offline: a rule's state follows its device's status (rules created while a
   device is already offline, or a status change the writer did not see);
 - reminders for firing, unacknowledged episodes; and "fired" for episodes that began
-  while their rule was muted, once the mute is over.
+  while their rule was muted, once the mute is over;
+- escalation, once per episode, of one still unacknowledged the rule's "escalate after" past
+  its announcement (``notified_at``: the firing, or the end of a mute), to the farm's owners.
 
 A few statements for all states, whatever their number; states locked by an ingest batch
 in flight are skipped (``SKIP LOCKED``) and taken by the next sweep.
@@ -91,6 +93,18 @@ WHERE r.id = ep.rule_id AND s.id = ep.sensor_id AND r.enabled
 RETURNING ep.id, ep.rule_id, ep.sensor_id, s.device_id, ep.started_at, ep.worst_value, ep.last_value, 0
 """
 
+# After the unmute above: an episode just announced is not escalated in the same sweep.
+_ESCALATIONS_SQL = """
+UPDATE alerts_alertepisode ep
+SET escalated_at = %(now)s
+FROM alerts_alertrule r, sensors_sensor s
+WHERE r.id = ep.rule_id AND s.id = ep.sensor_id AND r.enabled AND r.escalate_seconds IS NOT NULL
+  AND (r.muted_until IS NULL OR r.muted_until <= %(now)s)
+  AND ep.ended_at IS NULL AND ep.acknowledged_at IS NULL AND ep.escalated_at IS NULL
+  AND ep.notified_at IS NOT NULL AND ep.notified_at <= %(now)s - make_interval(secs => r.escalate_seconds)
+RETURNING ep.id, ep.rule_id, ep.sensor_id, s.device_id, ep.started_at, ep.worst_value, ep.last_value, 0
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class SweepResult:
@@ -98,6 +112,7 @@ class SweepResult:
     changed: int
     reminders: int
     unmuted: int
+    escalations: int = 0
 
 
 def alerts_sweep(*, now: datetime | None = None) -> SweepResult:
@@ -114,9 +129,16 @@ def alerts_sweep(*, now: datetime | None = None) -> SweepResult:
         changed = _evaluate_due(due, now)
         reminders = _episode_notices(_REMINDERS_SQL, now, "reminder")
         unmuted = _episode_notices(_UNMUTED_SQL, now, "fired")
-    if changed or reminders or unmuted:
-        logger.info("alert sweep: %d state(s) changed, %d reminder(s), %d unmuted", changed, reminders, unmuted)
-    return SweepResult(created, changed, reminders, unmuted)
+        escalations = _episode_notices(_ESCALATIONS_SQL, now, "escalation")
+    if changed or reminders or unmuted or escalations:
+        logger.info(
+            "alert sweep: %d state(s) changed, %d reminder(s), %d unmuted, %d escalation(s)",
+            changed,
+            reminders,
+            unmuted,
+            escalations,
+        )
+    return SweepResult(created, changed, reminders, unmuted, escalations)
 
 
 def _evaluate_due(due: list[tuple[int, int, int, bool]], now: datetime) -> int:

@@ -6,6 +6,7 @@ from alerts import views
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("farms/<slug:farm_ref>/alerts/", views.alerts_page, name="alerts-page"),
+    path("farms/<slug:farm_ref>/alerts/<int:episode_id>/", views.episode_page, name="alerts-episode"),
     path("farms/<slug:farm_ref>/alerts/<int:episode_id>/acknowledge", views.acknowledge, name="alerts-acknowledge"),
     path("farms/<slug:farm_ref>/alerts/rules/", views.rules_page, name="alerts-rules"),
     path("farms/<slug:farm_ref>/alerts/rules/new/", views.rule_new, name="alerts-rule-new"),

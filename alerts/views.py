@@ -15,6 +15,7 @@ from alerts import selectors, services
 from alerts.backtest import BACKTEST_DAYS, backtest_run
 from alerts.forms import AcknowledgeForm, AlertRuleForm, initial_of
 from alerts.models import AlertEpisode, AlertRule, Severity
+from alerts.panels import episode_panels
 from alerts.presets import PRESETS
 from farm.models import Farm, Field
 from farm.permissions import Action, can, farm_for
@@ -49,14 +50,28 @@ def alerts_page(request: HttpRequest, farm_ref: str) -> HttpResponse:
     return render(request, "alerts/alerts.html", context)
 
 
+@require_GET
+@login_required
+def episode_page(request: HttpRequest, farm_ref: str, episode_id: int) -> HttpResponse:
+    """One alert: its facts, acknowledgement, audit trail, and the panels other apps add (who was told)."""
+    farm = farm_for(request.user, farm_ref, Action.VIEW_FARM)
+    episode = _episode(farm, episode_id, detail=True)
+    context: dict[str, Any] = {
+        "farm": farm,
+        "e": episode,
+        "audit": selectors.episode_audit(episode),
+        "panels": episode_panels(request, episode),
+        "can_write": can(request.user, farm, Action.ACKNOWLEDGE_ALERTS),
+        "can_edit_rules": can(request.user, farm, Action.EDIT_RULES),
+    }
+    return render(request, "alerts/episode.html", context)
+
+
 @require_POST
 @login_required
 def acknowledge(request: HttpRequest, farm_ref: str, episode_id: int) -> HttpResponse:
     farm = farm_for(request.user, farm_ref, Action.ACKNOWLEDGE_ALERTS)
-    try:
-        episode = selectors.farm_episode(farm, episode_id)
-    except AlertEpisode.DoesNotExist:
-        raise Http404("No such alert.") from None
+    episode = _episode(farm, episode_id)
     form = AcknowledgeForm(request.POST)
     if form.is_valid() and services.episode_acknowledge(
         episode=episode,
@@ -68,6 +83,8 @@ def acknowledge(request: HttpRequest, farm_ref: str, episode_id: int) -> HttpRes
         messages.info(request, "That alert was already acknowledged.")
     else:
         messages.error(request, "The comment is too long.")
+    if request.POST.get("back") == "episode":  # the alert's own page
+        return redirect("alerts-episode", farm_ref=farm.slug, episode_id=episode.pk)
     return redirect("alerts-page", farm_ref=farm.slug)
 
 
@@ -165,3 +182,12 @@ def _rule(farm: Farm, rule_id: int) -> AlertRule:
         return selectors.farm_rule(farm, rule_id)
     except AlertRule.DoesNotExist:
         raise Http404("No such rule.") from None
+
+
+def _episode(farm: Farm, episode_id: int, *, detail: bool = False) -> AlertEpisode:
+    """One of the farm's episodes (404 for another farm's); ``detail``: with everything its page shows."""
+    lookup = selectors.farm_episode_detail if detail else selectors.farm_episode
+    try:
+        return lookup(farm, episode_id)
+    except AlertEpisode.DoesNotExist:
+        raise Http404("No such alert.") from None

@@ -1,9 +1,11 @@
 """Alert transitions become notifications: the outbox handler of ``alerts.transition``.
 
-The alerts app records each transition (fired, reminder, resolved) in the outbox in the
-transaction that caused it; this handler, run by the outbox drain, turns one into a
-``NotificationEvent`` for the farm's managers and owners and plans its deliveries in the
-drain's transaction, so a transition is planned exactly once.
+The alerts app records each transition (fired, reminder, escalation, resolved) in the outbox
+in the transaction that caused it; this handler, run by the outbox drain, turns one into a
+``NotificationEvent`` for the people the rule names (its roles and members; an escalation:
+the farm's owners) and plans its deliveries in the drain's transaction, so a transition is
+planned exactly once. Recipients are read when the transition is handled: a rule edited
+while firing tells its new recipients from the next transition on.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.contrib.auth import get_user_model
+from django.urls import reverse
 
 from alerts.models import AlertEpisode, AlertRule, Kind
+from farm.models import Role
 from notifications.events import NotificationEvent
 from notifications.models import Severity, Transition
 from notifications.selectors import recipient_ids
@@ -29,16 +33,35 @@ def alert_transition_notify(payload: dict[str, Any]) -> None:
     )
     if episode is None:  # the rule or sensor was deleted since: nothing left to tell about
         return
+    rule = episode.rule
+    transition = Transition(payload["transition"])
+    if transition == Transition.RESOLVED and not rule.notify_resolved:
+        return
+    if transition == Transition.ESCALATION:
+        ids = recipient_ids(farm=rule.farm, roles=(Role.OWNER,))
+    else:
+        named = list(rule.notify_users.values_list("pk", flat=True))
+        ids = recipient_ids(farm=rule.farm, roles=rule.notify_roles, user_ids=named)
     event = alert_event(episode=episode, payload=payload)
-    users = get_user_model().objects.filter(pk__in=recipient_ids(farm=episode.rule.farm))
-    notifications_plan(event=event, recipients=list(users))
+    notifications_plan(event=event, recipients=list(get_user_model().objects.filter(pk__in=ids)))
+
+
+def episode_event_keys(episode: AlertEpisode) -> list[str]:
+    """The event keys ``alert_event`` gives an episode's transitions (its delivery log's key)."""
+    reminders = [f"{episode.pk}:{Transition.REMINDER}:{n}" for n in range(1, episode.reminders + 1)]
+    other = (Transition.FIRED, Transition.ESCALATION, Transition.RESOLVED)
+    return [f"{episode.pk}:{t}" for t in other] + reminders
 
 
 def alert_event(*, episode: AlertEpisode, payload: dict[str, Any]) -> NotificationEvent:
     rule, sensor = episode.rule, episode.sensor
     transition = Transition(payload["transition"])
     key = f"{episode.pk}:{transition}" + (f":{payload['reminder']}" if "reminder" in payload else "")
-    verb = {Transition.RESOLVED: "resolved", Transition.REMINDER: "still firing"}.get(transition, "firing")
+    verb = {
+        Transition.RESOLVED: "resolved",
+        Transition.REMINDER: "still firing",
+        Transition.ESCALATION: "still firing, not acknowledged",
+    }.get(transition, "firing")
     place = sensor.device.field.name if sensor.device.field else "no field"
     lines = [
         f"Field: {place}",
@@ -47,14 +70,18 @@ def alert_event(*, episode: AlertEpisode, payload: dict[str, Any]) -> Notificati
         f"Since: {_since(episode.started_at, payload, rule.farm.time_zone)}",
         *([f"Note: {rule.note}"] if rule.note else []),
     ]
+    prefix = f"[{rule.severity}]"
+    if transition == Transition.ESCALATION:
+        prefix = f"[{rule.severity}] Escalation:"
+        lines.insert(0, "Escalation: nobody has acknowledged this alert; you are told as an owner of the farm.")
     return NotificationEvent(
         key=key,
         farm=rule.farm,
         severity=Severity(rule.severity),
         transition=transition,
-        subject=f"[{rule.severity}] {rule.name} {verb} — {sensor.device.name}",
+        subject=f"{prefix} {rule.name} {verb} — {sensor.device.name}",
         lines=tuple(lines),
-        link=f"/farms/{rule.farm.slug}/alerts/",
+        link=reverse("alerts-episode", args=[rule.farm.slug, episode.pk]),
     )
 
 

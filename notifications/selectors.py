@@ -48,6 +48,7 @@ class DeliveryLogRow:
     """One line of an alert's delivery log: who, on which channel, what became of it, when."""
 
     user: User
+    transition: str  # fired, reminder, escalation, resolved
     channel_label: str
     state: str  # sent, failed, queued, suppressed; "waiting" while held in a collecting message
     at: datetime | None  # sent_at of the message that carried it, else when it was planned
@@ -70,6 +71,7 @@ def _log_row(delivery: Delivery) -> DeliveryLogRow:
     state = "waiting" if carrier.state == DeliveryState.PENDING else carrier.state
     return DeliveryLogRow(
         user=delivery.user,
+        transition=delivery.transition,
         channel_label=delivery.channel_label,
         state=state,
         at=carrier.sent_at or delivery.created_at,

@@ -158,6 +158,21 @@ class Daphne:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
+@contextlib.contextmanager
+def daphne_serving(env: dict[str, str], workdir: Path) -> Iterator[Daphne]:
+    """Daphne on a free port while the block runs (its log on stderr if the block fails); ``workdir`` removed after."""
+    daphne = Daphne(env=env, port=free_port(), log=workdir / "daphne.log")
+    daphne.start()
+    try:
+        yield daphne
+    except BaseException:
+        sys.stderr.write(f"--- daphne log ---\n{daphne.log_text()[-4000:]}\n")
+        raise
+    finally:
+        daphne.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def http_login(base_url: str, username: str, password: str) -> str:
     """Sign in through the login form (GET for the CSRF token and cookie, then POST); the session key."""
     jar = http.cookiejar.CookieJar()

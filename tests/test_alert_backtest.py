@@ -18,8 +18,8 @@ from tests.factories import DeviceFactory, MembershipFactory
 pytestmark = pytest.mark.django_db(transaction=True)  # readings come through the ingest pipeline
 
 
-def form(**overrides: str) -> dict[str, str]:
-    data = {
+def form(**overrides: str) -> dict[str, str | list[str]]:
+    data: dict[str, str | list[str]] = {
         "name": "Soil too dry",
         "metric": "soil_moisture",
         "kind": "below",
@@ -30,6 +30,8 @@ def form(**overrides: str) -> dict[str, str]:
         "scope": "farm",
         "severity": "warning",
         "enabled": "on",
+        "notify_roles": ["owner", "manager"],  # the form's defaults, checked
+        "notify_resolved": "on",
     }
     data.update(overrides)
     return data

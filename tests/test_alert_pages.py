@@ -59,6 +59,8 @@ def rule_post(**overrides: Any) -> dict[str, Any]:
         "scope": "farm",
         "severity": "warning",
         "enabled": "on",
+        "notify_roles": ["owner", "manager"],  # the form's defaults, checked
+        "notify_resolved": "on",
     }
     data.update(overrides)
     return data
@@ -184,3 +186,81 @@ def test_an_admin_edit_is_audited_and_disabling_there_closes_the_episode(farm, s
     assert audit.actor == admin
     episode.refresh_from_db()
     assert episode.end_reason == "rule disabled"
+
+
+def test_the_who_is_told_section_starts_with_managers_and_owners_and_lists_the_farms_members(farm, sensor):
+    viewer = cast(Membership, MembershipFactory(farm=farm, role="viewer", user__first_name="Vera")).user
+    MembershipFactory(role="owner", user__username="stranger")  # another farm's
+    page = client_as(farm, "manager").get(reverse("alerts-rule-new", args=[farm.slug]))
+    html = page.content.decode()
+    assert "Who is told" in html
+    form = page.context["form"]
+    assert [str(r) for r in form["notify_roles"].value()] == ["owner", "manager"]
+    assert form["notify_resolved"].value() is True
+    members = dict(form.fields["notify_users"].choices)
+    assert any(label == "Vera (viewer)" for label in members.values())
+    assert viewer.pk in [int(str(value)) for value in members]
+    assert "stranger" not in html
+
+
+def test_nobody_to_tell_and_a_non_member_are_errors_beside_their_fields(farm, sensor):
+    stranger = cast(Membership, MembershipFactory(role="owner")).user  # a member of another farm
+    client = client_as(farm, "manager")
+    url = reverse("alerts-rule-new", args=[farm.slug])
+    html = client.post(url, rule_post(notify_roles=[])).content.decode()
+    assert 'id="id_notify_roles_error"' in html
+    assert "Choose at least one role or a named member" in html
+    assert 'id="id_escalate_minutes_error"' in client.post(url, rule_post(escalate_minutes="0")).content.decode()
+    page = client.post(reverse("alerts-rule-new", args=[farm.slug]), rule_post(notify_users=[str(stranger.pk)]))
+    assert "notify_users" in page.context["form"].errors
+    assert 'id="id_notify_users_error"' in page.content.decode()
+    assert not AlertRule.objects.exists()
+
+
+def test_a_rule_saves_its_recipients_escalation_and_resolve_choice_and_the_change_is_audited(farm, sensor):
+    viewer = cast(Membership, MembershipFactory(farm=farm, role="viewer")).user
+    client = client_as(farm, "owner")
+    post = rule_post(notify_roles=["owner"], notify_users=[str(viewer.pk)], escalate_minutes="45")
+    del post["notify_resolved"]  # an unchecked box
+    assert client.post(reverse("alerts-rule-new", args=[farm.slug]), post).status_code == 302
+    rule = AlertRule.objects.get()
+    assert (rule.notify_roles, rule.escalate_seconds, rule.notify_resolved) == (["owner"], 2700, False)
+    assert list(rule.notify_users.all()) == [viewer]
+    created = AlertAudit.objects.get(action="created")
+    assert created.changes["notify_users"] == [None, [viewer.pk]]
+    edit = client.get(reverse("alerts-rule-edit", args=[farm.slug, rule.pk])).context["form"]
+    assert (edit["escalate_minutes"].value(), edit["notify_resolved"].value()) == (45, False)
+    post.update(notify_roles=["owner", "manager"], notify_users=[])
+    assert client.post(reverse("alerts-rule-edit", args=[farm.slug, rule.pk]), post).status_code == 302
+    updated = AlertAudit.objects.get(action="updated")
+    assert updated.changes == {"notify_roles": [["owner"], ["owner", "manager"]], "notify_users": [[viewer.pk], []]}
+    assert list(rule.notify_users.all()) == []
+
+
+def test_the_rules_list_says_whom_each_rule_tells(farm, sensor):
+    rule = make_rule(farm, notify_roles=["manager"], escalate_seconds=1800, notify_resolved=False)
+    rule.notify_users.add(cast(Membership, MembershipFactory(farm=farm, role="viewer")).user)
+    make_rule(farm, name="Plain")
+    html = client_as(farm, "viewer").get(reverse("alerts-rules", args=[farm.slug])).content.decode()
+    plain, dry = (cell.split("</td>")[0] for cell in html.split('data-role="tells">')[1:])
+    assert " ".join(plain.split()) == "owners, managers"
+    assert " ".join(dry.split()).startswith("managers + 1 named")
+    assert "owners after 30 min" in dry
+    assert "not when resolved" in dry
+
+
+def test_the_admin_sets_who_is_told_with_checkboxes_and_audits_it(farm, sensor):
+    rule = make_rule(farm)
+    viewer = cast(Membership, MembershipFactory(farm=farm, role="viewer")).user
+    client = Client()
+    client.force_login(cast(User, UserFactory(is_staff=True, is_superuser=True)))
+    url = reverse("admin:alerts_alertrule_change", args=[rule.pk])
+    form = client.get(url).context["adminform"].form
+    data = {k: ("" if v is None else v) for k, v in form.initial.items() if k in form.fields}
+    data.update(notify_roles=["owner"], notify_users=[str(viewer.pk)], muted_until_0="", muted_until_1="")
+    response = client.post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    rule.refresh_from_db()
+    assert (rule.notify_roles, list(rule.notify_users.all())) == (["owner"], [viewer])
+    changes = AlertAudit.objects.get(source="admin").changes
+    assert changes == {"notify_roles": [["owner", "manager"], ["owner"]], "notify_users": [[], [viewer.pk]]}

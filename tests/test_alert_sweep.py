@@ -107,7 +107,19 @@ def test_the_sweep_is_a_fixed_number_of_statements_whatever_the_number_of_states
     alerts_sweep()  # loads the rule index
     with CaptureQueriesContext(connection) as queries:
         assert alerts_sweep(now=timezone.now() + timedelta(seconds=700)).changed == 5
-    # fingerprint, materialize, due, load, episodes, states, outbox, reminders, unmuted;
-    # then, after the commit, the live push's one count of the farms' open alerts
+    # fingerprint, materialize, due, load, episodes, states, outbox, reminders, unmuted,
+    # escalations; then, after the commit, the live push's one count of the farms' open alerts
     statements = [q["sql"] for q in queries if q["sql"] not in ("BEGIN", "COMMIT")]
-    assert len(statements) == 10, [sql[:60] for sql in statements]
+    assert len(statements) == 11, [sql[:60] for sql in statements]
+
+
+def test_an_alert_fired_by_ingest_is_escalated_once_when_still_unacknowledged():
+    device = cast(Device, DeviceFactory(uid="probe-1"))
+    make_rule(device.farm, escalate_seconds=600)
+    ingest({"ts": int(time.time()) - 5, "soil_moisture": 10})
+    episode = AlertEpisode.objects.get()
+    assert episode.notified_at is not None  # escalation counts from the first message
+    assert alerts_sweep(now=episode.notified_at + timedelta(seconds=599)).escalations == 0
+    assert alerts_sweep(now=episode.notified_at + timedelta(seconds=600)).escalations == 1
+    assert alerts_sweep(now=episode.notified_at + timedelta(hours=3)).escalations == 0
+    assert outbox_keys() == [f"{episode.pk}:fired", f"{episode.pk}:escalation"]

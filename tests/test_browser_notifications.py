@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,7 +50,11 @@ Delivery.objects.create(key="seed-{tag}", farm=farm, user=user, channel=old, cha
 
 @pytest.fixture(scope="module")
 def site() -> Iterator[dict[str, Any]]:
-    from tests.e2e_fixtures import Daphne, live_database_url, service_env  # a plugin of this module: import late
+    from tests.e2e_fixtures import (  # a plugin of this module: import late
+        daphne_serving,
+        live_database_url,
+        service_env,
+    )
 
     database_url = live_database_url(os.environ["DATABASE_URL"], suffix="_notify_live")
     workdir = Path(tempfile.mkdtemp(prefix="furrow-notify-"))
@@ -64,16 +67,8 @@ def site() -> Iterator[dict[str, Any]]:
     tag = secrets.token_hex(3)
     code = SEED.format(tag=tag, password=PASSWORD)
     subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True, timeout=120)
-    daphne = Daphne(env=env, port=free_port(), log=workdir / "daphne.log")
-    daphne.start()
-    try:
+    with daphne_serving(env, workdir) as daphne:
         yield {"base": daphne.base_url, "tag": tag}
-    except BaseException:
-        sys.stderr.write(f"--- daphne log ---\n{daphne.log_text()[-4000:]}\n")
-        raise
-    finally:
-        daphne.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_a_person_sets_up_channels_tests_them_and_sets_quiet_hours(

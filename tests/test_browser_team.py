@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e_fixtures import Daphne, live_database_url, service_env
-from tests.mqtt_fixtures import ROOT, free_port, wait_until
+from tests.e2e_fixtures import daphne_serving, live_database_url, service_env
+from tests.mqtt_fixtures import ROOT, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -61,16 +60,8 @@ def site() -> Iterator[dict[str, Any]]:
     tag = secrets.token_hex(3)
     code = SEED.format(tag=tag, password=PASSWORD)
     subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True, timeout=120)
-    daphne = Daphne(env=env, port=free_port(), log=workdir / "daphne.log")
-    daphne.start()
-    try:
+    with daphne_serving(env, workdir) as daphne:
         yield {"base": daphne.base_url, "tag": tag, "mail": mail_dir, "daphne": daphne}
-    except BaseException:
-        sys.stderr.write(f"--- daphne log ---\n{daphne.log_text()[-4000:]}\n")
-        raise
-    finally:
-        daphne.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

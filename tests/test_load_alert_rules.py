@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import cast
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 
 from alerts.loading import parse_duration
 from alerts.models import AlertAudit, AlertRule
-from farm.models import Farm, Field
+from farm.models import Farm, Field, Role
 from sensors.models import Device
-from tests.factories import DeviceFactory, FarmFactory, FieldFactory, SensorFactory
+from tests.factories import DeviceFactory, FarmFactory, FieldFactory, MembershipFactory, SensorFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -136,3 +137,49 @@ def test_a_device_of_another_farm_is_not_found(farm, tmp_path):
 @pytest.mark.parametrize(("text", "seconds"), [(90, 90), ("90s", 90), ("30m", 1800), ("2h", 7200), ("45", 45)])
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
+
+
+def test_who_is_told_escalation_and_resolve_come_from_the_file(farm, tmp_path):
+    ana = cast(User, UserFactory(username="ana", email="ana@brookside.example"))
+    ben = cast(User, UserFactory(username="ben"))
+    for user in (ana, ben):
+        MembershipFactory(farm=farm, user=user, role=Role.VIEWER)
+    text = """
+- farm: brookside
+  name: Frost
+  metric: soil_moisture
+  condition: below
+  threshold: 2
+  notify_roles: [owners]
+  notify_users: [ana@brookside.example, ben]
+  escalate: 30m
+  notify_resolved: false
+"""
+    load(tmp_path, text)
+    rule = AlertRule.objects.get()
+    assert (rule.notify_roles, rule.escalate_seconds, rule.notify_resolved) == (["owner"], 1800, False)
+    assert set(rule.notify_users.all()) == {ana, ben}
+    assert "1 unchanged" in load(tmp_path, text)
+    plain = AlertRule.objects.filter(pk=rule.pk)
+    load(tmp_path, "- {farm: brookside, name: Frost, metric: soil_moisture, condition: below, threshold: 2}")
+    assert (plain.get().notify_roles, plain.get().notify_resolved) == (["owner", "manager"], True)
+
+
+def test_a_named_person_who_is_not_a_member_or_a_bad_role_is_reported(farm, tmp_path):
+    UserFactory(username="stranger")
+    text = """
+- {farm: brookside, name: A, metric: soil_moisture, condition: below, threshold: 2, notify_users: [stranger]}
+- {farm: brookside, name: B, metric: soil_moisture, condition: below, threshold: 2, notify_roles: [boss]}
+- {farm: brookside, name: C, metric: soil_moisture, condition: below, threshold: 2, notify_roles: []}
+"""
+    with pytest.raises(CommandError) as raised:
+        load(tmp_path, text)
+    problems = str(raised.value).splitlines()[1:]
+    assert [p.split(": ", 2)[:2] for p in problems] == [
+        ["entry 1 (A)", "notify_users"],
+        ["entry 2 (B)", "notify_roles"],
+        ["entry 3 (C)", "notify_roles"],
+    ]
+    assert "stranger not a member of Brookside Farm" in problems[0]
+    assert problems[1].endswith("Roles are owner, manager, viewer; not boss.")
+    assert "Choose at least one role or a named member" in problems[2]

@@ -158,6 +158,7 @@ ROWS = [
     Row("farm-device-edit", "get", lambda w: [w.farm.slug, w.sensor.device.pk], MANAGER_PAGE),
     # Alerts: viewers read; managers and owners acknowledge and edit rules.
     Row("alerts-page", "get", farm, FARM_VIEW),
+    Row("alerts-episode", "get", lambda w: [w.farm.slug, w.episode.pk], FARM_VIEW),
     Row("alerts-acknowledge", "post", lambda w: [w.farm.slug, w.episode.pk], MANAGER_ACT),
     Row("alerts-rules", "get", farm, FARM_VIEW),
     Row("alerts-rule-new", "get", farm, MANAGER_PAGE),
