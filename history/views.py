@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from alerts.selectors import sensors_episodes
 from farm.permissions import Action, farm_for
 from sensors.history.exports import ExportSensor, export_lines
 from sensors.history.selectors import sensor_daily, sensor_series
@@ -64,7 +65,7 @@ def history_page(request: HttpRequest, farm_ref: str) -> HttpResponse:
 @login_required
 @never_cache
 def history_data(request: HttpRequest, farm_ref: str) -> JsonResponse:
-    """The chosen sensors over an exact window (the page's range, or a zoom): at most ~2,000 points each."""
+    """The chosen sensors over an exact window (the page's range, or a zoom): ~2,000 points each at most, episodes."""
     farm = farm_for(request.user, farm_ref, Action.VIEW_FARM)
     query = DataQuery(request.GET)
     if not query.is_valid():
@@ -80,7 +81,8 @@ def history_data(request: HttpRequest, farm_ref: str) -> JsonResponse:
         first=start.astimezone(zone).date(),
         last=(end - timedelta(microseconds=1)).astimezone(zone).date(),
     )
-    body = payloads.data_payload(sensors=chosen, series=series, daily=daily, start=start, end=end)
+    episodes = sensors_episodes([s.pk for s in chosen], start=start, end=end)
+    body = payloads.data_payload(sensors=chosen, series=series, daily=daily, episodes=episodes, start=start, end=end)
     return JsonResponse(body, json_dumps_params={"allow_nan": False})
 
 
