@@ -32,6 +32,7 @@ from .forms import DataQuery, ExportQuery, HistoryQuery
 from .windows import DEFAULT_RANGE, RANGE_LABELS, days_window, range_window
 
 MAX_POINTS = 2000
+MAX_SUMMARY_DAYS = 366  # a default season view: a year of rows at most
 
 
 @require_GET
@@ -89,13 +90,18 @@ def history_data(request: HttpRequest, farm_ref: str) -> JsonResponse:
 @require_GET
 @login_required
 def farm_summaries(request: HttpRequest, farm_ref: str) -> HttpResponse:
-    """One row per local day for the farm or one of its fields (``?field=<slug>``), last 30 days by default."""
+    """One row per local day for the farm or one of its fields (``?field=<slug>``).
+
+    By default: the field's season so far (from its season start), or the last 30 days.
+    """
     farm = farm_for(request.user, farm_ref, Action.VIEW_FARM)
     fields = list(selectors.farm_fields(farm))
     fld = next((f for f in fields if f.slug == request.GET.get("field")), None)
     query = HistoryQuery(request.GET)
     today = timezone.now().astimezone(ZoneInfo(farm.time_zone)).date()
     first, last = today - timedelta(days=29), today
+    if fld is not None and fld.season_start is not None and fld.season_start <= today:
+        first = max(fld.season_start, today - timedelta(days=MAX_SUMMARY_DAYS - 1))
     if query.is_valid() and query.cleaned_data.get("start"):
         first, last = query.cleaned_data["start"], query.cleaned_data["end"]
     summary = summaries.farm_summary(farm=farm, fld=fld, first=first, last=last)

@@ -293,6 +293,20 @@ def test_the_summary_has_gdd_summed_from_the_season_start_and_chill_hours(viewer
     assert [d.gdd_sum for d in days] == [pytest.approx(15.0), pytest.approx(22.5)]  # since 1 May (2 May counts)
 
 
+def test_a_fields_summary_shows_its_season_so_far_by_default(viewer, client_of):
+    today = datetime.now(tz=LONDON).date()
+    fld = FieldFactory(farm=viewer.farm, season_start=today - timedelta(days=70))
+    bare = FieldFactory(farm=viewer.farm)  # no season start
+    url = reverse("history-summaries", args=[viewer.farm.slug])
+
+    season = client_of.get(url, {"field": fld.slug}).context
+    plain = client_of.get(url, {"field": bare.slug}).context
+
+    assert (season["first"], season["last"]) == (today - timedelta(days=70), today)
+    assert len(season["summary"].days) == 71
+    assert (plain["first"], plain["last"]) == (today - timedelta(days=29), today)
+
+
 def test_under_asgi_the_export_streams_chunk_by_chunk(viewer, monkeypatch):
     """The async view path: Django would read a sync iterator whole before sending; ours yields per chunk."""
     from asgiref.sync import async_to_sync

@@ -109,19 +109,28 @@
   function axes(series) {
     var units = [];
     series.forEach(function (s) { if (units.indexOf(s.unit) < 0) units.push(s.unit); });
-    var left = Math.ceil(units.length / 2), right = Math.floor(units.length / 2), step = 0.07;
+    var left = Math.ceil(units.length / 2), right = Math.floor(units.length / 2);
+    var step = Math.min(0.25, 64 / Math.max(200, chart.clientWidth || 800)); // ~64 px per extra axis, phones too
     var layout = {};
     units.forEach(function (unit, i) {
       var name = i === 0 ? "yaxis" : "yaxis" + (i + 1);
       var onLeft = i % 2 === 0, rank = Math.floor(i / 2);
+      // Each axis in the colour of its unit's first series, so a reader can tell which is whose.
+      var colour = COLOURS[series.map(function (s) { return s.unit; }).indexOf(unit) % COLOURS.length];
       layout[name] = {
-        title: { text: unit || "value" }, automargin: true, zeroline: false, fixedrange: true,
-        side: onLeft ? "left" : "right"
+        // The unit on every tick ("15 mm") rather than a title, which collides with the next axis on a phone.
+        ticksuffix: unit ? " " + unit : "", tickfont: { color: colour },
+        automargin: true, zeroline: false, fixedrange: true, side: onLeft ? "left" : "right"
       };
+      if (series.some(function (s) { return s.unit === unit && s.bars; })) layout[name].rangemode = "tozero";
       if (i > 0) {
+        // Axes of the same side stack outwards from the plot: rank 0 on the plot's edge, then one step out each.
+        // Round ticks of their own (Plotly would sync them to the first axis's grid: 2.76, 6.62, …).
+        layout[name].tickmode = "auto";
+        layout[name].showgrid = false;
         layout[name].overlaying = "y";
         layout[name].anchor = rank === 0 ? "x" : "free";
-        layout[name].position = onLeft ? rank * step : 1 - rank * step;
+        layout[name].position = onLeft ? (left - 1 - rank) * step : 1 - (right - 1 - rank) * step;
       }
     });
     layout.xDomain = [Math.max(0, left - 1) * step, 1 - Math.max(0, right - 1) * step];
@@ -228,7 +237,7 @@
         var layout = Object.assign({
           shapes: episodeShapes(episodes, span),
           margin: { t: 10, r: 10, b: 10, l: 10 }, hovermode: "x unified", dragmode: "zoom",
-          legend: { orientation: "h", y: -0.35 }, uirevision: "history",
+          legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" }, uirevision: "history",
           xaxis: { type: "date", domain: ax.layout.xDomain, rangeslider: { visible: true, thickness: 0.08 },
                    range: [wall(span.start), wall(span.end)], autorange: false }
         }, ax.layout);
