@@ -1,13 +1,15 @@
-"""The demo farm's past: weeks of readings, their rollups and alert episodes, seeded once in a few seconds.
+"""The demo farm's past: weeks of readings, their rollups and alert episodes, seeded once in seconds.
 
 The simulator's own backfill goes through MQTT and ingest like a device (a day of it on
-every ``make run``); a season that way would take minutes on the demo broker. So the
-weeks before it are computed with the simulator's signal models (rain events, the diurnal
-temperature curve, soil drying and wetting) on each device's interval grid and COPY-loaded
-(``sensors.history.seed``), the rollups rebuilt set-based in the same transaction, and the
-alert episodes the history makes replayed (``alerts.demo``). The seeded range ends where
-the simulator's backfill begins, so the two never overlap and the simulator's count of
-readings stays its own.
+every ``make run``). The weeks before it are computed with the simulator's signal models
+(rain events, the diurnal temperature curve, soil drying and wetting) on each device's
+interval grid, on every core, and COPY-loaded (``sensors.history.seed``), the rollups rebuilt
+set-based in the same transaction, and the alert episodes the history makes replayed
+(``alerts.demo``) without notifying anyone of weeks-old alerts, as the live alert writer
+would. The signal models are most of the time (docs/benchmarks.md, "Demo history"); the
+direct path spares the broker, decoding and per-batch writers. The seeded range ends where the
+simulator's backfill begins, so the two never overlap and the simulator's count of readings
+stays its own.
 """
 
 from __future__ import annotations
