@@ -67,6 +67,10 @@ def test_pick_two_sensors_switch_ranges_zoom_see_an_alert_and_export_what_the_pa
     with live_stack.logs_on_failure():
         sign_in(page, base)
         page.goto(f"{base}/farms/{demo['slug']}/history/")
+        page.locator("#sensor-search").fill("orchard soil moist")  # the picker narrows to what matches
+        expect(page.locator("label[data-search]:visible")).to_have_count(1)
+        expect(page.locator("fieldset[data-group]:visible")).to_have_count(1)
+        page.locator("#sensor-search").fill("")
         for pk in ids:
             page.locator(f'input[name="sensor"][value="{pk}"]').check()  # each check submits the form
             page.wait_for_load_state("networkidle")

@@ -40,6 +40,15 @@
       var text = label.getAttribute("data-search");
       label.hidden = !words.every(function (w) { return text.indexOf(w) >= 0; });
     });
+    // A device's name, and a field's box, only while one of their sensors is listed.
+    form.querySelectorAll("[data-device]").forEach(function (device) {
+      var next = device.nextElementSibling, shown = false;
+      while (next && next.hasAttribute("data-search")) { shown = shown || !next.hidden; next = next.nextElementSibling; }
+      device.hidden = !shown;
+    });
+    form.querySelectorAll("[data-group]").forEach(function (group) {
+      group.hidden = !group.querySelector("[data-search]:not([hidden])");
+    });
   });
   // A named range button must not carry stale custom dates.
   form.querySelectorAll('button[name="range"]').forEach(function (button) {
