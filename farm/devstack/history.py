@@ -40,6 +40,7 @@ SLICES: Final = 6  # per device: time slices computed in parallel
 
 @dataclass(frozen=True, slots=True)
 class HistorySeeded:
+    days: int
     first_day: date
     end: datetime
     readings: int
@@ -48,19 +49,19 @@ class HistorySeeded:
 
     def line(self) -> str:
         return (
-            f"Seeded {HISTORY_DAYS} days of history from {self.first_day:%d %b %Y}: {self.readings:,} readings "
+            f"Seeded {self.days} days of history from {self.first_day:%d %b %Y}: {self.readings:,} readings "
             f"and their rollups, {self.episodes} past alert episodes, in {self.seconds:.1f} s."
         )
 
 
-def history_first_day(farm: Farm, now: datetime) -> date:
-    return now.astimezone(ZoneInfo(farm.time_zone)).date() - timedelta(days=HISTORY_DAYS)
+def history_first_day(farm: Farm, now: datetime, days: int = HISTORY_DAYS) -> date:
+    return now.astimezone(ZoneInfo(farm.time_zone)).date() - timedelta(days=days)
 
 
-def demo_history_seed(*, farm: Farm, now: datetime) -> HistorySeeded:
-    """Seed the farm's readings from local midnight ``HISTORY_DAYS`` days ago up to the simulator's backfill."""
+def demo_history_seed(*, farm: Farm, now: datetime, days: int = HISTORY_DAYS) -> HistorySeeded:
+    """Seed the farm's readings from local midnight ``days`` days ago up to the simulator's backfill."""
     began = time.perf_counter()
-    first_day = history_first_day(farm, now)
+    first_day = history_first_day(farm, now, days)
     start = datetime.combine(first_day, datetime.min.time(), tzinfo=ZoneInfo(farm.time_zone))
     end = now - timedelta(hours=LIVE_BACKFILL_HOURS)
     sensors = {(s.device.uid, s.key): s.pk for s in Sensor.objects.filter(device__farm=farm).select_related("device")}
@@ -72,7 +73,7 @@ def demo_history_seed(*, farm: Farm, now: datetime) -> HistorySeeded:
     ]
     readings = readings_seed(columns=columns, start=start, end=end)
     episodes = demo_episodes_replay(farm=farm, start=start, end=end)
-    return HistorySeeded(first_day, end, readings, episodes, time.perf_counter() - began)
+    return HistorySeeded(days, first_day, end, readings, episodes, time.perf_counter() - began)
 
 
 def _histories(devices: list[SimDevice], *, start_s: int, end_s: int) -> Iterator[tuple[str, MetricHistory]]:
