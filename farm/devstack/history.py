@@ -5,8 +5,8 @@ every ``make run``). The weeks before it are computed with the simulator's signa
 (rain events, the diurnal temperature curve, soil drying and wetting) on each device's
 interval grid, on every core, and COPY-loaded (``sensors.history.seed``), the rollups rebuilt
 set-based in the same transaction, and the alert episodes the history makes replayed
-(``alerts.demo``) without notifying anyone of weeks-old alerts, as the live alert writer
-would. The signal models are most of the time (docs/benchmarks.md, "Demo history"); the
+(``alerts.demo``) without the notifications the live alert writer would send for weeks-old
+alerts. The signal models are most of the time (docs/benchmarks.md, "Demo history"); the
 direct path spares the broker, decoding and per-batch writers. The seeded range ends where the
 simulator's backfill begins, so the two never overlap and the simulator's count of readings
 stays its own.
