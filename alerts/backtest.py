@@ -8,12 +8,13 @@ in alarm for sensors that report less often than the rule's "for".
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db.models import QuerySet
 
-from alerts.evaluate import State, evaluate_readings
+from alerts.evaluate import Condition, State, Transition, evaluate_readings
 from alerts.index import condition_of
 from alerts.models import THRESHOLD_KINDS, AlertRule, Scope
 from alerts.specs import RuleSpec
@@ -69,18 +70,27 @@ def backtest_run(*, farm: Farm, spec: RuleSpec, now: datetime) -> Backtest | Non
     for sensor in covered_sensors(farm, spec)[:MAX_SENSORS]:
         ts, values = _readings(sensor.pk, start, now)
         run = SensorRun(sensor.pk, f"{sensor.device.name} · {sensor.label}")
-        opened: int | None = None
-        for tr in evaluate_readings(cond, State(), ts, values).transitions:
-            if tr.kind == "fired":
-                opened, run.firings = tr.at, run.firings + 1
-            elif tr.kind == "resolved" and opened is not None:
-                run.episodes.append((opened // 1000, tr.at // 1000))
-                opened = None
-        if opened is not None:
-            run.episodes.append((opened // 1000, (to_us(now) or 0) // 1000))
+        for fired, resolved in replay(cond, ts, values):
+            run.firings += 1
+            run.episodes.append((fired.at // 1000, (resolved.at if resolved else to_us(now) or 0) // 1000))
         run.firing_seconds = sum(end - begin for begin, end in run.episodes) / 1000
         runs.append((run, ts, values))
     return _summary(runs, start, now)
+
+
+def replay(cond: Condition, ts: Sequence[int], values: Sequence[float]) -> list[tuple[Transition, Transition | None]]:
+    """The episodes a sensor's readings (ascending, µs) make from a clear state: (fired, resolved or None if open)."""
+    episodes: list[tuple[Transition, Transition | None]] = []
+    fired: Transition | None = None
+    for tr in evaluate_readings(cond, State(), ts, values).transitions:
+        if tr.kind == "fired":
+            fired = tr
+        elif tr.kind == "resolved" and fired is not None:
+            episodes.append((fired, tr))
+            fired = None
+    if fired is not None:
+        episodes.append((fired, None))
+    return episodes
 
 
 def _readings(sensor_id: int, start: datetime, end: datetime) -> tuple[list[int], list[float]]:

@@ -1,20 +1,28 @@
 """Alert rules for the demo farm that ``make run`` seeds: one of each kind, on the demo's devices.
 
 Idempotent by (farm, name): a rule that exists (perhaps edited in the app) is left alone.
-Call ``demo_rules_ensure(farm=...)`` after the demo farm and its devices exist.
+Call ``demo_rules_ensure(farm=...)`` after the demo farm and its devices exist, and
+``demo_episodes_replay`` after its history was seeded (sensors/history/seed.py): seeded
+readings pass no batch writer, so the episodes they would have made are replayed here.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from django.db import transaction
 
-from alerts.models import AlertRule
+from alerts.backtest import covered_sensors, replay
+from alerts.index import condition_of
+from alerts.models import THRESHOLD_KINDS, AlertEpisode, AlertRule
 from alerts.services import rule_create
-from alerts.specs import RuleSpec, spec_errors
+from alerts.specs import RuleSpec, spec_errors, spec_of
 from farm.models import Farm, Field
+from sensors.history.selectors import sensor_raw_points
 from sensors.models import Device
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 # name → rule; "field" is a field slug, "device" a device uid of farm/devstack/demo.py's farm.
 DEMO_RULES: Final[dict[str, dict[str, Any]]] = {
@@ -62,3 +70,36 @@ def _spec(farm: Farm, name: str, values: dict[str, Any]) -> RuleSpec | None:
     if uid is not None:
         spec.scope, spec.device = "device", Device.objects.filter(farm=farm, uid=uid).first()
     return None if spec_errors(farm, spec) else spec
+
+
+@transaction.atomic
+def demo_episodes_replay(*, farm: Farm, start: datetime, end: datetime) -> int:
+    """Store, as resolved episodes, what the farm's threshold rules would have fired over its readings in (start, end].
+
+    For history seeded behind the batch writers' back, before any live reading: the same
+    evaluator the writer runs (``alerts.backtest.replay``), from a clear state. An episode
+    still firing at ``end`` is left out: the live writer starts from a clear state too, and
+    fires it again at the next reading. Nothing is notified (it is all in the past).
+    """
+    episodes = []
+    for rule in AlertRule.objects.filter(farm=farm, enabled=True, kind__in=THRESHOLD_KINDS).order_by("pk"):
+        cond = condition_of(rule)
+        for sensor in covered_sensors(farm, spec_of(rule)):
+            points = sensor_raw_points(sensor_id=sensor.pk, start=start, end=end)
+            for fired, resolved in replay(cond, points.ts, points.values):
+                if resolved is None:
+                    continue
+                episodes.append(
+                    AlertEpisode(
+                        rule=rule,
+                        sensor=sensor,
+                        started_at=_EPOCH + timedelta(microseconds=fired.at),
+                        ended_at=_EPOCH + timedelta(microseconds=resolved.at),
+                        end_reason="cleared",
+                        first_value=fired.value,
+                        worst_value=resolved.worst,
+                        last_value=resolved.value,
+                    )
+                )
+    AlertEpisode.objects.bulk_create(episodes)
+    return len(episodes)

@@ -19,6 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.urls import reverse
 
+from alerts.chartdata import episode_chart_entry
 from alerts.models import AlertEpisode, AlertRule
 from alerts.selectors import SensorAlerts
 from alerts.signals import AlertChange
@@ -292,7 +293,7 @@ def series_payload(
         "count": series.count,
         "alerts": {
             "rules": [chart_rule_entry(r) for r in alerts.rules] if alerts else [],
-            "episodes": [chart_episode_entry(e) for e in alerts.episodes] if alerts else [],
+            "episodes": [episode_chart_entry(e) for e in alerts.episodes] if alerts else [],
         },
     }
 
@@ -308,19 +309,6 @@ def chart_rule_entry(rule: AlertRule) -> dict[str, Any]:
         "threshold_high": rule.threshold_high,
         "clear": rule.clear,
         "clear_high": rule.clear_high,
-    }
-
-
-def chart_episode_entry(episode: AlertEpisode) -> dict[str, Any]:
-    """An episode shaded on a chart; ``end`` None while it is still open."""
-    return {
-        "episode": episode.pk,
-        "rule": episode.rule_id,
-        "rule_name": episode.rule.name,
-        "severity": episode.rule.severity,
-        "start": ms(episode.started_at),
-        "end": ms(episode.ended_at),
-        "worst": episode.worst_value,
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
@@ -35,8 +36,18 @@ def farm_create(
     return farm
 
 
-def field_create(*, farm: Farm, name: str, slug: str = "", crop: str = "", area_ha: Decimal | None = None) -> Field:
+def field_create(
+    *,
+    farm: Farm,
+    name: str,
+    slug: str = "",
+    crop: str = "",
+    area_ha: Decimal | None = None,
+    season_start: date | None = None,
+    gdd_base_c: Decimal = Decimal("10.0"),
+) -> Field:
     field = Field(farm=farm, name=name, slug=slug or slugify(name), crop=crop, area_ha=area_ha)
+    field.season_start, field.gdd_base_c = season_start, gdd_base_c
     field.full_clean()
     field.save()
     return field

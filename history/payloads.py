@@ -7,6 +7,8 @@ from typing import Any
 
 from django.urls import reverse
 
+from alerts.chartdata import episode_chart_entry
+from alerts.models import AlertEpisode
 from farm.models import Farm
 from sensors.history.types import DailySeries, Series
 from sensors.models import Sensor
@@ -50,9 +52,15 @@ def _day(day: date) -> str:
 
 
 def data_payload(
-    *, sensors: list[Sensor], series: dict[int, Series], daily: dict[int, DailySeries], start: datetime, end: datetime
+    *,
+    sensors: list[Sensor],
+    series: dict[int, Series],
+    daily: dict[int, DailySeries],
+    episodes: list[AlertEpisode],
+    start: datetime,
+    end: datetime,
 ) -> dict[str, Any]:
-    """Each sensor's buckets (mean, min, max), and for rain its local-day totals as bars."""
+    """Each sensor's buckets (mean, min, max), rain's local-day totals as bars, the sensors' alert episodes."""
     out = []
     for sensor in sensors:
         one = series[sensor.pk]
@@ -70,4 +78,4 @@ def data_payload(
             item["days"] = [_day(d) for d in days.day]
             item["dayTotals"] = days.sum
         out.append(item)
-    return {"start": ms(start), "end": ms(end), "series": out}
+    return {"start": ms(start), "end": ms(end), "series": out, "episodes": [episode_chart_entry(e) for e in episodes]}

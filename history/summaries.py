@@ -14,8 +14,10 @@ temperature was below 7.2 °C (45 °F), from the hourly rollups.
 Which sensors: rain from sensors keyed ``rain`` (daily totals; more than one gauge is
 averaged), air temperature from ``air_temperature`` (min of minima, max of maxima,
 reading-weighted mean), soil moisture from each ``soil_moisture`` sensor (one probe each).
-A field's summary reads its own devices' sensors and, for weather, the farm's devices in no
-field (a yard weather station) when the field has none of its own.
+A field's summary reads its own devices' sensors and, for weather (rain, air temperature), the
+farm's devices in no field (a yard weather station) when the field has none of its own, or
+failing those every such sensor of the farm (the rain gauge in the next field is the field's
+best guess of its rain).
 """
 
 from __future__ import annotations
@@ -68,10 +70,12 @@ class Summary:
 
 
 def _pick(sensors: list[Sensor], key: str, fld: Field | None) -> list[Sensor]:
+    """``fld``'s own sensors of ``key``; weather without its own: the farm's field-less ones, else all the farm's."""
     own = [s for s in sensors if s.key == key and (fld is None or s.device.field_id == fld.pk)]
     if own or fld is None or key == SOIL:
         return own
-    return [s for s in sensors if s.key == key and s.device.field_id is None]
+    yard = [s for s in sensors if s.key == key and s.device.field_id is None]
+    return yard or [s for s in sensors if s.key == key]
 
 
 def farm_summary(*, farm: Farm, fld: Field | None, first: date, last: date) -> Summary:

@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from alerts.selectors import sensors_episodes
 from farm.permissions import Action, farm_for
 from sensors.history.exports import ExportSensor, export_lines
 from sensors.history.selectors import sensor_daily, sensor_series
@@ -31,6 +32,7 @@ from .forms import DataQuery, ExportQuery, HistoryQuery
 from .windows import DEFAULT_RANGE, RANGE_LABELS, days_window, range_window
 
 MAX_POINTS = 2000
+MAX_SUMMARY_DAYS = 366  # a default season view: a year of rows at most
 
 
 @require_GET
@@ -64,7 +66,7 @@ def history_page(request: HttpRequest, farm_ref: str) -> HttpResponse:
 @login_required
 @never_cache
 def history_data(request: HttpRequest, farm_ref: str) -> JsonResponse:
-    """The chosen sensors over an exact window (the page's range, or a zoom): at most ~2,000 points each."""
+    """The chosen sensors over an exact window (the page's range, or a zoom): ~2,000 points each at most, episodes."""
     farm = farm_for(request.user, farm_ref, Action.VIEW_FARM)
     query = DataQuery(request.GET)
     if not query.is_valid():
@@ -80,20 +82,26 @@ def history_data(request: HttpRequest, farm_ref: str) -> JsonResponse:
         first=start.astimezone(zone).date(),
         last=(end - timedelta(microseconds=1)).astimezone(zone).date(),
     )
-    body = payloads.data_payload(sensors=chosen, series=series, daily=daily, start=start, end=end)
+    episodes = sensors_episodes([s.pk for s in chosen], start=start, end=end)
+    body = payloads.data_payload(sensors=chosen, series=series, daily=daily, episodes=episodes, start=start, end=end)
     return JsonResponse(body, json_dumps_params={"allow_nan": False})
 
 
 @require_GET
 @login_required
 def farm_summaries(request: HttpRequest, farm_ref: str) -> HttpResponse:
-    """One row per local day for the farm or one of its fields (``?field=<slug>``), last 30 days by default."""
+    """One row per local day for the farm or one of its fields (``?field=<slug>``).
+
+    By default: the field's season so far (from its season start), or the last 30 days.
+    """
     farm = farm_for(request.user, farm_ref, Action.VIEW_FARM)
     fields = list(selectors.farm_fields(farm))
     fld = next((f for f in fields if f.slug == request.GET.get("field")), None)
     query = HistoryQuery(request.GET)
     today = timezone.now().astimezone(ZoneInfo(farm.time_zone)).date()
     first, last = today - timedelta(days=29), today
+    if fld is not None and fld.season_start is not None and fld.season_start <= today:
+        first = max(fld.season_start, today - timedelta(days=MAX_SUMMARY_DAYS - 1))
     if query.is_valid() and query.cleaned_data.get("start"):
         first, last = query.cleaned_data["start"], query.cleaned_data["end"]
     summary = summaries.farm_summary(farm=farm, fld=fld, first=first, last=last)

@@ -401,7 +401,34 @@ def _seed_alert_rules_delete(request: dict[str, Any]) -> dict[str, Any]:
     return {"deleted": deleted}
 
 
-SEEDERS = {"live_farm": _seed_live_farm, "demo": _seed_demo, "alert_rules_delete": _seed_alert_rules_delete}
+def _seed_episode(request: dict[str, Any]) -> dict[str, Any]:
+    """A resolved episode of the farm's rule ``rule`` on ``sensor`` from ``start`` to ``end`` (epoch s); or, with
+    ``delete``, that episode removed again (other tests read the farm's alerts)."""
+    from datetime import UTC, datetime
+
+    from alerts.models import AlertEpisode, AlertRule
+
+    if request.get("delete"):
+        deleted, _ = AlertEpisode.objects.filter(pk=request["delete"]).delete()
+        return {"deleted": deleted}
+    rule = AlertRule.objects.get(farm__slug=request["farm"], name=request["rule"])
+    episode = AlertEpisode.objects.create(
+        rule=rule,
+        sensor_id=request["sensor"],
+        started_at=datetime.fromtimestamp(request["start"], tz=UTC),
+        ended_at=datetime.fromtimestamp(request["end"], tz=UTC),
+        end_reason="cleared",
+        worst_value=request.get("worst"),
+    )
+    return {"episode": episode.pk}
+
+
+SEEDERS = {
+    "live_farm": _seed_live_farm,
+    "demo": _seed_demo,
+    "alert_rules_delete": _seed_alert_rules_delete,
+    "episode": _seed_episode,
+}
 
 
 def _main() -> None:

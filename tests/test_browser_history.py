@@ -1,6 +1,7 @@
 """The history page in a real browser (Debian's headless Chromium via Playwright) on the live stack.
 
-Pick two sensors, switch ranges, zoom, export: the downloaded file is what the export URL gives.
+Pick two sensors, switch ranges, zoom, see an alert episode shaded and named on hover, export: the
+downloaded file is what the export URL gives.
 """
 
 from __future__ import annotations
@@ -38,7 +39,13 @@ def _count(stack: LiveStack, sensor_id: int) -> int:
     return sum(r[0] for r in row)
 
 
-def test_pick_two_sensors_switch_ranges_zoom_and_export_what_the_page_shows(live_stack, demo, chromium, tmp_path):  # noqa: F811
+def test_pick_two_sensors_switch_ranges_zoom_see_an_alert_and_export_what_the_page_shows(
+    live_stack,
+    demo,  # noqa: F811
+    chromium,
+    tmp_path,
+    request,
+):
     from playwright.sync_api import expect
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -49,11 +56,21 @@ def test_pick_two_sensors_switch_ranges_zoom_and_export_what_the_page_shows(live
     ids = [sensors[k] for k in keys]
     count = _publish_history(live_stack, keys)
     wait_until(lambda: _count(live_stack, ids[0]) >= count, timeout=20, what="the readings and their rollups stored")
+    now = int(time.time())
+    episode = live_stack.seed(
+        {"what": "episode", "farm": demo["slug"], "rule": "North Meadow too dry", "sensor": ids[0],
+         "start": now - 4 * 3600, "end": now - 3 * 3600, "worst": 18.0}
+    )["episode"]  # fmt: skip
+    request.addfinalizer(lambda: live_stack.seed({"what": "episode", "delete": episode}))
     base = live_stack.daphne.base_url
     page = chromium.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     with live_stack.logs_on_failure():
         sign_in(page, base)
         page.goto(f"{base}/farms/{demo['slug']}/history/")
+        page.locator("#sensor-search").fill("orchard soil moist")  # the picker narrows to what matches
+        expect(page.locator("label[data-search]:visible")).to_have_count(1)
+        expect(page.locator("fieldset[data-group]:visible")).to_have_count(1)
+        page.locator("#sensor-search").fill("")
         for pk in ids:
             page.locator(f'input[name="sensor"][value="{pk}"]').check()  # each check submits the form
             page.wait_for_load_state("networkidle")
@@ -74,6 +91,19 @@ def test_pick_two_sensors_switch_ranges_zoom_and_export_what_the_page_shows(live
         )
         page.wait_for_url("**from=**")
         expect(page.locator("#history-resolution")).to_contain_text("raw readings", timeout=20_000)
+        # The alert episode in the window: a shaded band whose hover names the rule.
+        index = page.evaluate(
+            "(name) => document.getElementById('history-chart').layout.shapes.findIndex((s) => s.name === name)",
+            f"alert-episode-{episode}",
+        )
+        assert index >= 0, "the episode is shaded"
+        band = page.locator(f'#history-chart .shapelayer path[data-index="{index}"]')
+        expect(page.locator("#history-alerts")).to_contain_text("warning alert")
+        box, plot = band.bounding_box(), page.locator("#history-chart .nsewdrag").first.bounding_box()
+        assert box is not None
+        assert plot is not None
+        page.mouse.move(box["x"] + box["width"] / 2, plot["y"] + plot["height"] / 2)
+        expect(page.locator("#history-chart .hoverlayer")).to_contain_text("North Meadow too dry (warning)")
         page.screenshot(path=str(ARTIFACTS / "history-desktop.png"), full_page=True)
 
         href: Any = page.locator("#history-export").get_attribute("href")

@@ -16,10 +16,12 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
+from alerts.models import AlertEpisode
 from farm.models import Farm, Membership, Role
 from history.summaries import gdd
 from sensors.ingest.pipeline import Ingestor, WorkerConfig
 from sensors.models import Device, Sensor
+from tests.alert_fixtures import make_rule
 from tests.factories import DeviceFactory, FieldFactory, MembershipFactory, SensorFactory, UserFactory
 from tests.history_clock import recent_clock_changes
 from tests.history_fixtures import strict_json
@@ -128,6 +130,43 @@ def test_this_season_starts_at_the_fields_season_start(viewer, client_of):
     url = reverse("history-page", args=[viewer.farm.slug])
     config = client_of.get(url, {"sensor": sensor.pk, "range": "season"}).context["config"]
     assert config["firstDay"] == (today - timedelta(days=40)).isoformat()
+
+
+def test_the_data_carries_the_shown_sensors_alert_episodes_in_the_window(viewer, client_of):
+    probe = cast(Sensor, SensorFactory(device__farm=viewer.farm, key="soil_moisture", unit="%"))
+    other = cast(Sensor, SensorFactory(device__farm=viewer.farm, key="soil_moisture", unit="%"))  # not shown
+    dry = make_rule(viewer.farm, name="Too dry", severity="critical")
+    frost = make_rule(viewer.farm, name="Frost", metric="air_temperature", severity="info")
+    start = datetime(2026, 5, 1, tzinfo=UTC)
+    end = start + timedelta(days=7)
+    inside = AlertEpisode.objects.create(
+        rule=dry, sensor=probe, started_at=start + timedelta(days=1), ended_at=start + timedelta(days=1, hours=3)
+    )
+    straddling = AlertEpisode.objects.create(
+        rule=frost, sensor=probe, started_at=start - timedelta(hours=5), ended_at=start + timedelta(hours=2)
+    )
+    still_open = AlertEpisode.objects.create(rule=dry, sensor=probe, started_at=start + timedelta(days=6))
+    AlertEpisode.objects.create(  # over before the window
+        rule=frost, sensor=probe, started_at=start - timedelta(days=3), ended_at=start - timedelta(days=2)
+    )
+    AlertEpisode.objects.create(rule=dry, sensor=other, started_at=start + timedelta(days=2))  # another sensor's
+
+    data = strict_json(
+        client_of.get(
+            reverse("history-data", args=[viewer.farm.slug]),
+            {"sensor": probe.pk, "start": start.isoformat(), "end": end.isoformat()},
+        ).content
+    )
+
+    def ms(moment: datetime | None) -> int | None:
+        return int(moment.timestamp() * 1000) if moment else None
+
+    assert data["episodes"] == [
+        {"episode": e.pk, "sensor": probe.pk, "rule": e.rule_id, "rule_name": e.rule.name,
+         "severity": e.rule.severity, "start": ms(e.started_at), "end": ms(e.ended_at), "worst": None}
+        for e in (straddling, inside, still_open)
+    ]  # fmt: skip
+    assert data["episodes"][2]["end"] is None  # still open: the chart shades it to the window's end
 
 
 def test_dst_rain_sums_exactly_per_local_day_in_page_data_summary_and_export(viewer, client_of):
@@ -252,6 +291,20 @@ def test_the_summary_has_gdd_summed_from_the_season_start_and_chill_hours(viewer
     assert [(d.t_min, d.t_max, d.chill_hours) for d in days] == [(4.0, 20.0, 6), (4.0, 20.0, 6)]
     assert [d.gdd for d in days] == [pytest.approx(7.5)] * 2  # (5 + 20) / 2 - 5
     assert [d.gdd_sum for d in days] == [pytest.approx(15.0), pytest.approx(22.5)]  # since 1 May (2 May counts)
+
+
+def test_a_fields_summary_shows_its_season_so_far_by_default(viewer, client_of):
+    today = datetime.now(tz=LONDON).date()
+    fld = FieldFactory(farm=viewer.farm, season_start=today - timedelta(days=70))
+    bare = FieldFactory(farm=viewer.farm)  # no season start
+    url = reverse("history-summaries", args=[viewer.farm.slug])
+
+    season = client_of.get(url, {"field": fld.slug}).context
+    plain = client_of.get(url, {"field": bare.slug}).context
+
+    assert (season["first"], season["last"]) == (today - timedelta(days=70), today)
+    assert len(season["summary"].days) == 71
+    assert (plain["first"], plain["last"]) == (today - timedelta(days=29), today)
 
 
 def test_under_asgi_the_export_streams_chunk_by_chunk(viewer, monkeypatch):

@@ -200,6 +200,7 @@ def test_make_run_serves_the_demo_farm_and_ctrl_c_leaves_nothing_running(tmp_pat
 # --- Lossless demo, README commands ------------------------------------------------------------------
 
 SIM_READINGS = re.compile(r"readings in acknowledged messages (\d+) \((\d+) history, (\d+) live\)")
+SEEDED = re.compile(r"Seeded (\d+) days of history from [^:]+: ([\d,]+) readings")
 README = BASE_DIR / "README.md"
 
 
@@ -314,18 +315,24 @@ def _run_readme_commands(var: Path) -> list[str]:
 def test_the_demo_stores_every_simulated_reading_across_restarts_and_the_readme_commands_work(tmp_path):
     var = tmp_path / "var"
 
-    # 1. A first start: the simulator's day of history and its live reports.
+    # 1. A first start: the seeded weeks of history, the simulator's day of history and its live reports.
     first = Stack(var)
     first.wait_ready()
+    days, seeded = SEEDED.findall(first.output.text())[0]
+    seeded_rows = int(seeded.replace(",", ""))
+    assert int(days) >= 60
+    assert seeded_rows > 100_000, "weeks of history for the history page and the summaries"
     url = first.database_url()
-    _past_backfill(url, at_least=1000)
+    _past_backfill(url, at_least=seeded_rows + 1000)
     total_1, history_1, _ = _simulated(first.stop())
     assert history_1 > 1000, "a day of history for the demo farm"
 
     # 2. Only web and ingest: what the broker still held for the worker is delivered now; nothing else arrives.
     drain = Stack(var, processes="web,ingest")
     drain.wait_ready()
+    assert not SEEDED.findall(drain.output.text()), "the history is seeded once, with the farm"
     url = drain.database_url()  # each start picks free ports
+    total_1 += seeded_rows  # the seeded history ends where the simulator's begins: no reading is in both
     assert _settled_readings(url, at_least=total_1) == total_1, "every acknowledged reading, stored once"
     outputs = _run_readme_commands(var)
     assert any(out.startswith("Published ") and "Stored:" in out for out in outputs), outputs

@@ -1,4 +1,4 @@
-"""The demo farm that ``make run`` seeds once: Brookside Farm, its fields, devices and owner.
+"""The demo farm that ``make run`` seeds once: Brookside Farm, its fields, devices, owner and 90 days of history.
 
 Device kinds come from the sensors app's data migration, matched by slug. The
 LoRaWAN devices have a DevEUI (16 lower-case hex digits) as their uid, so the
@@ -8,12 +8,15 @@ simulator publishes them in ChirpStack / The Things Stack shapes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.contrib.auth.models import AbstractUser
 from django.db import transaction
+from django.utils import timezone
 
 from alerts.demo import demo_rules_ensure
+from farm.devstack.history import HistorySeeded, demo_history_seed, history_first_day
 from farm.models import Farm, Role
 from farm.services import farm_create, field_create, membership_set, superuser_ensure
 from sensors.models import DeviceKind
@@ -28,11 +31,13 @@ DEMO_FARM = {
     "longitude": Decimal("-2.71420"),
 }
 
-# (name, slug, crop, area in hectares)
+# (name, slug, crop, area in hectares, season start in days after the seeded history's first day, GDD base °C)
+# Winter wheat drilled three weeks in, counted from 5 °C; cider apples from the first day, 4.5 °C; tunnel
+# strawberries replanted ten days in, 10 °C.
 DEMO_FIELDS = [
-    ("North Meadow", "north-meadow", "Winter wheat", Decimal("12.50")),
-    ("Orchard", "orchard", "Cider apples", Decimal("4.20")),
-    ("Polytunnels", "polytunnels", "Strawberries", Decimal("0.80")),
+    ("North Meadow", "north-meadow", "Winter wheat", Decimal("12.50"), 21, Decimal("5")),
+    ("Orchard", "orchard", "Cider apples", Decimal("4.20"), 0, Decimal("4.5")),
+    ("Polytunnels", "polytunnels", "Strawberries", Decimal("0.80"), 10, Decimal("10")),
 ]
 
 # (uid, name, field slug, kind slug)
@@ -58,6 +63,7 @@ class DemoSeed:
     farm: Farm
     user: AbstractUser
     created: bool
+    history: HistorySeeded | None = None
 
 
 def demo_kinds() -> dict[str, DeviceKind]:
@@ -72,24 +78,32 @@ def demo_kinds() -> dict[str, DeviceKind]:
     return kinds
 
 
-def demo_farm_create() -> Farm:
+def demo_farm_create(*, now: datetime) -> Farm:
     kinds = demo_kinds()
     farm = farm_create(**DEMO_FARM)  # type: ignore[arg-type]
-    fields = {slug: field_create(farm=farm, name=name, slug=slug, crop=crop, area_ha=area)
-              for name, slug, crop, area in DEMO_FIELDS}  # fmt: skip
+    first = history_first_day(farm, now)
+    fields = {slug: field_create(farm=farm, name=name, slug=slug, crop=crop, area_ha=area,
+                                 season_start=first + timedelta(days=after), gdd_base_c=base)
+              for name, slug, crop, area, after, base in DEMO_FIELDS}  # fmt: skip
     for uid, name, field, kind in DEMO_DEVICES:
         device_register(uid=uid, name=name, farm=farm, field=fields[field], kind=kinds[kind])
     return farm
 
 
 @transaction.atomic
-def demo_seed(*, username: str, password: str) -> DemoSeed:
-    """Create the demo farm the first time; every time, make ``username`` a superuser owning it."""
+def demo_seed(*, username: str, password: str, history: bool = False) -> DemoSeed:
+    """Create the demo farm the first time (with its past when ``history``); every time, make ``username`` its owner.
+
+    ``make run`` seeds the history (``seed_demo``); tests that share the demo farm start it empty.
+    """
     user = superuser_ensure(username=username, password=password)
     farm = Farm.objects.filter(slug=DEMO_FARM["slug"]).first()
-    created = farm is None
+    created, seeded = farm is None, None
     if farm is None:
-        farm = demo_farm_create()
+        now = timezone.now()
+        farm = demo_farm_create(now=now)
         demo_rules_ensure(farm=farm)
+        if history:
+            seeded = demo_history_seed(farm=farm, now=now)
     membership_set(farm=farm, user=user, role=Role.OWNER)
-    return DemoSeed(farm=farm, user=user, created=created)
+    return DemoSeed(farm=farm, user=user, created=created, history=seeded)

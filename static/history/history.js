@@ -17,6 +17,7 @@
   var note = document.getElementById("history-note");
   var resolutionNote = document.getElementById("history-resolution");
   var exportLink = document.getElementById("history-export");
+  var alertNote = document.getElementById("history-alerts");
   var MAX = 8;
   var COLOURS = ["#2e7d4f", "#8a5a2b", "#1f6fb2", "#c0392b", "#7b4fa0", "#d98c1f", "#138a8a", "#5f6b73"];
   var RESOLUTION_TEXT = { raw: "raw readings", hour: "hourly rollups", day: "daily rollups" };
@@ -38,6 +39,15 @@
     form.querySelectorAll("[data-search]").forEach(function (label) {
       var text = label.getAttribute("data-search");
       label.hidden = !words.every(function (w) { return text.indexOf(w) >= 0; });
+    });
+    // A device's name, and a field's box, only while one of their sensors is listed.
+    form.querySelectorAll("[data-device]").forEach(function (device) {
+      var next = device.nextElementSibling, shown = false;
+      while (next && next.hasAttribute("data-search")) { shown = shown || !next.hidden; next = next.nextElementSibling; }
+      device.hidden = !shown;
+    });
+    form.querySelectorAll("[data-group]").forEach(function (group) {
+      group.hidden = !group.querySelector("[data-search]:not([hidden])");
     });
   });
   // A named range button must not carry stale custom dates.
@@ -108,19 +118,28 @@
   function axes(series) {
     var units = [];
     series.forEach(function (s) { if (units.indexOf(s.unit) < 0) units.push(s.unit); });
-    var left = Math.ceil(units.length / 2), right = Math.floor(units.length / 2), step = 0.07;
+    var left = Math.ceil(units.length / 2), right = Math.floor(units.length / 2);
+    var step = Math.min(0.25, 64 / Math.max(200, chart.clientWidth || 800)); // ~64 px per extra axis, phones too
     var layout = {};
     units.forEach(function (unit, i) {
       var name = i === 0 ? "yaxis" : "yaxis" + (i + 1);
       var onLeft = i % 2 === 0, rank = Math.floor(i / 2);
+      // Each axis in the colour of its unit's first series, so a reader can tell which is whose.
+      var colour = COLOURS[series.map(function (s) { return s.unit; }).indexOf(unit) % COLOURS.length];
       layout[name] = {
-        title: { text: unit || "value" }, automargin: true, zeroline: false, fixedrange: true,
-        side: onLeft ? "left" : "right"
+        // The unit on every tick ("15 mm") rather than a title, which collides with the next axis on a phone.
+        ticksuffix: unit ? " " + unit : "", tickfont: { color: colour },
+        automargin: true, zeroline: false, fixedrange: true, side: onLeft ? "left" : "right"
       };
+      if (series.some(function (s) { return s.unit === unit && s.bars; })) layout[name].rangemode = "tozero";
       if (i > 0) {
+        // Axes of the same side stack outwards from the plot: rank 0 on the plot's edge, then one step out each.
+        // Round ticks of their own (Plotly would sync them to the first axis's grid: 2.76, 6.62, …).
+        layout[name].tickmode = "auto";
+        layout[name].showgrid = false;
         layout[name].overlaying = "y";
         layout[name].anchor = rank === 0 ? "x" : "free";
-        layout[name].position = onLeft ? rank * step : 1 - rank * step;
+        layout[name].position = onLeft ? (left - 1 - rank) * step : 1 - (right - 1 - rank) * step;
       }
     });
     layout.xDomain = [Math.max(0, left - 1) * step, 1 - Math.max(0, right - 1) * step];
@@ -153,6 +172,42 @@
     return out;
   }
 
+  // --- alert episodes: a tinted band over the chart's height, and a hover naming the rule ----
+  var SEVERITY_COLOURS = { critical: "#c0392b", warning: "#b7791f", info: "#6b7680" };
+  var SEVERITY_ORDER = ["critical", "warning", "info"];
+  function episodeShapes(episodes, span) {
+    return episodes.map(function (ep) {
+      return {
+        type: "rect", xref: "x", yref: "paper", y0: 0, y1: 1, layer: "below", line: { width: 0 },
+        x0: wall(Math.max(ep.start, span.start)), x1: wall(ep.end === null ? span.end : Math.min(ep.end, span.end)),
+        fillcolor: SEVERITY_COLOURS[ep.severity] || SEVERITY_COLOURS.warning, opacity: 0.14,
+        name: "alert-episode-" + ep.episode
+      };
+    });
+  }
+  // Shapes have no hover: one invisible marker trace per severity on a hidden axis, its
+  // markers a few pixels apart across each band, so "x unified" hover names the rule there.
+  function episodeTraces(episodes, span, series, axis) {
+    var names = {};
+    series.forEach(function (s) { names[s.id] = s.device + " · " + s.label; });
+    var step = Math.max(1, (span.end - span.start) / Math.max(100, (chart.clientWidth || 800) / 6));
+    return SEVERITY_ORDER.map(function (severity) {
+      var x = [], text = [];
+      episodes.forEach(function (ep) {
+        if (ep.severity !== severity) return;
+        var a = Math.max(ep.start, span.start), b = ep.end === null ? span.end : Math.min(ep.end, span.end);
+        var label = ep.rule_name + " (" + severity + (ep.end === null ? ", still open" : "") + ") · " + (names[ep.sensor] || "");
+        for (var t = a; t <= b; t += step) { x.push(wall(t)); text.push(label); }
+        x.push(wall(b)); text.push(label);
+      });
+      return {
+        type: "scatter", mode: "markers", x: x, y: x.map(function () { return 0.5; }), yaxis: axis,
+        marker: { size: 1, opacity: 0 }, text: text, hovertemplate: "⚠ %{text}<extra></extra>",
+        name: "Alert: " + severity, showlegend: false
+      };
+    }).filter(function (trace) { return trace.x.length; });
+  }
+
   function exportHref(span, resolution) {
     var q = new URLSearchParams();
     config.sensors.forEach(function (s) { q.append("sensor", s.id); });
@@ -160,6 +215,14 @@
     q.set("end", localDay(span.end - 1));
     q.set("resolution", resolution === "day" ? "day" : resolution === "hour" ? "hour" : "raw");
     return config.exportUrl + "?" + q.toString();
+  }
+
+  function alertText(episodes) {
+    var counts = {};
+    episodes.forEach(function (ep) { counts[ep.severity] = (counts[ep.severity] || 0) + 1; });
+    return "Shaded: " + SEVERITY_ORDER.filter(function (sev) { return counts[sev]; }).map(function (sev) {
+      return counts[sev] + " " + sev + " alert" + (counts[sev] > 1 ? "s" : "");
+    }).join(", ") + " (hover a band for the rule).";
   }
 
   var drawing = 0;
@@ -175,15 +238,24 @@
       .then(function (res) {
         if (ticket !== drawing) return;
         var Plotly = res[0], body = res[1], ax = axes(body.series);
+        var episodes = body.episodes || [];
+        var band = Math.max(2, ax.units.length + 1), bandAxis = "y" + band;
+        ax.layout["yaxis" + band] = {
+          overlaying: "y", range: [0, 1], visible: false, fixedrange: true, showgrid: false
+        };
         var layout = Object.assign({
+          shapes: episodeShapes(episodes, span),
           margin: { t: 10, r: 10, b: 10, l: 10 }, hovermode: "x unified", dragmode: "zoom",
-          legend: { orientation: "h", y: -0.35 }, uirevision: "history",
+          legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" }, uirevision: "history",
           xaxis: { type: "date", domain: ax.layout.xDomain, rangeslider: { visible: true, thickness: 0.08 },
                    range: [wall(span.start), wall(span.end)], autorange: false }
         }, ax.layout);
         delete layout.xDomain;
         note.hidden = true;
-        Plotly.react(chart, traces(body.series, ax.units), layout, { responsive: true, displaylogo: false });
+        var all = traces(body.series, ax.units).concat(episodeTraces(episodes, span, body.series, bandAxis));
+        Plotly.react(chart, all, layout, { responsive: true, displaylogo: false });
+        alertNote.textContent = episodes.length ? alertText(episodes) : "";
+        alertNote.hidden = !episodes.length;
         var resolution = body.series.length ? body.series.filter(function (s) { return !s.bars; }).map(function (s) {
           return s.resolution; })[0] || "day" : "raw";
         resolutionNote.textContent = localDay(span.start) + " – " + localDay(span.end - 1) + " · " + (RESOLUTION_TEXT[resolution] || "");
