@@ -16,6 +16,7 @@ from django.db import transaction
 from alerts.demo import demo_rules_ensure
 from farm.models import Farm, Role
 from farm.services import farm_create, field_create, membership_set, superuser_ensure
+from notifications.demo import demo_channels_ensure
 from sensors.models import DeviceKind
 from sensors.services import device_register
 
@@ -84,7 +85,7 @@ def demo_farm_create() -> Farm:
 
 @transaction.atomic
 def demo_seed(*, username: str, password: str) -> DemoSeed:
-    """Create the demo farm the first time; every time, make ``username`` a superuser owning it."""
+    """Create the demo farm the first time; every time, make ``username`` a superuser owning it with channels."""
     user = superuser_ensure(username=username, password=password)
     farm = Farm.objects.filter(slug=DEMO_FARM["slug"]).first()
     created = farm is None
@@ -92,4 +93,5 @@ def demo_seed(*, username: str, password: str) -> DemoSeed:
         farm = demo_farm_create()
         demo_rules_ensure(farm=farm)
     membership_set(farm=farm, user=user, role=Role.OWNER)
+    demo_channels_ensure(user=user)  # the demo's alerts reach the bell and var/mail/
     return DemoSeed(farm=farm, user=user, created=created)
