@@ -26,7 +26,9 @@ def demo_channels_ensure(*, user: AbstractUser) -> list[NotificationChannel]:
         (ChannelKind.EMAIL, user.email, "Email (local sink under make run)"),
     ]
     return [
-        NotificationChannel.objects.create(user_id=user.pk, kind=kind, target=target, label=label, min_severity=Severity.INFO)
+        NotificationChannel.objects.create(
+            user_id=user.pk, kind=kind, target=target, label=label, min_severity=Severity.INFO
+        )
         for kind, target, label in wanted
         if kind not in have
     ]
