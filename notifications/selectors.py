@@ -98,7 +98,7 @@ INBOX_SHOWN = 100  # the list page shows this many, newest first
 
 def inbox_of(user: User, *, limit: int = INBOX_SHOWN) -> QuerySet[InboxItem]:
     """The person's notifications, newest first (index inbox_user_newest)."""
-    return InboxItem.objects.filter(user=user).select_related("farm").order_by("-created_at", "-pk")[:limit]
+    return InboxItem.objects.filter(user=user).order_by("-created_at", "-pk")[:limit]
 
 
 def inbox_unread_count(user_id: int) -> int:

@@ -158,6 +158,25 @@ class Daphne:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
+def manage_shell(env: dict[str, str], code: str) -> None:
+    """Run ``code`` in ``manage.py shell`` against ``env``'s database: seeding, or a worker's step."""
+    subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True, timeout=120)
+
+
+@contextlib.contextmanager
+def daphne_running(env: dict[str, str], workdir: Path) -> Iterator[Daphne]:
+    """daphne on a free port for the ``with`` block; its log goes to stderr when the block fails."""
+    daphne = Daphne(env=env, port=free_port(), log=workdir / "daphne.log")
+    daphne.start()
+    try:
+        yield daphne
+    except BaseException:
+        sys.stderr.write(f"--- daphne log ---\n{daphne.log_text()[-4000:]}\n")
+        raise
+    finally:
+        daphne.stop()
+
+
 def http_login(base_url: str, username: str, password: str) -> str:
     """Sign in through the login form (GET for the CSRF token and cookie, then POST); the session key."""
     jar = http.cookiejar.CookieJar()
