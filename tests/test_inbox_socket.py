@@ -61,6 +61,14 @@ async def test_an_anonymous_bell_socket_is_refused():
     assert not connected
 
 
+async def test_a_bell_socket_from_another_origin_is_refused_even_with_a_session():
+    m = await _member_with_app_channel()
+    _, key = await sync_to_async(logged_in_client)(m.user)
+    comm = communicator(None, session_key=key, path=INBOX, origin=b"http://evil.example")
+    connected, _ = await comm.connect()
+    assert not connected
+
+
 async def test_the_count_rises_live_when_a_delivery_lands_and_falls_when_items_are_read():
     m = await _member_with_app_channel()
     comm, _ = await _bell(m.user)
