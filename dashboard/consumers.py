@@ -1,4 +1,4 @@
-"""The farm dashboard socket, ``/ws/farms/<farm_id>/``.
+"""The farm dashboard socket, ``/ws/farms/<farm_id>/``, and what every signed-in socket shares (``UserSocket``).
 
 It authorizes, joins groups and forwards what ``dashboard.live`` sends —
 nothing else. The message protocol is in the README ("Live protocol").
@@ -28,8 +28,13 @@ logger = logging.getLogger(__name__)
 ACCESS_RECHECK_SECONDS = 60.0
 
 
-class FarmConsumer(AsyncWebsocketConsumer):
-    farm_id: int
+class UserSocket(AsyncWebsocketConsumer):
+    """What every socket of a signed-in person shares: its groups, the re-check timer, revocation.
+
+    A subclass says which groups it joins (``join``/``leave``) and what access it re-checks
+    (``recheck_access``); this class makes sure that however the socket ends, it leaves them.
+    """
+
     user_id: int
     session_key: str | None
     joined = False
@@ -43,29 +48,25 @@ class FarmConsumer(AsyncWebsocketConsumer):
         try:
             await super().__call__(scope, receive, send)
         except Exception:
-            logger.exception("farm socket of user %s failed; closing it", getattr(self, "user_id", None))
+            logger.exception("%s of user %s failed; closing it", type(self).__name__, getattr(self, "user_id", None))
             with contextlib.suppress(Exception):  # the client may be gone already
                 await self.close(code=protocol.CLOSE_INTERNAL)
         finally:
             await self.release()
 
-    async def connect(self) -> None:
-        user = self.scope["user"]
-        if not user.is_authenticated:
-            await self.close()
-            return
-        self.farm_id = int(self.scope["url_route"]["kwargs"]["farm_id"])
-        self.user_id = user.pk
-        self.session_key = self.scope["session"].session_key
-        self.bucket = protocol.TokenBucket()
-        allowed = await database_sync_to_async(selectors.user_can_view_farm)(user, self.farm_id)
-        await self.accept()
-        if not allowed:
-            await self.close(code=live.CLOSE_FORBIDDEN)
-            return
+    async def join(self) -> None:
+        raise NotImplementedError
+
+    async def leave(self) -> None:
+        raise NotImplementedError
+
+    async def recheck_access(self) -> None:
+        raise NotImplementedError
+
+    async def join_and_watch(self) -> None:
+        """Join the groups and start the re-check timer (after accept)."""
         self.joined = True  # before the join: a join cut short may still have added us
-        await live.socket_join(self.channel_name, farm_id=self.farm_id, user_id=self.user_id)
-        await self.send_snapshot()
+        await self.join()
         self.recheck_task = asyncio.create_task(self.recheck_forever())
 
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
@@ -85,13 +86,58 @@ class FarmConsumer(AsyncWebsocketConsumer):
         if self.joined:
             self.joined = False
             try:
-                await live.socket_leave(self.channel_name, farm_id=self.farm_id, user_id=self.user_id)
+                await self.leave()
             except Exception:
                 # Redis is unreachable: channels_redis forgets the membership after its group expiry.
                 logger.exception("socket of user %s could not leave its groups", self.user_id)
 
     async def disconnect(self, code: int) -> None:
         await self.release()
+
+    async def recheck_forever(self) -> None:
+        while self.joined:
+            await asyncio.sleep(ACCESS_RECHECK_SECONDS * random.uniform(0.9, 1.1))  # noqa: S311 - jitter
+            try:
+                await self.recheck_access()
+            except Exception:
+                # A database or Redis blip must not end the backstop; the next round retries.
+                logger.exception("access re-check failed for socket of user %s", self.user_id)
+
+    # Channel-layer events from dashboard.live, to every socket of the user.
+
+    async def socket_close(self, event: dict[str, Any]) -> None:
+        if event.get("session") in (None, live.session_fingerprint(self.session_key)):
+            await self.close(code=event["code"])
+
+    async def access_recheck(self, event: dict[str, Any]) -> None:
+        await self.recheck_access()
+
+
+class FarmConsumer(UserSocket):
+    farm_id: int
+
+    async def connect(self) -> None:
+        user = self.scope["user"]
+        if not user.is_authenticated:
+            await self.close()
+            return
+        self.farm_id = int(self.scope["url_route"]["kwargs"]["farm_id"])
+        self.user_id = user.pk
+        self.session_key = self.scope["session"].session_key
+        self.bucket = protocol.TokenBucket()
+        allowed = await database_sync_to_async(selectors.user_can_view_farm)(user, self.farm_id)
+        await self.accept()
+        if not allowed:
+            await self.close(code=live.CLOSE_FORBIDDEN)
+            return
+        await self.join_and_watch()
+        await self.send_snapshot()
+
+    async def join(self) -> None:
+        await live.socket_join(self.channel_name, farm_id=self.farm_id, user_id=self.user_id)
+
+    async def leave(self) -> None:
+        await live.socket_leave(self.channel_name, farm_id=self.farm_id, user_id=self.user_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not self.bucket.allow():
@@ -109,15 +155,6 @@ class FarmConsumer(AsyncWebsocketConsumer):
     async def send_snapshot(self) -> None:
         await self.send(text_data=await database_sync_to_async(live.farm_snapshot)(self.farm_id))
 
-    async def recheck_forever(self) -> None:
-        while self.joined:
-            await asyncio.sleep(ACCESS_RECHECK_SECONDS * random.uniform(0.9, 1.1))  # noqa: S311 - jitter
-            try:
-                await self.recheck_access()
-            except Exception:
-                # A database or Redis blip must not end the backstop; the next round retries.
-                logger.exception("access re-check failed for socket of user %s", self.user_id)
-
     async def recheck_access(self) -> None:
         verdict = await database_sync_to_async(selectors.socket_access)(
             session_key=self.session_key, user_id=self.user_id, farm_id=self.farm_id
@@ -125,7 +162,7 @@ class FarmConsumer(AsyncWebsocketConsumer):
         if verdict != "ok":
             await self.close(code=live.CLOSE_SIGNED_OUT if verdict == "signed_out" else live.CLOSE_FORBIDDEN)
         elif self.joined:
-            await live.socket_join(self.channel_name, farm_id=self.farm_id, user_id=self.user_id)
+            await self.join()
 
     # Channel-layer events from dashboard.live.
 
@@ -141,10 +178,3 @@ class FarmConsumer(AsyncWebsocketConsumer):
 
     async def farm_update(self, event: dict[str, Any]) -> None:
         await self.send(text_data=event["text"])
-
-    async def socket_close(self, event: dict[str, Any]) -> None:
-        if event.get("session") in (None, live.session_fingerprint(self.session_key)):
-            await self.close(code=event["code"])
-
-    async def access_recheck(self, event: dict[str, Any]) -> None:
-        await self.recheck_access()

@@ -8,6 +8,10 @@ Groups:
 - ``user.<user_id>``: every socket of that user, whatever the farm; gets
   ``socket.close`` (logout, deactivation) and ``access.recheck`` (membership
   or staff flag changed).
+- ``inbox.<user_id>``: the bell sockets of that user (``/ws/inbox/``, every signed-in page);
+  gets ``inbox.changed`` after a commit that changed the user's in-app notifications. The
+  message carries no count: each socket reads it when the message arrives, so the last
+  message leaves every bell right whatever order concurrent commits' messages arrive in.
 
 Channel layers are at-most-once and drop silently over capacity (docs/architecture.md
 §6), so each farm message carries the farm's next sequence number from Redis
@@ -23,7 +27,7 @@ import os
 import threading
 import weakref
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from functools import lru_cache, partial
 from typing import Any, TypeVar
 
@@ -62,6 +66,10 @@ def farm_group(farm_id: int) -> str:
 
 def user_group(user_id: int) -> str:
     return f"user.{user_id}"
+
+
+def inbox_group(user_id: int) -> str:
+    return f"inbox.{user_id}"
 
 
 def session_fingerprint(session_key: str | None) -> str:
@@ -172,6 +180,11 @@ def user_access_recheck(*, user_id: int) -> None:
     _send_from_sync([(user_group(user_id), {"type": "access.recheck"})])
 
 
+def inbox_changed_publish(user_ids: Collection[int]) -> None:
+    """The inbox listener (``notifications.inbox_signals``): nudge the bells of these people."""
+    _send_from_sync([(inbox_group(user_id), {"type": "inbox.changed"}) for user_id in sorted(user_ids)])
+
+
 async def _bounded(call: Callable[[], Awaitable[T]]) -> T:
     """Make one channel-layer call once the running loop has a free slot (see CHANNEL_LAYER_CONCURRENCY)."""
     loop = asyncio.get_running_loop()
@@ -184,21 +197,27 @@ async def _bounded(call: Callable[[], Awaitable[T]]) -> T:
 
 async def socket_join(channel_name: str, *, farm_id: int, user_id: int) -> None:
     """Also called again on the access timer: channels_redis forgets group members after a day."""
-    layer = get_channel_layer()
-    assert layer is not None
-    await asyncio.gather(
-        _bounded(partial(layer.group_add, farm_group(farm_id), channel_name)),
-        _bounded(partial(layer.group_add, user_group(user_id), channel_name)),
-    )
+    await _groups_change("group_add", channel_name, [farm_group(farm_id), user_group(user_id)])
 
 
 async def socket_leave(channel_name: str, *, farm_id: int, user_id: int) -> None:
+    await _groups_change("group_discard", channel_name, [farm_group(farm_id), user_group(user_id)])
+
+
+async def inbox_socket_join(channel_name: str, *, user_id: int) -> None:
+    """A bell socket hears its inbox's changes and, like every socket of the user, logout and revocation."""
+    await _groups_change("group_add", channel_name, [inbox_group(user_id), user_group(user_id)])
+
+
+async def inbox_socket_leave(channel_name: str, *, user_id: int) -> None:
+    await _groups_change("group_discard", channel_name, [inbox_group(user_id), user_group(user_id)])
+
+
+async def _groups_change(method: str, channel_name: str, groups: list[str]) -> None:
     layer = get_channel_layer()
     assert layer is not None
-    await asyncio.gather(
-        _bounded(partial(layer.group_discard, farm_group(farm_id), channel_name)),
-        _bounded(partial(layer.group_discard, user_group(user_id), channel_name)),
-    )
+    change = getattr(layer, method)
+    await asyncio.gather(*(_bounded(partial(change, group, channel_name)) for group in groups))
 
 
 class _SyncSender:

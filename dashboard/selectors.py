@@ -54,13 +54,19 @@ def socket_access(*, session_key: str | None, user_id: int, farm_id: int) -> Soc
     ``auth.get_user`` so logout, expiry, deactivation and a password change
     (the session auth hash) all count, exactly as they would for a page view.
     """
-    if not session_key:
-        return "signed_out"
-    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key=session_key)
-    user = auth.get_user(_SessionHolder(store))  # type: ignore[arg-type]
-    if not user.is_authenticated or user.pk != user_id:
+    user = session_user(session_key=session_key, user_id=user_id)
+    if user is None:
         return "signed_out"
     return "ok" if user_can_view_farm(user, farm_id) else "forbidden"
+
+
+def session_user(*, session_key: str | None, user_id: int) -> AnyUser | None:
+    """The user of ``session_key`` if it is still signed in as ``user_id``, else None (any socket's re-check)."""
+    if not session_key:
+        return None
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key=session_key)
+    user = auth.get_user(_SessionHolder(store))  # type: ignore[arg-type]
+    return user if user.is_authenticated and user.pk == user_id else None
 
 
 class _SessionHolder:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import zoneinfo
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -132,3 +133,95 @@ def env_timezone(name: str, default: str, *, environ: Mapping[str, str] | None =
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"{name} must be an IANA time zone such as Europe/London, got {value!r}") from None
     return value
+
+
+# --- EMAIL_URL ------------------------------------------------------------------------------
+
+SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+FILE_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+CONSOLE_BACKEND = "django.core.mail.backends.console.EmailBackend"
+_EMAIL_OPTIONS = ("tls", "ssl", "timeout")
+
+
+@dataclass(frozen=True, slots=True)
+class EmailSettings:
+    """Django's ``EMAIL_*`` settings, as ``EMAIL_URL`` gives them."""
+
+    backend: str
+    host: str = ""
+    port: int = 25
+    user: str = ""
+    password: str = ""
+    use_tls: bool = False
+    use_ssl: bool = False
+    timeout: int = 10
+    file_path: str = ""
+
+
+def email_settings(name: str, value: str) -> EmailSettings:
+    """The mail settings one URL names; a malformed one raises ConfigError naming ``name``.
+
+    - ``smtp://user:pass@host:port`` — SMTP; STARTTLS when ``?tls=1``, on by default on port 587
+      (the default port). ``?tls=0`` turns it off (a relay on a private network, port 25).
+    - ``smtps://user:pass@host:port`` or ``smtp://…?ssl=1`` — TLS from the first byte (default port 465).
+    - ``?timeout=N`` — seconds before a send gives up (default 10).
+    - ``file:///path/to/dir`` — each message written as a file (a local sink); ``console://`` — to stdout.
+
+    The user and password are percent-decoded (``%40`` for ``@`` in a user name). Unknown
+    options are errors rather than silently ignored.
+    """
+    parts = urlsplit(value)
+    shown = _redacted(value)
+    if parts.scheme == "console":
+        return EmailSettings(backend=CONSOLE_BACKEND)
+    if parts.scheme == "file":
+        if not parts.path or parts.path == "/":
+            raise ConfigError(f"{name} file:// needs a directory, e.g. file:///var/lib/furrow/mail; got {shown!r}")
+        return EmailSettings(backend=FILE_BACKEND, file_path=unquote(parts.path))
+    if parts.scheme not in ("smtp", "smtps"):
+        raise ConfigError(f"{name} must start with smtp://, smtps://, file:// or console://, got {shown!r}")
+    if not parts.hostname:
+        raise ConfigError(f"{name} has no host: {shown!r}")
+    tls, ssl, timeout = _email_options(name, parts.query, shown)
+    implicit = parts.scheme == "smtps" or bool(ssl)
+    try:
+        port = parts.port or (465 if implicit else 587)
+    except ValueError:
+        raise ConfigError(f"{name} has an invalid port: {shown!r}") from None
+    starttls = (port == 587 and not implicit) if tls is None else tls
+    if implicit and starttls:
+        raise ConfigError(f"{name} asks for both implicit TLS (smtps:// or ssl=1) and STARTTLS (tls=1): {shown!r}")
+    return EmailSettings(
+        backend=SMTP_BACKEND,
+        host=parts.hostname,
+        port=port,
+        user=unquote(parts.username or ""),
+        password=unquote(parts.password or ""),
+        use_tls=starttls,
+        use_ssl=implicit,
+        timeout=timeout,
+    )
+
+
+def _email_options(name: str, query: str, shown: str) -> tuple[bool | None, bool | None, int]:
+    """``tls`` and ``ssl`` (None when not given) and ``timeout`` from the URL's query.
+
+    Each is read by the strict helpers under the label ``EMAIL_URL option tls`` and so on,
+    so an error names both the variable and the option.
+    """
+    given = dict(parse_qsl(query, keep_blank_values=True))
+    unknown = sorted(given.keys() - set(_EMAIL_OPTIONS))
+    if unknown:
+        raise ConfigError(f"{name} has an unknown option {unknown[0]!r} (known: tls, ssl, timeout): {shown!r}")
+    labelled = {f"{name} option {key}": value for key, value in given.items()}
+    tls, ssl = (
+        env_bool(f"{name} option {key}", False, environ=labelled) if key in given else None for key in ("tls", "ssl")
+    )
+    timeout = env_int(f"{name} option timeout", 10, minimum=1, maximum=600, environ=labelled)
+    return tls, ssl, timeout
+
+
+def env_email(name: str = "EMAIL_URL", *, environ: Mapping[str, str] | None = None) -> EmailSettings | None:
+    """The mail settings from ``EMAIL_URL``, or None when it is unset or blank."""
+    value = _raw(name, environ)
+    return email_settings(name, value) if value else None

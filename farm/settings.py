@@ -16,6 +16,7 @@ from csp.constants import NONE, SELF
 from farm.env import (
     ConfigError,
     env_bool,
+    env_email,
     env_float,
     env_int,
     env_list,
@@ -98,6 +99,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "notifications.context_processors.bell",  # the unread count in the header
             ],
         },
     },
@@ -375,10 +377,24 @@ AXES_IPWARE_META_PRECEDENCE_ORDER = (
     ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if env_bool("BEHIND_TLS_PROXY", False) else ["REMOTE_ADDR"]
 )
 
-# Mail: invitations and password resets. Without EMAIL_HOST, messages are written as files to
-# EMAIL_FILE_PATH (var/mail/ by default) — the local sink `make run` uses.
+# Mail: invitations, password resets and email notifications. EMAIL_URL names the server in
+# one value (smtp://user:pass@host:587, smtps://…:465, ?tls=1/?ssl=1/?timeout=N; file:///dir,
+# console://) — farm/env.py email_settings. Without it, the older EMAIL_HOST, EMAIL_PORT, …
+# still work (a documented fallback); with neither, messages are written as files to
+# EMAIL_FILE_PATH (var/mail/ by default) — the local sink `make run` uses. Both set is an error.
+EMAIL_TIMEOUT = 10
+_email = env_email("EMAIL_URL")
 EMAIL_HOST = env_str("EMAIL_HOST", "")
-if EMAIL_HOST:
+if _email is not None and EMAIL_HOST:
+    raise ConfigError("EMAIL_URL and EMAIL_HOST are both set: keep EMAIL_URL (it names the whole server)")
+if _email is not None:
+    EMAIL_BACKEND = _email.backend
+    EMAIL_HOST, EMAIL_PORT, EMAIL_TIMEOUT = _email.host, _email.port, _email.timeout
+    EMAIL_HOST_USER, EMAIL_HOST_PASSWORD = _email.user, _email.password
+    EMAIL_USE_TLS, EMAIL_USE_SSL = _email.use_tls, _email.use_ssl
+    if _email.file_path:
+        EMAIL_FILE_PATH = _email.file_path
+elif EMAIL_HOST:
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1, maximum=65535)
     EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")

@@ -1,6 +1,7 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
-from notifications.models import Delivery, NotificationChannel, NotificationPrefs
+from notifications.models import Delivery, InboxItem, NotificationChannel, NotificationPrefs
 
 
 @admin.register(NotificationChannel)
@@ -22,3 +23,16 @@ class DeliveryAdmin(admin.ModelAdmin):
     list_filter = ["state", "kind", "severity"]
     search_fields = ["key", "subject", "user__username"]
     readonly_fields = [f.name for f in Delivery._meta.fields]
+
+
+@admin.register(InboxItem)
+class InboxItemAdmin(admin.ModelAdmin):
+    """What a person was told in the app, and whether they read it: for support, read-only."""
+
+    list_display = ["subject", "user", "severity", "created_at", "read_at"]
+    list_filter = ["severity"]
+    search_fields = ["key", "subject", "user__username"]
+    readonly_fields = [f.name for f in InboxItem._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

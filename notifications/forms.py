@@ -9,10 +9,11 @@ from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
 
 from farm.forms import StyledModelForm
-from notifications.models import ChannelKind, NotificationChannel, NotificationPrefs
+from notifications.models import APP_TARGET, ChannelKind, NotificationChannel, NotificationPrefs
 
 TARGET_HELP = (
-    "Email: an address. Apprise: one URL, e.g. ntfy://topic, tgram://bot-token/chat-id, "
+    "In the app: leave empty (the bell in the header). Email: an address. "
+    "Apprise: one URL, e.g. ntfy://topic, tgram://bot-token/chat-id, "
     "slack://…, mailto://… (see Apprise's list of services). Webhook: an http(s):// URL that receives signed JSON."
 )
 
@@ -31,6 +32,7 @@ class ChannelForm(StyledModelForm):
         kind = self.fields["kind"]
         kind.choices = ChannelKind.choices  # type: ignore[attr-defined]
         kind.initial = ChannelKind.EMAIL
+        self.fields["target"].required = False  # "In the app" needs none; the others are checked in clean()
 
     class Meta:
         model = NotificationChannel
@@ -42,7 +44,11 @@ class ChannelForm(StyledModelForm):
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         kind, target = data.get("kind"), (data.get("target") or "").strip()
-        if kind and target:
+        if kind == ChannelKind.APP:
+            data["target"] = APP_TARGET
+        elif kind and not target:
+            self.add_error("target", "This field is required.")
+        elif kind and target:
             error = _target_error(ChannelKind(kind), target)
             if error:
                 self.add_error("target", error)

@@ -29,6 +29,11 @@ class ChannelKind(models.TextChoices):
     EMAIL = "email", "Email"
     APPRISE = "apprise", "Apprise URL"
     WEBHOOK = "webhook", "Signed JSON webhook"
+    APP = "app", "In the app"
+
+
+# The target an "In the app" channel stores: the person's own inbox needs no address.
+APP_TARGET = "inbox"
 
 
 def new_webhook_secret() -> str:
@@ -39,7 +44,9 @@ class NotificationChannel(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_channels")
     kind = models.CharField(max_length=16, choices=ChannelKind.choices)
     label = models.CharField(max_length=80, blank=True)
-    target = models.CharField(max_length=2000, help_text="An email address, an Apprise URL or a webhook URL.")
+    target = models.CharField(
+        max_length=2000, help_text="An email address, an Apprise URL or a webhook URL (in the app: 'inbox')."
+    )
     secret = models.CharField(
         max_length=100, default=new_webhook_secret, help_text="Signs webhook bodies (HMAC-SHA256)."
     )
@@ -61,7 +68,13 @@ class NotificationChannel(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.label or f"{self.get_kind_display()} {self.target_shown}"
+        if self.label:
+            return self.label
+        return (
+            self.get_kind_display()
+            if self.kind == ChannelKind.APP
+            else f"{self.get_kind_display()} {self.target_shown}"
+        )
 
     @property
     def target_shown(self) -> str:
@@ -69,6 +82,8 @@ class NotificationChannel(models.Model):
         if self.kind == ChannelKind.APPRISE:
             scheme, _, rest = self.target.partition("://")
             return f"{scheme}://…" if rest else self.target
+        if self.kind == ChannelKind.APP:
+            return "the bell in the header"
         return self.target
 
     def takes(self, severity: str) -> bool:
@@ -193,3 +208,40 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject} → {self.channel_label} ({self.state})"
+
+
+class InboxItem(models.Model):
+    """One notification in a person's in-app inbox: what an "In the app" channel's delivery writes.
+
+    ``key`` is the delivery's idempotency key (unique), so a delivery lands in the inbox once.
+    Written in the transaction that marks the delivery sent (notifications.sending): it can
+    neither be lost nor repeated, unlike a message that leaves the machine.
+    """
+
+    key = models.CharField(max_length=300, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="inbox_items")
+    farm = models.ForeignKey(Farm, on_delete=models.CASCADE, null=True, blank=True, related_name="inbox_items")
+    delivery = models.OneToOneField(
+        Delivery, on_delete=models.SET_NULL, null=True, blank=True, related_name="inbox_item"
+    )
+    severity = models.CharField(max_length=16, choices=Severity.choices)
+    subject = models.CharField(max_length=300)
+    body = models.TextField(blank=True)
+    link = models.CharField(max_length=2000, blank=True, help_text="A path in the app: the alert, or the farm.")
+    created_at = models.DateTimeField()
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(severity__in=Severity.values), name="inbox_item_severity_valid"),
+        ]
+        indexes = [
+            # notifications.selectors.inbox_of: a person's newest first.
+            models.Index(fields=["user", "-created_at", "-id"], name="inbox_user_newest"),
+            # notifications.selectors.inbox_unread_counts: the bell's count.
+            models.Index(fields=["user"], name="inbox_user_unread", condition=Q(read_at__isnull=True)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} → {self.user} ({'read' if self.read_at else 'unread'})"

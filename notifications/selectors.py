@@ -1,4 +1,4 @@
-"""Reads of notifications: a person's channels, their failed deliveries, a farm's failed deliveries."""
+"""Reads of notifications: a person's channels and inbox, their failed deliveries, a farm's failed deliveries."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from farm.models import Farm, Membership, Role
-from notifications.models import Delivery, DeliveryState, NotificationChannel, NotificationPrefs
+from notifications.models import ChannelKind, Delivery, DeliveryState, InboxItem, NotificationChannel, NotificationPrefs
 
 FAILED_SHOWN_DAYS = 14
 
@@ -93,3 +93,20 @@ def recipient_ids(*, farm: Farm, roles: Sequence[str] = DEFAULT_ROLES, user_ids:
         Q(role__in=list(roles)) | Q(user_id__in=list(user_ids))
     )
     return sorted(set(members.values_list("user_id", flat=True)))
+
+
+INBOX_SHOWN = 100  # the list page shows this many, newest first
+
+
+def inbox_of(user: User, *, limit: int = INBOX_SHOWN) -> QuerySet[InboxItem]:
+    """The person's notifications, newest first (index inbox_user_newest)."""
+    return InboxItem.objects.filter(user=user).order_by("-created_at", "-pk")[:limit]
+
+
+def inbox_unread_count(user_id: int) -> int:
+    """The bell's number (index inbox_user_unread)."""
+    return InboxItem.objects.filter(user_id=user_id, read_at__isnull=True).count()
+
+
+def has_app_channel(user: User) -> bool:
+    return NotificationChannel.objects.filter(user=user, kind=ChannelKind.APP, enabled=True).exists()

@@ -34,6 +34,7 @@ class Message:
 
 
 def message_send(*, channel: NotificationChannel, message: Message) -> None:
+    """Email, Apprise or webhook; an "In the app" channel never leaves the database (notifications.inbox)."""
     senders = {ChannelKind.EMAIL: _send_email, ChannelKind.APPRISE: _send_apprise, ChannelKind.WEBHOOK: _send_webhook}
     senders[ChannelKind(channel.kind)](channel, message)
 

@@ -1,5 +1,8 @@
 """Sending: one due delivery at most once, retried with backoff, then failed; the sweep; a test send.
 
+An "In the app" channel's delivery is not sent anywhere: it becomes an inbox row in the same
+transaction that marks it sent (notifications.inbox), so it has no duplicate window at all.
+
 The task claims its row with ``SELECT … FOR UPDATE`` and holds it through the send, so a second
 run for the same delivery waits, then finds it sent. The one window left is a worker killed
 after the message left and before the commit: the redelivered task sends it again, with the same
@@ -17,7 +20,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from notifications.models import Delivery, DeliveryKind, DeliveryState, NotificationChannel
+from notifications.inbox import inbox_deliver, inbox_test_deliver
+from notifications.models import ChannelKind, Delivery, DeliveryKind, DeliveryState, NotificationChannel
 from notifications.render import batch_message
 from notifications.senders import Message, SendError, message_send
 
@@ -73,10 +77,14 @@ def delivery_send(*, delivery_id: int) -> SendOutcome:
             delivery.save(update_fields=["state"])
             return NOTHING_TO_DO
         message = _message_of(delivery)
-        try:
-            message_send(channel=channel, message=message)
-        except SendError as exc:
-            return _record_failure(delivery, str(exc), now)
+        if channel.kind == ChannelKind.APP:
+            # Written in this transaction with the delivery's state: exactly once, no window.
+            inbox_deliver(delivery=delivery, message=message)
+        else:
+            try:
+                message_send(channel=channel, message=message)
+            except SendError as exc:
+                return _record_failure(delivery, str(exc), now)
         delivery.state, delivery.sent_at, delivery.attempts = DeliveryState.SENT, timezone.now(), delivery.attempts + 1
         delivery.subject, delivery.body, delivery.data = message.subject[:300], message.body, message.data
         delivery.last_error = ""
@@ -126,11 +134,14 @@ def channel_test(*, channel: NotificationChannel) -> str:
         body=f"This is a test from Furrow to {channel}. If you can read it, alerts will reach you here.",
         data={"subject": "Furrow test notification", "transition": "test", "severity": "info", "lines": []},
     )
-    try:
-        message_send(channel=channel, message=message)
-        error = ""
-    except SendError as exc:
-        error = str(exc)[:ERROR_MAX_CHARS]
+    error = ""
+    if channel.kind == ChannelKind.APP:
+        inbox_test_deliver(user=channel.user, key=message.key, message=message)
+    else:
+        try:
+            message_send(channel=channel, message=message)
+        except SendError as exc:
+            error = str(exc)[:ERROR_MAX_CHARS]
     channel.last_test_at, channel.last_test_ok, channel.last_test_error = timezone.now(), not error, error
     channel.save(update_fields=["last_test_at", "last_test_ok", "last_test_error"])
     return error

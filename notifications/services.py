@@ -23,6 +23,7 @@ from farm.models import Farm, Membership
 from notifications.events import NotificationEvent
 from notifications.models import (
     SEVERITY_RANK,
+    ChannelKind,
     Delivery,
     DeliveryKind,
     DeliveryState,
@@ -58,7 +59,7 @@ def notifications_plan(*, event: NotificationEvent, recipients: Sequence[User]) 
                 now=now,
                 tz=tz,
                 severity=event.severity,
-                prefs=prefs.get(channel.user_id, Prefs()),
+                prefs=_prefs_for(channel, prefs.get(channel.user_id, Prefs())),
                 recent=recent.get(channel.pk, Recent()),
                 window=window,
             )
@@ -92,6 +93,16 @@ def _prefs_of(user_ids: set[int]) -> dict[int, Prefs]:
         p.user_id: Prefs(p.quiet_start, p.quiet_end, p.critical_breaks_through, p.hourly_cap)
         for p in NotificationPrefs.objects.filter(user_id__in=user_ids)
     }
+
+
+def _prefs_for(channel: NotificationChannel, prefs: Prefs) -> Prefs:
+    """Quiet hours hold what would make a sound; the bell makes none, so its inbox fills at once.
+
+    Storm grouping and the hourly cap still apply: a list of 40 lines is no easier to read.
+    """
+    if channel.kind == ChannelKind.APP:
+        return Prefs(None, None, prefs.critical_breaks_through, prefs.hourly_cap)
+    return prefs
 
 
 def _recent(

@@ -1,4 +1,5 @@
-"""The Notifications page (a person's channels, quiet hours, cap, failures) and a farm's failed deliveries."""
+"""The Notifications page (a person's channels, quiet hours, cap, failures), the in-app inbox, and a farm's
+failed deliveries."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from farm.models import Farm
 from farm.permissions import Action, abilities, farm_action_required, signed_in
-from notifications import selectors
+from notifications import inbox, selectors
 from notifications.forms import ChannelForm, PrefsForm
 from notifications.models import NotificationChannel
 from notifications.sending import channel_test
@@ -103,3 +104,38 @@ def farm_failed_deliveries(request: HttpRequest, farm: Farm) -> HttpResponse:
     """For the farm's owners: messages about this farm that could not be delivered to someone."""
     context = {"farm": farm, "can": abilities(request.user, farm), "failed": selectors.failed_deliveries_of_farm(farm)}
     return render(request, "notifications/farm_failed.html", context)
+
+
+@login_required
+@require_http_methods(["GET"])
+def inbox_page(request: HttpRequest) -> HttpResponse:
+    """The person's in-app notifications, newest first; unread ones stand out."""
+    user = signed_in(request)
+    items = list(selectors.inbox_of(user))
+    context = {
+        "items": items,
+        "unread": sum(1 for i in items if i.read_at is None),
+        "has_app_channel": selectors.has_app_channel(user),
+    }
+    return render(request, "notifications/inbox.html", context)
+
+
+@login_required
+@require_http_methods(["GET"])
+def inbox_open(request: HttpRequest, item_id: int) -> HttpResponse:
+    """Opening a notification marks it read and goes where it points (its alert), else back to the list.
+
+    A GET because it is a plain link a person follows; it only ever marks their own item read.
+    """
+    item = inbox.inbox_item_read(user=signed_in(request), item_id=item_id)
+    if item is None:
+        raise Http404("No such notification of yours.")
+    return redirect(item.link or "notifications-inbox")
+
+
+@login_required
+@require_POST
+def inbox_read_all(request: HttpRequest) -> HttpResponse:
+    count = inbox.inbox_all_read(user=signed_in(request))
+    messages.success(request, f"{count} notification{'s' if count != 1 else ''} marked read.")
+    return redirect("notifications-inbox")

@@ -75,8 +75,15 @@ def logged_in_client(user) -> tuple[Client, str]:
 
 
 def communicator(
-    farm_id: int, *, session_key: str | None = None, origin: bytes | None = ORIGIN, host: bytes = HOST, scheme="ws"
+    farm_id: int | None,
+    *,
+    session_key: str | None = None,
+    origin: bytes | None = ORIGIN,
+    host: bytes = HOST,
+    scheme="ws",
+    path: str | None = None,
 ):
+    """A socket to the farm's ``/ws/farms/<id>/``, or to ``path`` (e.g. the bell's ``/ws/inbox/``)."""
     from farm.asgi import application  # imported late: it loads the whole Django app
 
     headers = [(b"host", host)]
@@ -84,7 +91,7 @@ def communicator(
         headers.append((b"origin", origin))
     if session_key is not None:
         headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={session_key}".encode()))
-    comm = WebsocketCommunicator(application, f"/ws/farms/{farm_id}/", headers=headers)
+    comm = WebsocketCommunicator(application, path or f"/ws/farms/{farm_id}/", headers=headers)
     comm.scope["scheme"] = scheme  # as daphne sets it: ws, or wss behind TLS
     return comm
 

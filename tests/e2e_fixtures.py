@@ -158,6 +158,11 @@ class Daphne:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
+def manage_shell(env: dict[str, str], code: str) -> None:
+    """Run ``code`` in ``manage.py shell`` against ``env``'s database: seeding, or a worker's step."""
+    subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True, timeout=120)
+
+
 @contextlib.contextmanager
 def daphne_serving(env: dict[str, str], workdir: Path) -> Iterator[Daphne]:
     """Daphne on a free port while the block runs (its log on stderr if the block fails); ``workdir`` removed after."""

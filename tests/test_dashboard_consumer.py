@@ -367,7 +367,7 @@ def recheck_timers() -> list[asyncio.Task]:
     return [
         task
         for task in asyncio.all_tasks()
-        if getattr(task.get_coro(), "__qualname__", "") == "FarmConsumer.recheck_forever" and not task.done()
+        if getattr(task.get_coro(), "__qualname__", "") == "UserSocket.recheck_forever" and not task.done()
     ]
 
 

@@ -38,6 +38,7 @@ from farm.devstack.config import (
     app_environment,
     ensure_port_free,
     free_port,
+    mail_destination,
     missing_urls,
     port_in_use,
     port_setting,
@@ -196,6 +197,24 @@ def test_app_environment_keeps_what_the_user_set(tmp_path):
     assert env["SECRET_KEY"] == "mine" * 20
 
 
+def test_under_make_run_mail_goes_to_a_local_sink_and_links_point_at_the_stack(tmp_path):
+    env = app_environment({"PATH": "/usr/bin"}, urls={}, var=tmp_path, secret_key="k" * 60, port=8123)
+    assert env["EMAIL_URL"] == (tmp_path / "mail").as_uri()
+    assert env["SITE_URL"] == "http://127.0.0.1:8123"
+    assert mail_destination(env) == f"written to {tmp_path / 'mail'}/ (nothing is sent; open the newest file)"
+    chosen = app_environment(
+        {"EMAIL_FILE_PATH": str(tmp_path / "elsewhere")}, urls={}, var=tmp_path, secret_key="k" * 60, port=8123
+    )
+    assert chosen["EMAIL_URL"] == (tmp_path / "elsewhere").as_uri()
+
+
+@pytest.mark.parametrize("mine", [{"EMAIL_URL": "smtp://mail.example.com"}, {"EMAIL_HOST": "mail.example.com"}])
+def test_a_mail_server_the_user_set_is_used_and_the_banner_says_so(tmp_path, mine):
+    env = app_environment(mine, urls={}, var=tmp_path, secret_key="k" * 60, port=8000)
+    assert env.get("EMAIL_URL", "") == mine.get("EMAIL_URL", "")
+    assert mail_destination(env).startswith("sent through EMAIL_")
+
+
 def test_the_suite_environment_leaves_the_settings_module_to_pyproject():
     env = suite_environment(
         {"DJANGO_SETTINGS_MODULE": "farm.settings", "REDIS_URL": "redis://mine:6379/0"},
@@ -282,6 +301,10 @@ def test_the_banner_shows_the_address_and_login_but_no_service_password(tmp_path
     assert "Login: demo / pw-123" in text
     assert "postgresql://127.0.0.1:15432/furrow" in text
     assert "hunter2" not in text
+    mail = banner(url="http://127.0.0.1:8000/", password="pw", var=tmp_path, servers={}, seconds=1,
+                  mail=f"written to {tmp_path}/mail/")  # fmt: skip
+    assert f"Mail: written to {tmp_path}/mail/" in mail
+    assert "http://127.0.0.1:8000/account/notifications/inbox/" in mail
 
 
 # --- Embedded servers, for real ------------------------------------------------------------

@@ -177,6 +177,7 @@ def test_make_run_serves_the_demo_farm_and_ctrl_c_leaves_nothing_running(tmp_pat
         opener = _log_in(base, username, password)
         with opener.open(base, timeout=10) as response:
             assert "Brookside Farm" in response.read().decode()
+        _a_demo_alert_rings_the_bell_and_mails_the_local_sink(opener, base, var, output)
 
         tree = _stack_processes(psutil.Process(process.pid), var)
         commands = " ".join(" ".join(p.cmdline()) for p in tree)
@@ -195,6 +196,32 @@ def test_make_run_serves_the_demo_farm_and_ctrl_c_leaves_nothing_running(tmp_pat
     assert left == [], "left running after Ctrl-C:\n" + "\n".join(left)
     assert "furrow: stopped PostgreSQL" in output.text()
     assert not (var / "devstack.pids").exists(), "a clean stop forgets the pids it recorded"
+
+
+def _a_demo_alert_rings_the_bell_and_mails_the_local_sink(
+    opener: urllib.request.OpenerDirector, base: str, var: Path, output: Output
+) -> None:
+    """The README's tour, step 9: a low battery reading fires the demo's info rule; the demo user's
+    in-app and email channels (seeded by make run) bring it to the bell and to var/mail/."""
+    sink = var / "mail"
+    assert f"Mail: written to {sink}/" in output.text()
+    env = {name: value for name, value in os.environ.items() if name not in SCRUBBED} | {"FURROW_VAR_DIR": str(var)}
+    command = [sys.executable, "manage.py", "send_test_reading", "brookside-pump-battery", "battery=11"]
+    result = subprocess.run(command, cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with opener.open(base + "account/notifications/inbox/", timeout=10) as response:
+            page = response.read().decode()
+        mails = [f.read_text(errors="replace") for f in sink.iterdir()] if sink.exists() else []
+        if "Pump battery low firing" in page and any("Pump battery low firing" in m for m in mails):
+            break
+        time.sleep(1)
+    else:
+        pytest.fail(f"the demo alert never reached the bell and {sink}:\n{output.text()}")
+    unread = re.search(r'aria-label="Notifications, (\d+) unread"', page)
+    assert unread is not None, page[:2000]
+    assert int(unread.group(1)) >= 1, page[:2000]
 
 
 # --- Lossless demo, README commands ------------------------------------------------------------------

@@ -299,8 +299,8 @@ def test_farm_list_is_one_query_however_many_farms(django_assert_num_queries, st
         make_farm_with_devices()
     client = client_for(staff_user)
 
-    # The session, the user, and the farms with every figure on their cards.
-    with django_assert_num_queries(3):
+    # The session, the user, the farms with every figure on their cards, and the bell's unread count.
+    with django_assert_num_queries(4):
         response = client.get(reverse("farm-list"))
 
     assert len(response.context["farms"]) == farm_count

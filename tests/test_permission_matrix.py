@@ -25,7 +25,7 @@ from alerts.models import AlertEpisode
 from farm.invitations import invitation_create, invitation_token
 from farm.models import Farm, Role
 from farm.permissions import MINIMUM_ROLE, Action, can
-from notifications.models import NotificationChannel
+from notifications.models import InboxItem, NotificationChannel
 from sensors.models import Sensor
 from tests.alert_fixtures import make_rule
 from tests.factories import (
@@ -112,6 +112,14 @@ OWN_CHANNEL_ACT = ("login", "404", "redirect", "404", "404", "404")
 CHANNEL_FORM = {"channel-kind": "email", "channel-target": "me@example.com", "channel-min_severity": "warning"}
 
 
+def viewer_inbox_item(w: World) -> list[Any]:
+    item = InboxItem.objects.create(
+        key=f"matrix-{w.farm.pk}", user=w.users["viewer"], farm=w.farm, severity="warning",
+        subject="Frost risk", link=f"/farms/{w.farm.slug}/alerts/", created_at=timezone.now(),
+    )  # fmt: skip
+    return [item.pk]
+
+
 def viewer_channel(w: World) -> list[Any]:
     channel = NotificationChannel.objects.create(user=w.users["viewer"], kind="email", target="viewer@example.com")
     return [channel.pk]
@@ -184,6 +192,10 @@ ROWS = [
     Row("notification-channel-delete", "post", viewer_channel, OWN_CHANNEL_ACT),
     Row("notification-channel-test", "post", viewer_channel, OWN_CHANNEL_ACT),
     Row("farm-failed-deliveries", "get", farm, OWNER_PAGE),
+    # The in-app inbox: a person's own list; an item opens (and is marked read) for its owner only.
+    Row("notifications-inbox", "get", none, SIGNED_IN),
+    Row("notifications-inbox-open", "get", viewer_inbox_item, OWN_CHANNEL_ACT),
+    Row("notifications-inbox-read-all", "post", none, ("login",) + ("redirect",) * 5),
 ]
 
 

@@ -246,6 +246,9 @@ def test_settings_load_in_debug_without_secret_key():
         ({"INGEST_BATCH_SIZE": "lots"}, "INGEST_BATCH_SIZE"),
         ({"HTTPS": "sometimes"}, "HTTPS"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"EMAIL_URL": "smtp://"}, "EMAIL_URL"),
+        ({"EMAIL_URL": "smtp://mail.example.com?tsl=1"}, "EMAIL_URL"),
+        ({"EMAIL_URL": "smtp://mail.example.com", "EMAIL_HOST": "mail.example.com"}, "EMAIL_URL"),
     ],
     ids=lambda value: value if isinstance(value, str) else None,
 )

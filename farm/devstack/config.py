@@ -127,11 +127,30 @@ def app_environment(
             env[name] = value
     env["PORT"] = str(port)
     env["FURROW_VAR_DIR"] = str(var)
+    if not env.get("SITE_URL", "").strip():  # links in notifications point at this stack
+        env["SITE_URL"] = f"http://{LOCALHOST}:{port}"
+    if not (env.get("EMAIL_URL", "").strip() or env.get("EMAIL_HOST", "").strip()):
+        # Nothing leaves the machine: mail is written to files a person can open.
+        env["EMAIL_URL"] = mail_sink(var, env).as_uri()
     env["DJANGO_SETTINGS_MODULE"] = "farm.settings"
     # Children's output goes through pipes to the supervisor: without this it arrives in bursts.
     env["PYTHONUNBUFFERED"] = "1"
     env["PATH"] = child_path(environ)
     return env
+
+
+def mail_sink(var: Path, env: Mapping[str, str]) -> Path:
+    """Where ``make run`` writes mail unless EMAIL_URL or EMAIL_HOST sends it for real (EMAIL_FILE_PATH, var/mail/)."""
+    chosen = env.get("EMAIL_FILE_PATH", "").strip()
+    return Path(chosen).expanduser().resolve() if chosen else var / "mail"
+
+
+def mail_destination(env: Mapping[str, str]) -> str:
+    """For the banner: where the stack's mail goes."""
+    url = env.get("EMAIL_URL", "").strip()
+    if url.startswith("file://"):
+        return f"written to {url.removeprefix('file://')}/ (nothing is sent; open the newest file)"
+    return "sent through EMAIL_URL" if url else "sent through EMAIL_HOST"
 
 
 def child_path(environ: Mapping[str, str]) -> str:

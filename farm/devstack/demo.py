@@ -19,6 +19,7 @@ from alerts.demo import demo_rules_ensure
 from farm.devstack.history import HistorySeeded, demo_history_seed, history_first_day
 from farm.models import Farm, Role
 from farm.services import farm_create, field_create, membership_set, superuser_ensure
+from notifications.demo import demo_channels_ensure
 from sensors.models import DeviceKind
 from sensors.services import device_register
 
@@ -92,7 +93,8 @@ def demo_farm_create(*, now: datetime) -> Farm:
 
 @transaction.atomic
 def demo_seed(*, username: str, password: str, history: bool = False) -> DemoSeed:
-    """Create the demo farm the first time (with its past when ``history``); every time, make ``username`` its owner.
+    """Create the demo farm the first time (with its past when ``history``); every time, make ``username``
+    a superuser owning it, with notification channels.
 
     ``make run`` seeds the history (``seed_demo``); tests that share the demo farm start it empty.
     """
@@ -106,4 +108,5 @@ def demo_seed(*, username: str, password: str, history: bool = False) -> DemoSee
         if history:
             seeded = demo_history_seed(farm=farm, now=now)
     membership_set(farm=farm, user=user, role=Role.OWNER)
+    demo_channels_ensure(user=user)  # the demo's alerts reach the bell and var/mail/
     return DemoSeed(farm=farm, user=user, created=created, history=seeded)

@@ -27,6 +27,7 @@ from farm.devstack.config import (
     child_path,
     ensure_port_free,
     free_port,
+    mail_destination,
     missing_urls,
     port_setting,
     process_selection,
@@ -124,7 +125,9 @@ def run_prepare(env: Mapping[str, str], processes: dict[str, str], password_file
         raise DevstackError("preparation failed (see above); the app processes were not started")
 
 
-def banner(*, url: str, password: str, var: Path, servers: dict[str, embedded.Embedded], seconds: float) -> str:
+def banner(
+    *, url: str, password: str, var: Path, servers: dict[str, embedded.Embedded], seconds: float, mail: str = ""
+) -> str:
     """What every start prints once the web server listens: where to go and how to log in."""
     rule = "─" * BANNER_WIDTH
     lines = [
@@ -133,6 +136,8 @@ def banner(*, url: str, password: str, var: Path, servers: dict[str, embedded.Em
         f"  Login: {DEMO_USERNAME} / {password}",
         f"  Admin: {url}admin/",
     ]
+    if mail:
+        lines += [f"  Mail: {mail}", f"  Notifications: the bell in the header, {url}account/notifications/inbox/"]
     lines += [f"  {s.name}: {s.display_url}  (embedded)" for s in servers.values()]
     lines += [f"  Data in {var}.  Stop with Ctrl-C.", rule]
     return "\n".join(lines)
@@ -207,7 +212,8 @@ def run(environ: Mapping[str, str], *, started: float) -> int:
             # Recorded first: should this process be killed outright, the next start stops what it left.
             embedded.record_descendants(record)
             url, seconds = f"http://{LOCALHOST}:{port}/", time.monotonic() - started
-            emit(banner(url=url, password=password, var=var, servers=servers, seconds=seconds))
+            mail = mail_destination(env)
+            emit(banner(url=url, password=password, var=var, servers=servers, seconds=seconds, mail=mail))
 
         return supervise(processes, env, port=port, on_ready=on_ready)
 
