@@ -62,7 +62,10 @@ for n, (severity, subject, lines) in enumerate(alerts[{first}:{last}], start={fi
     event = NotificationEvent(key="bell-{tag}-%d" % n, farm=farm, severity=severity, transition="fired",
                               subject=subject, lines=tuple(lines), link="/farms/brookside-{tag}/alerts/")
     for delivery in notifications_plan(event=event, recipients=[user]):
-        assert delivery_send(delivery_id=delivery.pk).sent
+        deadline = time.monotonic() + 10  # held by the storm window on a slow machine: sent when due
+        while not delivery_send(delivery_id=delivery.pk).sent:
+            assert time.monotonic() < deadline, "the delivery never came due"
+            time.sleep(0.2)
 """
 
 

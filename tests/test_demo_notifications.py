@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
+from alerts.models import AlertEpisode
 from farm.devstack.demo import demo_seed
 from notifications.demo import demo_channels_ensure
 from notifications.models import ChannelKind, Delivery, DeliveryState, InboxItem, NotificationChannel
@@ -42,7 +43,8 @@ def test_a_demo_alert_rings_the_bell_and_lands_in_the_mail_sink(tmp_path: Path, 
         wait_until(lambda: Delivery.objects.filter(state=DeliveryState.SENT).count() == 2, timeout=10, what="sends")
     [item] = InboxItem.objects.filter(user_id=seed.user.pk)
     assert "Pump battery low" in item.subject
-    assert item.link == f"/farms/{seed.farm.slug}/alerts/"
+    [episode] = AlertEpisode.objects.filter(rule__farm=seed.farm, rule__name="Pump battery low")
+    assert item.link == f"/farms/{seed.farm.slug}/alerts/{episode.pk}/"  # the alert's own page
     [mail] = list(sink.iterdir())
     message = message_from_bytes(mail.read_bytes())
     assert message["To"] == "demo@furrow.localhost"
