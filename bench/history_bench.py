@@ -386,9 +386,11 @@ def drain(*, batches: int, batch: int, now: datetime) -> dict[str, float]:
     per_message = max(1, batch // devices)
     seconds = {"on": 0.0, "off": 0.0}
     readings = {"on": 0, "off": 0}
-    # A quarter second off the loaded readings' whole seconds: no batch collides with them (a
-    # collision would send both modes down the redelivery path and measure that instead).
-    base = int(now.timestamp()) - 3 * 86400 + 0.25
+    # The hour before the load's end, as a backlog after an outage would be: the buckets exist
+    # and are updated by every batch. A quarter second off the loaded readings' whole seconds,
+    # so no batch collides with them (a collision would send both modes down the redelivery
+    # path and measure that instead).
+    base = int(now.timestamp()) - 3600 + 0.25
     for b in range(batches * 2):
         mode = "on" if b % 2 == 0 else "off"
         (register_batch_writer if mode == "on" else unregister_batch_writer)(rollups_write)
