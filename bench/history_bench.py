@@ -329,8 +329,8 @@ def export(*, url: str, fast: list[int], now: datetime, port: int) -> dict[str, 
 
     from farm.models import Farm, Membership, Role
 
-    user = get_user_model().objects.create_user(username="bench-viewer", password="bench-viewer-password")
-    Membership.objects.create(farm=Farm.objects.get(slug="bench"), user=user, role=Role.VIEWER)
+    user, _ = get_user_model().objects.get_or_create(username="bench-viewer")
+    Membership.objects.get_or_create(farm=Farm.objects.get(slug="bench"), user=user, defaults={"role": Role.VIEWER})
     client = Client()
     client.force_login(user)
     cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
