@@ -4,22 +4,22 @@
         .venv/bin/python bench/history_bench.py [--rows 50000000] [--sensors 300] [--fast 5] [--repeat 30]
 
 Run by hand, never by ``make test``. It drops, creates and migrates ``<DATABASE_URL name>_histbench``
-(nothing else on the server is touched) and:
+(nothing else on the server is touched; dropped again at the end unless ``--keep``; ``--reuse``
+measures a kept one without loading) and:
 
-1. loads ``--rows`` readings over the year before now: ``--fast`` sensors every 10 s, the rest
-   of ``--sensors`` at the interval that makes up the total; rows go in with one
-   ``INSERT … SELECT generate_series`` per sensor group (server-side, into the partitions), then
-   the rollups are built from them in one pass (``rollups_rebuild``) and everything is
-   ``VACUUM ANALYZE``d;
+1. loads ``--rows`` readings over the year before now (``load``): ``--fast`` sensors every 10 s,
+   the rest of ``--sensors`` at the interval that makes up the total, generated in the server;
+   builds the rollups set-based (``build_rollups``), checks a few against a recompute and runs
+   ``VACUUM ANALYZE``;
 2. times ``sensor_series`` (``max_points=2000``, as the history page asks) against today's raw query
    (the bucketed ``date_bin`` over raw readings that ``sensor_series`` ran before rollups), same
    windows, same run: one 10-s sensor over 30 days and over a year, 8 sensors over a year;
    ``--repeat`` windows each, ending at random times; server time measured around the statement;
-3. exports 1,000,000 raw rows (or all there are) through ``export_lines`` (the export view's
-   generator): rows/s, and this process's RSS before and at the end;
-4. drains ``--drain-batches`` ingest batches of ``--batch`` readings through the real store
-   (``Ingestor.ingest``: decode, COPY, batch writers, commit) with the rollup writer registered and
-   unregistered, alternating, and reports readings/s of each and the ratio.
+3. exports ~1.04 M raw rows in process (``export_lines``) and over HTTP from daphne (``export``):
+   rows/s, and daphne's RSS before and at its peak;
+4. drains ``--drain-batches`` pairs of ``--batch``-reading ingest batches through the real store
+   (``Ingestor.store``: COPY, batch writers, commit) with the rollup writer registered and
+   unregistered, alternating, and reports readings/s of each, the ratio and the HOT share.
 """
 
 from __future__ import annotations
