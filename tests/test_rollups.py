@@ -144,5 +144,5 @@ def test_quarter_runs_split_at_quarter_hours_and_skip_non_finite_values():
     assert quarters.start_us == [-q, 0, q]
     assert quarters.count == [1, 1, 1]
     assert (quarters.first_value, quarters.last_value) == ([1.0, 2.0, 4.0], [1.0, 2.0, 4.0])
-    assert quarters.value_run == [0, 1, 2]
+    assert quarters.first_index == [1, 2, 3]
     assert quarters.values == [1.0, 2.0, 4.0]

@@ -3,7 +3,8 @@
 Each sensor's readings arrive sorted by time (``BatchOutcome.series``), so a quarter hour
 of one sensor is a contiguous run, found by bisection; count, min, max, first and last of a
 run come from slices at C speed, with no object per reading. Only the exact sum is left to
-PostgreSQL (``numeric``, summed per run). Every zone's offset is a whole number of quarter
+PostgreSQL (``numeric``, summed per run over its slice of ``values``: the run's ``count``
+values from ``first_index``). Every zone's offset is a whole number of quarter
 hours, so a quarter never straddles a local midnight and folds into exactly one hour and one
 local day.
 """
@@ -23,7 +24,7 @@ QUARTER_US: Final = 900_000_000
 
 @dataclass(slots=True)
 class Quarters:
-    """Column arrays: one entry per run, and the run number of every value (for the sums)."""
+    """Column arrays: one entry per run; every finite value, run after run (for the sums)."""
 
     sensor_id: list[int] = field(default_factory=list)
     start_us: list[int] = field(default_factory=list)
@@ -34,7 +35,8 @@ class Quarters:
     first_value: list[float] = field(default_factory=list)
     last_us: list[int] = field(default_factory=list)
     last_value: list[float] = field(default_factory=list)
-    value_run: list[int] = field(default_factory=list)
+    first_index: list[int] = field(default_factory=list)
+    """Where the run's values start in ``values``, counted from 1 (PostgreSQL's array subscripts)."""
     values: list[float] = field(default_factory=list)
 
 
@@ -49,7 +51,6 @@ def _finite(ts: list[int], values: list[float]) -> tuple[list[int], list[float]]
 def quarters_of(series: Mapping[int, SensorSeries]) -> Quarters:
     """Every sensor's readings cut into quarter-hour runs (µs since the epoch, floored)."""
     out = Quarters()
-    run = 0
     for sensor_id in sorted(series):
         ts, values = _finite(series[sensor_id].ts, series[sensor_id].values)
         i, n = 0, len(ts)
@@ -66,8 +67,7 @@ def quarters_of(series: Mapping[int, SensorSeries]) -> Quarters:
             out.first_value.append(values[i])
             out.last_us.append(ts[j - 1])
             out.last_value.append(values[j - 1])
-            out.value_run.extend([run] * (j - i))
+            out.first_index.append(len(out.values) + 1)
             out.values.extend(chunk)
-            run += 1
             i = j
     return out

@@ -3,7 +3,8 @@
 ``rollups_write`` is a batch writer (the durable lane): it folds a batch's *new* readings
 (``outcome.series()``: a redelivered reading is not in it) into the hour and day buckets
 they fall in, in one statement for both tables, from quarter-hour runs cut in Python
-(sensors/history/quarters.py; ~2 ms and ~5 ms of SQL for a 5,000-reading batch, measured).
+(sensors/history/quarters.py; for a 5,000-reading batch of 100 sensors ~1 ms of Python and
+~5 ms of SQL on a quiet machine, 10-20 ms under load: docs/benchmarks.md, "History").
 Folding is exact and order-free: count and (numeric) sum add, min and max take the
 extremes, first and last keep the reading with the earliest and latest time, so a late or
 backfilled reading lands in its old bucket exactly as if it had come on time. A batch that
@@ -16,13 +17,14 @@ when the clocks change. Changing a farm's time zone leaves its old days as they 
 Measured against the alternative (record dirty buckets in the transaction, recompute them
 from raw rows in a task): the in-transaction fold reads nothing back, costs one statement
 per batch (README, "History"), and is fresh at commit; a recompute reads every raw row of
-every touched bucket again and is fresh only when the task runs.
+every touched bucket again and is fresh only when the task runs. The price is on the ingest
+path: draining with rollups runs at ~0.65-0.75x of draining without (the issue asks 0.9x;
+an append-only log of dirty hours measured 0.95-1.03x), see docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
@@ -31,26 +33,26 @@ from django.db import connection
 
 from sensors.hooks import BatchOutcome
 
+from . import pgarrays
+from .pgarrays import float8_array, int4_array, int8_array
 from .quarters import quarters_of
 
 # One statement: the batch's quarter-hour runs (sensors/history/quarters.py) and, for their
-# exact sums, its values, bound in binary; the runs are folded into hours and the farms'
-# local days and upserted in key order (two workers upsert the same buckets in one order: no
-# deadlock).
+# exact sums, its values; each run's sum is taken over its own slice of the values (no per-value
+# run number to send). The runs are folded into hours and the farms' local days and upserted
+# in key order (two workers upsert the same buckets in one order: no deadlock). Every array is
+# bound prebuilt in binary (sensors/history/pgarrays.py).
 _FOLD_SQL = """
-WITH sums AS (
-    SELECT u.run, sum(least(greatest(u.value, -1e250::float8), 1e250::float8)::numeric) AS sum
-    FROM unnest(%(value_run)b::int8[], %(values)b::float8[]) AS u(run, value)
-    GROUP BY 1
-), q AS MATERIALIZED (
-    SELECT k.sensor_id, 'epoch'::timestamptz + k.start_us * interval '1 microsecond' AS quarter, k.count, s.sum,
+WITH q AS MATERIALIZED (
+    SELECT k.sensor_id, 'epoch'::timestamptz + k.start_us * interval '1 microsecond' AS quarter, k.count,
+           (SELECT sum(least(greatest(v, -1e250::float8), 1e250::float8)::numeric)
+            FROM unnest((%(values)b::float8[])[k.first_index : k.first_index + k.count - 1]) AS v) AS sum,
            k.min, k.max, 'epoch'::timestamptz + k.first_us * interval '1 microsecond' AS first_ts, k.first_value,
            'epoch'::timestamptz + k.last_us * interval '1 microsecond' AS last_ts, k.last_value
     FROM unnest(%(sensor_id)b::int8[], %(start_us)b::int8[], %(count)b::int8[], %(min)b::float8[],
                 %(max)b::float8[], %(first_us)b::int8[], %(first_value)b::float8[], %(last_us)b::int8[],
-                %(last_value)b::float8[])
-        WITH ORDINALITY AS k(sensor_id, start_us, count, min, max, first_us, first_value, last_us, last_value, run)
-    JOIN sums s ON s.run = k.run - 1
+                %(last_value)b::float8[], %(first_index)b::int4[])
+        AS k(sensor_id, start_us, count, min, max, first_us, first_value, last_us, last_value, first_index)
 ), zones AS (
     SELECT s.id AS sensor_id, f.time_zone FROM sensors_sensor s
     JOIN sensors_device d ON d.id = s.device_id JOIN farm_farm f ON f.id = d.farm_id
@@ -82,7 +84,8 @@ _FOLD = """count = o.count + EXCLUDED.count, sum = o.sum + EXCLUDED.sum,
     last_value = CASE WHEN EXCLUDED.last_ts > o.last_ts THEN EXCLUDED.last_value ELSE o.last_value END,
     last_ts = greatest(o.last_ts, EXCLUDED.last_ts)"""
 # Bound by the server, arrays in binary (%(…)b): Django's client-side binding would spell out a
-# batch's numbers as SQL text (~25 ms a 5,000-reading batch, more than the statement itself).
+# batch's numbers as SQL text (~25 ms a 5,000-reading batch, more than the statement itself), and
+# psycopg's list dumper costs ~0.25 µs an element (pgarrays.py).
 FOLD_SQL = _FOLD_SQL.format(refold=_REFOLD, fold=_FOLD)
 
 # The same buckets computed from the raw readings: what the fold must always equal.
@@ -110,10 +113,23 @@ def rollups_write(outcome: BatchOutcome) -> None:
     quarters = quarters_of(outcome.series())
     if not quarters.count:
         return
-    params: dict[str, Any] = {f.name: getattr(quarters, f.name) for f in fields(quarters)}
-    params["distinct_ids"] = sorted(set(quarters.sensor_id))
+    params: dict[str, Any] = {
+        "sensor_id": int8_array(quarters.sensor_id),
+        "start_us": int8_array(quarters.start_us),
+        "count": int8_array(quarters.count),
+        "min": float8_array(quarters.min),
+        "max": float8_array(quarters.max),
+        "first_us": int8_array(quarters.first_us),
+        "first_value": float8_array(quarters.first_value),
+        "last_us": int8_array(quarters.last_us),
+        "last_value": float8_array(quarters.last_value),
+        "first_index": int4_array(quarters.first_index),
+        "values": float8_array(quarters.values),
+        "distinct_ids": int8_array(sorted(set(quarters.sensor_id))),
+    }
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        pgarrays.register(cursor)
         cursor.execute(FOLD_SQL, params, prepare=True)  # the same statement every batch: planned once
 
 
