@@ -475,14 +475,21 @@ def phase_a(args: argparse.Namespace, port: int, seeded: Seeded, receivers: Rece
 # --- (b) ---------------------------------------------------------------------------------------
 
 
-def deliveries_open(farm_id: int) -> int:
+def storm_done(farm_id: int) -> bool:
+    """Every transition planned (the outbox is drained) and every message of the farm sent or given up."""
     from notifications.models import Delivery
+    from outbox.models import OutboxMessage
 
-    return Delivery.objects.filter(farm_id=farm_id, state__in=["queued", "pending"]).count()
+    if OutboxMessage.objects.filter(processed_at__isnull=True, failed_at__isnull=True).exists():
+        return False
+    return not Delivery.objects.filter(farm_id=farm_id, state__in=["queued", "pending"]).exists()
 
 
 def phase_b(args: argparse.Namespace, port: int, seeded: Seeded, receivers: Receivers) -> dict[str, Any]:
+    from django.db.models import Max, Min
+
     from alerts.models import AlertEpisode
+    from notifications.models import Delivery
 
     publisher = Publisher(port)
     started, started_at = time.monotonic(), time.time()
@@ -503,11 +510,12 @@ def phase_b(args: argparse.Namespace, port: int, seeded: Seeded, receivers: Rece
     fired = AlertEpisode.objects.filter(rule__farm_id=farm_id)
     fired_span = [min(e.started_at for e in fired), max(e.started_at for e in fired)]
     log(f"    {acked} acked in {published_in:.2f} s; {fired.count()} fired; waiting for the grouped messages")
-    time.sleep(5)  # the drain plans them all
-    wait_until(lambda: deliveries_open(farm_id) == 0, timeout=args.tail + 60, interval=1.0, what="the storm's sends")
+    wait_until(lambda: storm_done(farm_id), timeout=args.tail + 120, interval=1.0, what="the storm's sends")
     time.sleep(2)  # the last request's arrival is recorded
     keys = set(event_uids([farm_id]))
+    planned = Delivery.objects.filter(farm_id=farm_id).aggregate(first=Min("created_at"), last=Max("created_at"))
     return {
+        "planned_within_seconds": round((planned["last"] - planned["first"]).total_seconds(), 2),
         "acked": acked,
         "published_seconds": round(published_in, 2),
         "episodes": fired.count(),

@@ -12,8 +12,6 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.contrib.auth import get_user_model
-
 from alerts.models import AlertEpisode, AlertRule, Kind
 from notifications.events import NotificationEvent
 from notifications.models import Severity, Transition
@@ -30,8 +28,7 @@ def alert_transition_notify(payload: dict[str, Any]) -> None:
     if episode is None:  # the rule or sensor was deleted since: nothing left to tell about
         return
     event = alert_event(episode=episode, payload=payload)
-    users = get_user_model().objects.filter(pk__in=recipient_ids(farm=episode.rule.farm))
-    notifications_plan(event=event, recipients=list(users))
+    notifications_plan(event=event, recipient_ids=recipient_ids(farm=episode.rule.farm))
 
 
 def alert_event(*, episode: AlertEpisode, payload: dict[str, Any]) -> NotificationEvent:
