@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from alerts.models import AlertEpisode, AlertRule, Kind
@@ -43,7 +42,7 @@ def alert_transition_notify(payload: dict[str, Any]) -> None:
         named = list(rule.notify_users.values_list("pk", flat=True))
         ids = recipient_ids(farm=rule.farm, roles=rule.notify_roles, user_ids=named)
     event = alert_event(episode=episode, payload=payload)
-    notifications_plan(event=event, recipients=list(get_user_model().objects.filter(pk__in=ids)))
+    notifications_plan(event=event, recipient_ids=ids)
 
 
 def episode_event_keys(episode: AlertEpisode) -> list[str]:

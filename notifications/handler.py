@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.contrib.auth.models import User
-
 from farm.models import Farm
 from notifications.events import NotificationEvent
 from notifications.services import notifications_plan
@@ -32,5 +30,5 @@ def handle_notification_event(payload: dict[str, Any]) -> None:
     except Farm.DoesNotExist:
         logger.info("notification %s dropped: its farm was deleted", payload["event"].get("key"))
         return  # nobody is left to tell; retrying would only fail again
-    recipients = list(User.objects.filter(pk__in=payload.get("recipient_ids", []), is_active=True))
-    notifications_plan(event=event, recipients=recipients)
+    # Planning tells only active members of the farm: the ids need no query of their own.
+    notifications_plan(event=event, recipient_ids=[int(pk) for pk in payload.get("recipient_ids", [])])

@@ -38,15 +38,23 @@ from notifications.sending import delivery_schedule
 MESSAGE_STATES = [DeliveryState.QUEUED, DeliveryState.PENDING, DeliveryState.SENT, DeliveryState.FAILED]
 
 
-def notifications_plan(*, event: NotificationEvent, recipients: Sequence[User]) -> list[Delivery]:
-    """Create the deliveries of ``event`` for ``recipients`` in the caller's transaction.
+def notifications_plan(
+    *, event: NotificationEvent, recipients: Sequence[User] = (), recipient_ids: Sequence[int] = ()
+) -> list[Delivery]:
+    """Create the deliveries of ``event`` for ``recipients`` (or users by id) in the caller's transaction.
 
     Only current members of the event's farm are told. Messages to send now, and batches due
     soon, are handed to Celery after the commit; the rest wait for their due time (the sweep).
+
+    A storm plans hundreds of events one after another in the outbox drain, each waiting for
+    the database on every statement, so this keeps to one statement per step: the deliveries
+    go in one insert, and inside a caller's transaction (the drain's savepoint) no savepoint of
+    its own (bench/notify_bench.py, docs/benchmarks.md).
     """
     now = timezone.now()
-    with transaction.atomic():
-        channels = _channels_to_tell(event, recipients)
+    user_ids = {u.pk for u in recipients} | set(recipient_ids)
+    with transaction.atomic(savepoint=False):
+        channels = _channels_to_tell(event, user_ids)
         if not channels:
             return []
         prefs = _prefs_of({c.user_id for c in channels})
@@ -63,15 +71,16 @@ def notifications_plan(*, event: NotificationEvent, recipients: Sequence[User]) 
                 recent=recent.get(channel.pk, Recent()),
                 window=window,
             )
-            created.append(_delivery_create(event, channel, plan, batches, now))
+            created.append(_delivery_of(event, channel, plan, batches, now))
+        Delivery.objects.bulk_create(created)
     for delivery in created:
         if delivery.state == DeliveryState.QUEUED:
             delivery_schedule(delivery.pk, delivery.due_at, now)
     return created
 
 
-def _channels_to_tell(event: NotificationEvent, recipients: Sequence[User]) -> list[NotificationChannel]:
-    members = Membership.objects.filter(farm=event.farm, user__in=[u.pk for u in recipients], user__is_active=True)
+def _channels_to_tell(event: NotificationEvent, user_ids: set[int]) -> list[NotificationChannel]:
+    members = Membership.objects.filter(farm=event.farm, user__in=sorted(user_ids), user__is_active=True)
     # Locked in id order: concurrent plans for the same channels queue up instead of deadlocking.
     channels = [
         c
@@ -136,9 +145,10 @@ def _recent(
     return recent, batches
 
 
-def _delivery_create(
+def _delivery_of(
     event: NotificationEvent, channel: NotificationChannel, plan: Plan, batches: dict[int, Delivery], now: datetime
 ) -> Delivery:
+    """The delivery of ``event`` to ``channel``, unsaved (the caller inserts them in one go); a batch it joins is."""
     message = single_message(event=event, key=_key(event, channel))
     delivery = Delivery(
         key=message.key,
@@ -160,7 +170,6 @@ def _delivery_create(
         delivery.batch = _batch_for(
             channel, event, batches, due=plan.fold_until, pull_forward=plan.pull_forward, now=now
         )
-    delivery.save(force_insert=True)
     return delivery
 
 
