@@ -1,6 +1,8 @@
 """The time-driven alert sweep (Celery beat): what changes with time alone, batch-shaped.
 
-- pending → firing when "for N" elapsed with no new reading (``evaluate.tick``);
+- pending → firing when "for N" elapsed with no new reading (``evaluate.tick``), done in SQL:
+  one statement fires every due state and opens its episode, one more queues the outbox rows
+  (the case where thousands are due at once; no row or payload goes through Python);
 - no data: a sensor silent for the rule's duration fires (states are first created for
   every covered sensor, their silence counted from the newest reading);
 - device offline: a rule's state follows its device's status (rules created while a

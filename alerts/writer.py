@@ -43,8 +43,9 @@ __all__ = ["TRANSITION_TOPIC", "alerts_write_batch", "rule_index"]
 rule_index = RuleIndex()
 
 _Work = tuple[RuleEntry, Pair, int, SensorSeries]
+"""(rule, (rule id, sensor id), device id, the sensor's new readings)."""
 _DeviceWork = tuple[RuleEntry, Pair, int, None]
-"""(rule, (rule id, sensor id), device id, the sensor's new readings or None for a device change)."""
+"""The same for a device-offline rule whose device's status changed (no readings)."""
 
 
 def alerts_write_batch(outcome: BatchOutcome) -> None:
@@ -62,7 +63,7 @@ def alerts_write_batch(outcome: BatchOutcome) -> None:
         sensor_ids=(pair[1] for _, pair, _, _ in work), pairs=always + [pair for _, pair, _, _ in offline_work]
     )
     changes = Changes(now=now)
-    woken: list[tuple[RuleEntry, Pair, int, SensorSeries]] = []
+    woken: list[_Work] = []
     for rule, pair, device_id, series in work:
         before = loaded.get(pair)
         if before is None and rule.condition.kind in THRESHOLD_KINDS:
@@ -80,7 +81,7 @@ def alerts_write_batch(outcome: BatchOutcome) -> None:
     outcome.note(NOTE, changes.save())
 
 
-def _apply_woken(changes: Changes, woken: list[tuple[RuleEntry, Pair, int, SensorSeries]]) -> None:
+def _apply_woken(changes: Changes, woken: list[_Work]) -> None:
     """OK states a reading breaches: evaluated from the newest reading their sensor had before this batch."""
     if not woken:
         return
