@@ -34,6 +34,7 @@ Status = Literal["ok", "pending", "firing"]
 TransitionKind = Literal["pending", "cancelled", "fired", "resolved"]
 
 NEEDS_A_PERSON: Final = frozenset({"fired", "resolved"})
+THRESHOLD_KINDS: Final = frozenset({"above", "below", "outside"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +102,23 @@ def badness(cond: Condition, value: float) -> float:
     if cond.kind == "outside":
         return max(_level(cond.threshold) - value, value - _level(cond.threshold_high))
     return value
+
+
+def stays_ok(cond: Condition, values: Sequence[float]) -> bool:
+    """True when no value breaches a threshold condition (False for the other kinds).
+
+    From OK, ``evaluate_readings`` then makes no transition and changes nothing but ``last_ts``
+    and ``current``: the ingest writer's fast path, one ``min``/``max`` over a sensor's new values.
+    """
+    if not values:
+        return True
+    if cond.kind == "above":
+        return max(values) <= _level(cond.threshold)
+    if cond.kind == "below":
+        return min(values) >= _level(cond.threshold)
+    if cond.kind == "outside":
+        return _level(cond.threshold) <= min(values) and max(values) <= _level(cond.threshold_high)
+    return False
 
 
 def _level(value: float | None) -> float:

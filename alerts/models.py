@@ -176,7 +176,9 @@ class AlertRule(models.Model):
 class AlertEpisode(models.Model):
     """One time a rule fired for one sensor: from firing to resolved, with who acknowledged it."""
 
-    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="episodes")
+    # No index of its own: (rule, -started_at) and (rule, sensor, started_at) lead with it, and
+    # the sweep inserts thousands of episodes at once (every index is written for each).
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="episodes", db_index=False)
     sensor = models.ForeignKey(Sensor, on_delete=models.CASCADE, related_name="alert_episodes")
     started_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)
@@ -245,8 +247,10 @@ class AlertEpisode(models.Model):
 class AlertState(models.Model):
     """Where one rule stands for one sensor; the writer and the sweep read and write it in batches."""
 
-    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="states")
-    sensor = models.ForeignKey(Sensor, on_delete=models.CASCADE, related_name="alert_states")
+    # No indexes of their own: (rule, sensor) leads with the rule, alertstate_sensor_idx is the
+    # sensor's; a state that fires changes indexed columns, so every index is written for each.
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="states", db_index=False)
+    sensor = models.ForeignKey(Sensor, on_delete=models.CASCADE, related_name="alert_states", db_index=False)
     state = models.CharField(max_length=16, choices=StateName.choices, default=StateName.OK)
     since = models.DateTimeField(help_text="When the state was entered (device time for readings).")
     last_ts = models.DateTimeField(null=True, blank=True, help_text="The newest reading evaluated.")

@@ -19,7 +19,7 @@ from django.db import connection
 from alerts.evaluate import Evaluation, State, Transition
 from alerts.index import RuleEntry
 from alerts.signals import AlertChange, LiveTransition
-from outbox.services import OutboxItem, outbox_enqueue_many
+from outbox.services import OutboxItem, outbox_enqueue_many, outbox_enqueue_query
 
 TRANSITION_TOPIC: Final = "alerts.transition"
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -63,7 +63,7 @@ class Loaded:
 # Times travel as integer µs since the epoch (exact: PostgreSQL's own resolution), not as
 # datetimes: parsing and quoting a datetime per column per state was a third of the ingest
 # writer's time on a batch touching a thousand states (bench/alerts_bench.py).
-_LOAD_SQL = """
+_SELECT_STATES = """
 SELECT st.rule_id, st.sensor_id, st.state,
        floor(extract(epoch FROM st.since) * 1000000)::bigint,
        floor(extract(epoch FROM st.last_ts) * 1000000)::bigint,
@@ -74,10 +74,16 @@ SELECT st.rule_id, st.sensor_id, st.state,
        ep.first_value, ep.worst_value, ep.notified_at IS NOT NULL
 FROM alerts_alertstate st
 LEFT JOIN alerts_alertepisode ep ON ep.id = st.episode_id AND ep.ended_at IS NULL
-WHERE (st.rule_id, st.sensor_id) IN (SELECT * FROM unnest(%s::bigint[], %s::bigint[]))
+WHERE {where}
 ORDER BY st.rule_id, st.sensor_id
 FOR UPDATE OF st
 """
+_PAIRS = "(st.rule_id, st.sensor_id) IN (SELECT * FROM unnest(%s::bigint[], %s::bigint[]))"
+_LOAD_SQL = _SELECT_STATES.format(where=_PAIRS)
+# The ingest writer's load: every state of the batch's sensors that is not OK (the partial
+# index alertstate_active_idx: few, whatever the number of rules), plus the pairs it always
+# needs (no-data and device-offline rules).
+_LOAD_LIVE_SQL = _SELECT_STATES.format(where=f"(st.state <> 'ok' AND st.sensor_id = ANY(%s::bigint[])) OR {_PAIRS}")
 
 
 def states_load(pairs: Iterable[Pair]) -> dict[Pair, Loaded]:
@@ -85,8 +91,22 @@ def states_load(pairs: Iterable[Pair]) -> dict[Pair, Loaded]:
     rules, sensors = _columns(sorted(set(pairs)), 2)
     if not rules:
         return {}
+    return _loaded(_LOAD_SQL, [rules, sensors])
+
+
+def states_load_live(*, sensor_ids: Iterable[int], pairs: Iterable[Pair]) -> dict[Pair, Loaded]:
+    """Every state of ``sensor_ids`` that is not OK, and the stored states of ``pairs``, locked until the end.
+
+    A pair absent from the result is OK or has no row yet, which for a threshold rule is the
+    same thing: its row holds nothing that evaluating from OK needs (see ``alerts.writer``).
+    """
+    rules, sensors = _columns(sorted(set(pairs)), 2)
+    return _loaded(_LOAD_LIVE_SQL, [sorted(set(sensor_ids)), rules, sensors])
+
+
+def _loaded(sql: str, params: list[list[int]]) -> dict[Pair, Loaded]:
     with connection.cursor() as cursor:
-        cursor.execute(_LOAD_SQL, [rules, sensors])
+        cursor.execute(sql, params)
         rows = cursor.fetchall()
     out: dict[Pair, Loaded] = {}
     for rule_id, sensor_id, status, since, last_ts, pending, clear, current, worst, ep_id, *ep in rows:
@@ -180,20 +200,35 @@ class Changes:
         self, kind: LiveTransition, e: Episode, rule: RuleEntry, device_id: int, at: int, value: float | None
     ) -> AlertChange:
         assert e.id is not None  # saved: inserted episodes got their ids
-        return AlertChange(
-            farm_id=rule.farm_id,
-            episode_id=e.id,
-            transition=kind,
-            rule_id=rule.id,
-            rule_name=rule.name,
-            severity=rule.severity,
-            sensor_id=e.sensor_id,
-            device_id=device_id,
-            started_at=from_us(e.started_at) or _EPOCH,
-            at=from_us(at) or _EPOCH,
-            value=value,
-            worst=e.worst_value,
-        )
+        started, moment = from_us(e.started_at) or _EPOCH, from_us(at) or _EPOCH
+        return live_change(kind, rule, (e.id, e.sensor_id, device_id), started, moment, value, e.worst_value)
+
+
+def live_change(
+    kind: LiveTransition,
+    rule: RuleEntry,
+    ids: tuple[int, int, int],
+    started_at: datetime,
+    at: datetime,
+    value: float | None,
+    worst: float | None,
+) -> AlertChange:
+    """One transition as live clients see it; ``ids`` are (episode, sensor, device)."""
+    episode_id, sensor_id, device_id = ids
+    return AlertChange(
+        farm_id=rule.farm_id,
+        episode_id=episode_id,
+        transition=kind,
+        rule_id=rule.id,
+        rule_name=rule.name,
+        severity=rule.severity,
+        sensor_id=sensor_id,
+        device_id=device_id,
+        started_at=started_at,
+        at=at,
+        value=value,
+        worst=worst,
+    )
 
 
 _INSERT_EPISODES_SQL = """
@@ -326,3 +361,27 @@ def outbox_item(n: Notice, *, key: str | None = None, extra: dict[str, Any] | No
             **(extra or {}),
         },
     )
+
+
+# ``outbox_item``'s payload for the "fired" of many episodes at once, built by PostgreSQL
+# (tests/test_alert_sweep.py checks the two agree): the sweep opens thousands in one
+# statement, and their payloads never travel through Python.
+_FIRED_ROWS_SQL = """
+SELECT %(topic)s::text, jsonb_build_object(
+           'transition', 'fired', 'episode', ep.id, 'rule', r.id, 'rule_name', r.name, 'farm', r.farm_id,
+           'sensor', ep.sensor_id, 'device', s.device_id, 'severity', r.severity, 'note', r.note,
+           'at', %(at)s::text, 'value', ep.first_value, 'worst', ep.worst_value),
+       ep.id || ':fired'
+FROM alerts_alertepisode ep
+JOIN alerts_alertrule r ON r.id = ep.rule_id
+JOIN sensors_sensor s ON s.id = ep.sensor_id
+WHERE ep.id = ANY(%(episodes)s::bigint[])
+"""
+
+
+def fired_enqueue(*, episode_ids: Sequence[int], at: datetime) -> int:
+    """The outbox rows of episodes that fired at ``at`` (their first value is the value), in one statement."""
+    if not episode_ids:
+        return 0
+    params = {"topic": TRANSITION_TOPIC, "at": at.isoformat(), "episodes": list(episode_ids)}
+    return outbox_enqueue_query(query=_FIRED_ROWS_SQL, params=params)

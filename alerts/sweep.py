@@ -1,6 +1,8 @@
 """The time-driven alert sweep (Celery beat): what changes with time alone, batch-shaped.
 
-- pending → firing when "for N" elapsed with no new reading (``evaluate.tick``);
+- pending → firing when "for N" elapsed with no new reading (``evaluate.tick``), done in SQL:
+  one statement fires every due state and opens its episode, one more queues the outbox rows
+  (the case where thousands are due at once; no row or payload goes through Python);
 - no data: a sensor silent for the rule's duration fires (states are first created for
   every covered sensor, their silence counted from the newest reading);
 - device offline: a rule's state follows its device's status (rules created while a
@@ -26,7 +28,7 @@ from django.utils import timezone
 from alerts.evaluate import Condition, Evaluation, State, device_status, tick
 from alerts.index import RuleIndex
 from alerts.signals import alert_changes_on_commit
-from alerts.store import Changes, Episode, Notice, outbox_item, states_load, to_us
+from alerts.store import Changes, Episode, Notice, fired_enqueue, live_change, outbox_item, states_load, to_us
 from outbox.services import outbox_enqueue_many
 
 logger = logging.getLogger(__name__)
@@ -54,17 +56,54 @@ WHERE r.enabled AND r.kind IN ('no_data', 'device_offline')
 ON CONFLICT (rule_id, sensor_id) DO NOTHING
 """
 
-# The states time may change now. Partial index alertstate_active_idx serves the
-# pending/firing half; the no-data half reads the (few) states of no-data rules.
+# Pending states whose "for N" elapsed with no reading since (for device-offline rules, the
+# device still offline) fire: ``evaluate.tick``'s pending → firing, for all of them in one
+# statement, however many (tests/test_alert_sweep.py holds it to ``tick``). Their episodes
+# open at ``now`` with the state's current and worst values; a muted rule's are not notified
+# (the unmuted pass below notifies them later). Partial index alertstate_active_idx serves it.
+_FIRE_SQL = """
+WITH due AS (
+    SELECT st.id, st.rule_id, st.sensor_id, s.device_id, st.current_value, st.worst_value, r.remind_seconds,
+           (r.muted_until IS NOT NULL AND r.muted_until > %(now)s) AS muted
+    FROM alerts_alertstate st
+    JOIN alerts_alertrule r ON r.id = st.rule_id AND r.enabled
+    JOIN sensors_sensor s ON s.id = st.sensor_id
+    JOIN sensors_device d ON d.id = s.device_id
+    WHERE st.state = 'pending' AND r.kind <> 'no_data'
+      AND st.pending_since <= %(now)s - make_interval(secs => r.for_seconds)
+      AND (r.kind <> 'device_offline' OR d.status = 'offline')
+    ORDER BY st.rule_id, st.sensor_id
+    FOR UPDATE OF st SKIP LOCKED
+), opened AS (
+    INSERT INTO alerts_alertepisode (rule_id, sensor_id, started_at, ended_at, end_reason, first_value, worst_value,
+        last_value, notified_at, reminders, next_reminder_at, ack_comment)
+    SELECT rule_id, sensor_id, %(now)s, NULL, '', current_value, worst_value, current_value,
+           CASE WHEN muted THEN NULL ELSE %(now)s END, 0,
+           CASE WHEN muted OR remind_seconds IS NULL THEN NULL
+                ELSE %(now)s + make_interval(secs => remind_seconds) END, ''
+    FROM due
+    RETURNING id, rule_id, sensor_id
+), fired AS (
+    UPDATE alerts_alertstate st
+    SET state = 'firing', since = %(now)s, pending_since = NULL, clear_since = NULL, episode_id = o.id,
+        updated_at = %(now)s
+    FROM opened o JOIN due USING (rule_id, sensor_id)
+    WHERE st.id = due.id
+)
+SELECT o.id, due.rule_id, due.sensor_id, due.device_id, due.current_value, due.worst_value, due.muted
+FROM opened o JOIN due USING (rule_id, sensor_id)
+"""
+
+# The other states time may change now, evaluated in Python: no-data states silent for their
+# rule's duration (the few states of no-data rules), and device-offline states that disagree
+# with their device (a pending one whose device is still offline is _FIRE_SQL's).
 _DUE_SQL = """
 SELECT st.rule_id, st.sensor_id, d.id, d.status = 'offline'
 FROM alerts_alertstate st
 JOIN alerts_alertrule r ON r.id = st.rule_id AND r.enabled
 JOIN sensors_sensor s ON s.id = st.sensor_id
 JOIN sensors_device d ON d.id = s.device_id
-WHERE (st.state = 'pending' AND r.kind <> 'no_data'
-       AND st.pending_since <= %(now)s - make_interval(secs => r.for_seconds))
-   OR (r.kind = 'no_data' AND st.state = 'ok'
+WHERE (r.kind = 'no_data' AND st.state = 'ok'
        AND coalesce(st.last_ts, st.since) <= %(now)s - make_interval(secs => r.for_seconds))
    OR (r.kind = 'device_offline' AND (d.status = 'offline') <> (st.state <> 'ok'))
 ORDER BY st.rule_id, st.sensor_id
@@ -124,9 +163,11 @@ def alerts_sweep(*, now: datetime | None = None) -> SweepResult:
         with connection.cursor() as cursor:
             cursor.execute(_MATERIALIZE_SQL, params)
             created = cursor.rowcount
+            cursor.execute(_FIRE_SQL, params)
+            fired = cursor.fetchall()
             cursor.execute(_DUE_SQL, params)
             due = cursor.fetchall()
-        changed = _evaluate_due(due, now)
+        changed = _fired(fired, now) + _evaluate_due(due, now)
         reminders = _episode_notices(_REMINDERS_SQL, now, "reminder")
         unmuted = _episode_notices(_UNMUTED_SQL, now, "fired")
         escalations = _episode_notices(_ESCALATIONS_SQL, now, "escalation")
@@ -139,6 +180,19 @@ def alerts_sweep(*, now: datetime | None = None) -> SweepResult:
             escalations,
         )
     return SweepResult(created, changed, reminders, unmuted, escalations)
+
+
+def _fired(rows: list[tuple[int, int, int, int, float | None, float | None, bool]], now: datetime) -> int:
+    """The outbox rows and live changes of the episodes ``_FIRE_SQL`` opened."""
+    fired_enqueue(episode_ids=[row[0] for row in rows if not row[6]], at=now)
+    rules = sweep_index.rules_by_id()
+    changes = [
+        live_change("fired", rule, (episode_id, sensor_id, device_id), now, now, value, worst)
+        for episode_id, rule_id, sensor_id, device_id, value, worst, _ in rows
+        if (rule := rules.get(rule_id)) is not None
+    ]
+    alert_changes_on_commit(changes)
+    return len(rows)
 
 
 def _evaluate_due(due: list[tuple[int, int, int, bool]], now: datetime) -> int:

@@ -86,6 +86,32 @@ def outbox_enqueue_many(*, items: Sequence[OutboxItem]) -> None:
     transaction.on_commit(request_drain)
 
 
+_INSERT_SELECT_SQL = """
+INSERT INTO outbox_outboxmessage (topic, payload, key, created_at, available_at, attempts, last_error)
+SELECT q.topic, q.payload, q.key, %(outbox_now)s, %(outbox_now)s, 0, ''
+FROM ({query}) AS q(topic, payload, key)
+ON CONFLICT (topic, key) DO NOTHING
+"""
+
+
+def outbox_enqueue_query(*, query: str, params: dict[str, Any]) -> int:
+    """Add the rows ``query`` yields, ``(topic text, payload jsonb, key text)``, in one statement; how many were new.
+
+    ``outbox_enqueue_many``'s contract (in the caller's transaction, idempotent by (topic,
+    key), a drain nudged after the commit) for work the database already holds: thousands of
+    rows cost one statement, with no payload travelling through Python. ``params`` are the
+    query's named parameters (``outbox_now`` is taken).
+    """
+    if not connection.in_atomic_block:
+        raise RuntimeError("outbox_enqueue_query must run inside the transaction that caused the work")
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_SELECT_SQL.format(query=query), {**params, "outbox_now": timezone.now()})
+        added = int(cursor.rowcount)
+    if added:
+        transaction.on_commit(request_drain)
+    return added
+
+
 def outbox_enqueue(*, topic: str, payload: dict[str, Any], key: str | None = None) -> None:
     outbox_enqueue_many(items=[OutboxItem(topic, payload, key)])
 

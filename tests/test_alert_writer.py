@@ -74,6 +74,43 @@ def test_a_late_recovery_older_than_the_state_does_not_resolve_it():
     assert AlertState.objects.get().state == "firing"
 
 
+def test_a_late_breach_older_than_the_newest_reading_does_not_fire_an_ok_state():
+    now = probe_with_rule()
+    ingest({"ts": now - 10, "soil_moisture": 30})
+    ingest({"ts": now - 60, "soil_moisture": 5}, {"ts": now - 50, "soil_moisture": 6})  # flushed late
+    assert (AlertState.objects.count(), AlertEpisode.objects.count(), transitions()) == (0, 0, [])
+    ingest({"ts": now - 5, "soil_moisture": 5})
+    assert AlertState.objects.get().state == "firing"
+
+
+def test_a_late_breach_in_a_batch_with_newer_readings_is_evaluated_in_device_time_order():
+    now = probe_with_rule()
+    ingest({"ts": now - 30, "soil_moisture": 30})
+    ingest({"ts": now - 10, "soil_moisture": 25}, {"ts": now - 20, "soil_moisture": 5})  # both newer
+    assert [e.worst_value for e in AlertEpisode.objects.all()] == [5.0]
+    assert AlertState.objects.get().state == "ok"  # fired at -20, resolved at -10 (25 >= the clear level 23)
+
+
+def test_readings_that_leave_a_state_ok_write_nothing_to_it():
+    now = probe_with_rule()
+    ingest({"ts": now - 40, "soil_moisture": 30})
+    assert AlertState.objects.count() == 0  # OK needs no row
+    ingest({"ts": now - 30, "soil_moisture": 10}, {"ts": now - 20, "soil_moisture": 30})
+    resolved = AlertState.objects.get()
+    assert resolved.state == "ok"
+    ingest({"ts": now - 10, "soil_moisture": 31})
+    assert AlertState.objects.get().updated_at == resolved.updated_at
+    ingest({"ts": now - 5, "soil_moisture": 9})  # a breach still fires from the unwritten OK
+    assert AlertState.objects.get().state == "firing"
+    assert [kind for kind, _ in transitions()] == ["fired", "resolved", "fired"]
+
+
+def probe_with_rule() -> int:
+    """probe-1 on a farm with the default rule (soil moisture below 20, clears at 23); now, in seconds."""
+    make_rule(cast(Device, DeviceFactory(uid="probe-1")).farm)
+    return int(time.time())
+
+
 def test_a_field_rule_covers_only_that_fields_sensors():
     device = cast(Device, DeviceFactory(uid="probe-1"))
     other = cast(Device, DeviceFactory(uid="probe-2", farm=device.farm))

@@ -273,6 +273,35 @@ def latest_readings(*, sensors: QuerySet[Sensor]) -> list[LatestReading]:
     return [LatestReading(sensor_id=pk, device_id=device_id, value=value, ts=ts) for pk, device_id, value, ts in rows]
 
 
+# The newest ``n`` reading times of each sensor, newest first, as integer µs since the epoch (the
+# shape ``sensors.hooks.SensorSeries`` carries). One backward probe of the primary key per sensor;
+# the table's range partitions by ts are read newest first, so the LIMIT stops in the newest.
+_NEWEST_TS_SQL = """
+SELECT u.s, floor(extract(epoch FROM r.ts) * 1000000)::bigint
+FROM unnest(%s::bigint[], %s::int[]) AS u(s, n)
+CROSS JOIN LATERAL (SELECT ts FROM sensors_reading WHERE sensor_id = u.s ORDER BY ts DESC LIMIT u.n) AS r
+"""
+
+
+def newest_reading_times(*, limits: dict[int, int]) -> dict[int, list[int]]:
+    """The newest ``limits[sensor id]`` reading times (µs since the epoch) of each sensor, newest first.
+
+    As the caller's transaction sees them: inside an ingest batch, its own readings too (the
+    alerts writer asks for one more than the batch brought to find the newest one before it).
+    """
+    out: dict[int, list[int]] = {}
+    if not limits:
+        return out
+    sensor_ids = sorted(limits)
+    with connection.cursor() as cursor:
+        cursor.execute(_NEWEST_TS_SQL, [sensor_ids, [limits[s] for s in sensor_ids]])
+        for sensor_id, ts in cursor.fetchall():
+            out.setdefault(sensor_id, []).append(ts)
+    for times in out.values():
+        times.sort(reverse=True)
+    return out
+
+
 def sensor_readings_latest(*, sensor_id: int, limit: int = 50) -> list[ReadingPoint]:
     """Newest readings first; the primary key (sensor_id, ts) serves it with a backward index scan."""
     rows = _readable(Reading.objects.filter(sensor_id=sensor_id)).order_by("-ts").values_list("ts", "value")[:limit]

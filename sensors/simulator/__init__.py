@@ -26,11 +26,12 @@ from sensors.simulator.devices import (
     synthetic_devices,
 )
 from sensors.simulator.malformed import MALFORMED_KINDS
-from sensors.simulator.runner import SimConfig, Summary, acked_readings, devices_summary, run_simulation
+from sensors.simulator.runner import Excursion, SimConfig, Summary, acked_readings, devices_summary, run_simulation
 
 __all__ = [
     "MALFORMED_KINDS",
     "SHAPE_CHOICES",
+    "Excursion",
     "Shape",
     "SimConfig",
     "SimDevice",

@@ -47,6 +47,25 @@ _MIN_PERIOD, _MAX_PERIOD = 2.0, 120.0
 
 
 @dataclass(frozen=True)
+class Excursion:
+    """``key`` of device ``uid`` reads ``value`` for the first ``lasting`` seconds of every ``every`` (wall clock).
+
+    Live reports only (schedule and rate mode), never the backfill: the demo's way to make an
+    alert fire and resolve during a session of a few minutes (``simulate --excursion``; the
+    ``make run`` Procfile draws the irrigation tank down for a minute every five).
+    """
+
+    uid: str
+    key: str
+    value: float
+    every: float
+    lasting: float
+
+    def active(self, t: float) -> bool:
+        return t % self.every < self.lasting
+
+
+@dataclass(frozen=True)
 class SimConfig:
     url: str
     devices: Sequence[SimDevice]
@@ -68,6 +87,7 @@ class SimConfig:
     huge_bytes: int = HUGE_PAYLOAD_BYTES
     drain_timeout: float = 30.0
     report_every: float = 0.0  # log a progress line every so many seconds (0: never)
+    excursions: tuple[Excursion, ...] = ()  # live values that provoke an alert now and then (the demo)
     stop: threading.Event | None = None
 
 
@@ -212,6 +232,9 @@ class _Run:
             return state.cache_values
         device = state.device
         values = sample(device.physics, device.keys, ts_us / 1e6, since=since, ranges=device.ranges)
+        for excursion in self.config.excursions:
+            if excursion.uid == device.uid and excursion.key in values and excursion.active(ts_us / 1e6):
+                values[excursion.key] = excursion.value
         state.cache_second, state.cache_values = second, values
         return values
 

@@ -17,6 +17,7 @@ from farm.models import Farm
 from sensors.simulator import (
     MALFORMED_KINDS,
     SHAPE_CHOICES,
+    Excursion,
     SimConfig,
     SimDevice,
     catalogue_keys,
@@ -54,6 +55,19 @@ def _faults(value: str) -> tuple[str, ...]:
             f"unknown fault {', '.join(unknown)}; choose from {', '.join(MALFORMED_KINDS)}"
         )
     return kinds
+
+
+def _excursion(value: str) -> Excursion:
+    """UID,METRIC,VALUE,EVERY,FOR (seconds), e.g. 70b3d57ed0051a3f,water_level,0.35,300,60."""
+    parts = [part.strip() for part in value.split(",")]
+    try:
+        uid, key, level, every, lasting = parts
+        excursion = Excursion(uid, key, float(level), float(every), float(lasting))
+    except ValueError:
+        raise argparse.ArgumentTypeError("an excursion is UID,METRIC,VALUE,EVERY,FOR (seconds)") from None
+    if not 0 < excursion.lasting < excursion.every or not math.isfinite(excursion.value):
+        raise argparse.ArgumentTypeError("an excursion needs 0 < FOR < EVERY and a finite VALUE")
+    return excursion
 
 
 def _positive(value: str) -> float:
@@ -134,6 +148,15 @@ class Command(BaseCommand):
             default=0.0,
             metavar="HOURS",
             help="schedule mode: first publish this many hours of history",
+        )
+        parser.add_argument(
+            "--excursion",
+            type=_excursion,
+            action="append",
+            default=[],
+            metavar="UID,METRIC,VALUE,EVERY,FOR",
+            help="the device reports VALUE for METRIC during the first FOR seconds of every EVERY (live "
+            "reports, not the backfill): provokes an alert now and then; repeatable",
         )
         parser.add_argument("--clients", type=int, default=1, metavar="K", help="spread over K MQTT connections")
         parser.add_argument(
@@ -271,6 +294,7 @@ class Command(BaseCommand):
             ca_file=settings.MQTT_CA_FILE,
             huge_bytes=settings.INGEST_MAX_PAYLOAD + 16 * 1024,
             report_every=report,
+            excursions=tuple(options["excursion"]),
             stop=stop,
         )
 
