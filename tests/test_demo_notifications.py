@@ -3,12 +3,14 @@ and as a file in the local mail sink — nothing leaves the machine."""
 
 from __future__ import annotations
 
+import importlib
 import time
 from email import message_from_bytes
 from email.header import decode_header, make_header
 from pathlib import Path
 
 import pytest
+from django.apps import apps
 from django.test import override_settings
 
 from alerts.models import AlertEpisode
@@ -19,7 +21,18 @@ from outbox.services import outbox_drain
 from tests.alert_fixtures import ingest
 from tests.mqtt_fixtures import wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)  # the device kinds
+pytestmark = pytest.mark.django_db(transaction=True)  # real commits: the outbox's nudge runs on commit
+
+
+@pytest.fixture(autouse=True)
+def shipped_kinds() -> None:
+    """The shipped device kinds the demo farm uses (migrations install them; a flush empties them).
+
+    Not ``serialized_rollback``: after another transactional test's flush has recreated the content
+    types, restoring the serialized ones collides with them.
+    """
+    importlib.import_module("sensors.migrations.0004_shipped_device_kinds").install_kinds(apps, None)
+    importlib.import_module("sensors.migrations.0012_metric_ranges").ranges_fix(apps, None)
 
 
 def test_the_demo_user_gets_a_bell_and_an_email_channel_once():
