@@ -19,7 +19,9 @@ measures a kept one without loading) and:
    rows/s, and daphne's RSS before and at its peak;
 4. drains ``--drain-batches`` pairs of ``--batch``-reading ingest batches through the real store
    (``Ingestor.store``: COPY, batch writers, commit) with the rollup writer registered and
-   unregistered, alternating, and reports readings/s of each, the ratio and the HOT share.
+   unregistered, alternating, and reports readings/s of each and the ratio; then times the refresh
+   of the dirty hours the drain logged (``rollups_refresh``, which beat runs in another process)
+   and of every hour of the last day of every sensor.
 """
 
 from __future__ import annotations
@@ -424,7 +426,9 @@ def _get(port: int, path: str, cookie: str) -> int:
 
 def drain(*, batches: int, batch: int, now: datetime) -> dict[str, float]:
     """Ingest ``batches`` batches through the real store, rollups on and off alternately, new timestamps each time."""
-    from sensors.history.rollups import rollups_write
+    from django.db import connection
+
+    from sensors.history.rollups import rollups_refresh, rollups_write
     from sensors.hooks import register_batch_writer, unregister_batch_writer
     from sensors.ingest.pipeline import Ingestor, RawMessage, WorkerConfig
 
@@ -459,11 +463,30 @@ def drain(*, batches: int, batch: int, now: datetime) -> dict[str, float]:
     register_batch_writer(rollups_write)
     result = {m: readings[m] / seconds[m] for m in seconds}
     result["ratio"] = result["on"] / result["off"]
+    # The drained batches' dirty hours, recomputed as the beat task would (in another process,
+    # so not in the drain's time); then every hour of the last day of every sensor, as a refresh
+    # after a day-long backlog would.
+    refreshed = rollups_refresh()
+    result["refresh_s"], result["refresh_hours"], result["refresh_days"] = (
+        refreshed.seconds, refreshed.hours, refreshed.days
+    )  # fmt: skip
+    result["on_with_refresh"] = readings["on"] / (seconds["on"] + refreshed.seconds)
     updates, hot = (after - before for after, before in zip(_rollup_updates(), updated, strict=True))
     result["hot_share"] = hot / max(1, updates)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO sensors_rollupdirty SELECT s.id, h FROM sensors_sensor s, "
+            "generate_series(date_bin('1 hour', %s::timestamptz - interval '1 day', 'epoch'), %s, interval '1 hour') h",
+            [now, now],
+        )
+    day = rollups_refresh()
+    result["day_refresh_s"], result["day_refresh_hours"], result["day_refresh_days"] = day.seconds, day.hours, day.days
     print(
-        f"drain: rollups on {result['on']:,.0f} readings/s, off {result['off']:,.0f}; ratio {result['ratio']:.2f} "
-        f"({result['hot_share']:.0%} of {updates:,} rollup updates HOT)",
+        f"drain: rollups on {result['on']:,.0f} readings/s, off {result['off']:,.0f}; ratio {result['ratio']:.2f}; "
+        f"its refresh: {refreshed.hours:,} hours and {refreshed.days:,} days in {refreshed.seconds * 1000:.0f} ms "
+        f"(on counting the refresh: {result['on_with_refresh']:,.0f} readings/s, {result['hot_share']:.0%} of "
+        f"{updates:,} rollup updates HOT); a day of every sensor: {day.hours:,} hours and {day.days:,} days "
+        f"in {day.seconds:.2f} s",
         flush=True,
     )
     return result
