@@ -475,7 +475,7 @@ def drain(*, batches: int, batch: int, now: datetime) -> dict[str, float]:
     result["hot_share"] = hot / max(1, updates)
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO sensors_rollupdirty SELECT s.id, h FROM sensors_sensor s, "
+            "INSERT INTO sensors_rollupdirty SELECT s.device_id, h FROM sensors_sensor s, "
             "generate_series(date_bin('1 hour', %s::timestamptz - interval '1 day', 'epoch'), %s, interval '1 hour') h",
             [now, now],
         )

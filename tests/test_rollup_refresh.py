@@ -29,6 +29,12 @@ def ingestor() -> Ingestor:
     return ingestor
 
 
+_LOG_EVERY_HOUR = (
+    "INSERT INTO sensors_rollupdirty SELECT s.device_id, bucket FROM sensors_rolluphour "
+    "JOIN sensors_sensor s ON s.id = sensor_id"
+)
+
+
 def _logged() -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM sensors_rollupdirty")
@@ -129,8 +135,8 @@ def test_refreshing_again_or_the_same_hours_twice_changes_nothing(ingestor):
 
     assert rollups_refresh().hours == 0
     with connection.cursor() as cursor:  # every hour logged dirty twice more
-        cursor.execute("INSERT INTO sensors_rollupdirty SELECT sensor_id, bucket FROM sensors_rolluphour")
-        cursor.execute("INSERT INTO sensors_rollupdirty SELECT sensor_id, bucket FROM sensors_rolluphour")
+        cursor.execute(_LOG_EVERY_HOUR)
+        cursor.execute(_LOG_EVERY_HOUR)
     again = rollups_refresh()
 
     assert again.hours == RollupHour.objects.count()
@@ -150,7 +156,7 @@ def test_a_bucket_whose_readings_are_gone_is_deleted_but_one_older_than_raw_rete
     with connection.cursor() as cursor:  # both readings gone behind ingest's back, their hours logged dirty
         cursor.execute("DELETE FROM sensors_reading WHERE sensor_id = %s", [sensor.pk])
         cursor.execute(
-            "INSERT INTO sensors_rollupdirty SELECT sensor_id, bucket FROM sensors_rolluphour WHERE sensor_id = %s",
+            f"{_LOG_EVERY_HOUR} WHERE sensor_id = %s",
             [sensor.pk],
         )
 

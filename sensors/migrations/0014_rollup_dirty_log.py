@@ -2,8 +2,8 @@
 
 No key, no index, no foreign key: an ingest batch only appends to it (the cheapest insert
 PostgreSQL has), and the refresher only ever empties it whole (``DELETE … RETURNING``), so
-nothing looks a row up. A (sensor, hour) pair may appear many times; the refresher takes
-each once. Not a Django model: nothing reads it through the ORM.
+nothing looks a row up. A (device, hour) pair may appear many times; the refresher takes
+each once, for each of the device's sensors. Not a Django model: nothing reads it through the ORM.
 
 The sensors' delete trigger (0011) takes the refresher's advisory lock (rollups.ROLLUP_LOCK)
 before deleting readings and rollups, so a refresh never writes back a deleted sensor's
@@ -32,7 +32,7 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.RunSQL(
-            "CREATE TABLE sensors_rollupdirty (sensor_id bigint NOT NULL, hour timestamptz NOT NULL)",
+            "CREATE TABLE sensors_rollupdirty (device_id bigint NOT NULL, hour timestamptz NOT NULL)",
             reverse_sql="DROP TABLE sensors_rollupdirty",
         ),
         migrations.RunSQL(_TRIGGER, reverse_sql=_0011._TRIGGER),
