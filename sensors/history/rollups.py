@@ -141,23 +141,28 @@ SELECT coalesce(array_agg(sensor_id ORDER BY sensor_id, hour), '{}'),
        (SELECT count(*) FROM claimed)
 FROM pairs WHERE hour >= %(horizon)s
 """
-# The dirty hours recomputed from raw (the aggregates of RECOMPUTE_HOURS_SQL): upserted in key
+# The dirty hours recomputed from raw (the aggregates of RECOMPUTE_HOURS_SQL), each by its own
+# index range scan (LATERAL: a join let the planner hash-join a whole partition): upserted in key
 # order (HOT updates on the rollups' spare page room, migration 0013; two refreshes never overlap
 # anyway), and an hour whose readings are all gone (none finite) deleted.
 _REFRESH_HOURS_SQL = """
 WITH k AS (SELECT * FROM unnest(%(sensor_id)s::int8[], %(hour)s::timestamptz[]) AS k(sensor_id, bucket)),
 fresh AS MATERIALIZED (
-    SELECT k.sensor_id, k.bucket, {aggregates}
-    FROM k JOIN sensors_reading r ON r.sensor_id = k.sensor_id AND r.ts >= k.bucket
-        AND r.ts < k.bucket + interval '1 hour' AND abs(r.value) < 'Infinity'
-    GROUP BY 1, 2
+    SELECT k.sensor_id, k.bucket, a.*
+    FROM k CROSS JOIN LATERAL (
+        SELECT {aggregates} FROM sensors_reading
+        WHERE sensor_id = k.sensor_id AND ts >= k.bucket AND ts < k.bucket + interval '1 hour'
+            AND abs(value) < 'Infinity'
+    ) AS a
+    WHERE a.count > 0
 )
 {tail}"""
 # The local days of the dirty hours (an hour's first and last microsecond: a 30- or 45-minute
 # offset puts local midnight inside a UTC hour), each recomputed from raw exactly as
-# RECOMPUTE_DAYS_SQL groups: the readings whose local date is the day, looked for between its
-# local midnights widened by 3 hours (a bound on PostgreSQL's reading of a midnight a clock change
-# skips). A day that starts before the horizon is left alone (rollups outlive raw retention).
+# RECOMPUTE_DAYS_SQL groups, by one index range scan as the hours: the readings whose local date
+# is the day, looked for between its local midnights widened by 3 hours (a bound on PostgreSQL's
+# reading of a midnight a clock change skips). A day that starts before the horizon is left
+# alone (rollups outlive raw retention).
 _REFRESH_DAYS_SQL = """
 WITH k AS (
     SELECT DISTINCT u.sensor_id, d.day, f.time_zone
@@ -171,10 +176,13 @@ WITH k AS (
            ((day + 1)::timestamp AT TIME ZONE time_zone) + interval '3 hours' AS high
     FROM k WHERE (day::timestamp AT TIME ZONE time_zone) >= %(horizon)s
 ), fresh AS MATERIALIZED (
-    SELECT b.sensor_id, b.day, {aggregates}
-    FROM b JOIN sensors_reading r ON r.sensor_id = b.sensor_id AND r.ts >= b.low AND r.ts < b.high
-        AND (r.ts AT TIME ZONE b.time_zone)::date = b.day AND abs(r.value) < 'Infinity'
-    GROUP BY 1, 2
+    SELECT b.sensor_id, b.day, a.*
+    FROM b CROSS JOIN LATERAL (
+        SELECT {aggregates} FROM sensors_reading
+        WHERE sensor_id = b.sensor_id AND ts >= b.low AND ts < b.high
+            AND (ts AT TIME ZONE b.time_zone)::date = b.day AND abs(value) < 'Infinity'
+    ) AS a
+    WHERE a.count > 0
 )
 {tail}"""
 
