@@ -13,7 +13,7 @@ its old bucket, which is recomputed as if it had come on time.
 
 Why not fold each batch into its buckets in the transaction (what this module did first):
 that upsert cost the ingest drain 0.65-0.73x of its speed without rollups (the issue asks
-0.9x); appending to the log keeps it near 1x (docs/benchmarks.md, "History"). The price is
+0.9x); appending to the log drained at 0.90-0.93x (docs/benchmarks.md, "History", round 3). The price is
 freshness: a bucket is right once the next refresh has run (within ~15 s, see README), and
 the refresh reads every raw reading of each dirty hour and local day again.
 
