@@ -176,3 +176,16 @@ def test_the_refresh_command_reports_what_it_recomputed(ingestor, capsys):
 
     assert "2 log rows: 2 hours and " in capsys.readouterr().out
     assert RollupHour.objects.count() == 2
+
+
+def test_beat_runs_the_refresh_task_every_few_seconds(ingestor, settings):
+    from sensors.tasks import refresh_rollups
+
+    entry = settings.CELERY_BEAT_SCHEDULE["sensors-refresh-rollups"]
+    assert entry["task"] == refresh_rollups.name
+    assert entry["schedule"] <= 15
+    _probe()
+    ingestor.ingest([_reading(NOW_S - 60, 10.0)])
+
+    assert refresh_rollups() == 1
+    assert RollupDay.objects.get().count == 1
