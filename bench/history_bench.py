@@ -21,7 +21,8 @@ measures a kept one without loading) and:
    (``Ingestor.store``: COPY, batch writers, commit) with the rollup writer registered and
    unregistered, alternating, and reports readings/s of each and the ratio; then times the refresh
    of the dirty hours the drain logged (``rollups_refresh``, which beat runs in another process)
-   and of every hour of the last day of every sensor.
+   and of every hour of the last day of every sensor, and of every sensor's latest hour (the
+   steady state: what a refresh every 10 s has to do when every sensor reports).
 """
 
 from __future__ import annotations
@@ -181,7 +182,7 @@ FROM (
 ORDER BY bucket, sensor_id
 """
 # A local day of Europe/London is made of whole UTC hours, so its rollup is the fold of its
-# hours (the batch writer's algebra, rollups._REFOLD): 24 rows a day instead of every reading.
+# hours (the refresher's algebra, rollups._REFOLD): 24 rows a day instead of every reading.
 _DAYS_FROM_HOURS = """
 INSERT INTO sensors_rollupday (sensor_id, day, count, sum, min, max, first_ts, first_value, last_ts, last_value)
 SELECT sensor_id, (bucket AT TIME ZONE %(zone)s)::date, {refold}
@@ -481,12 +482,22 @@ def drain(*, batches: int, batch: int, now: datetime) -> dict[str, float]:
         )
     day = rollups_refresh()
     result["day_refresh_s"], result["day_refresh_hours"], result["day_refresh_days"] = day.seconds, day.hours, day.days
+    # The steady state: every sensor reported in the last 10 s, so its latest hour (the drain's
+    # last hour) and that hour's day are dirty.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO sensors_rollupdirty SELECT s.device_id, max(r.bucket) FROM sensors_sensor s "
+            "JOIN sensors_rolluphour r ON r.sensor_id = s.id GROUP BY 1"
+        )
+    live = rollups_refresh()
+    result["live_refresh_s"], result["live_refresh_hours"] = live.seconds, live.hours
     print(
         f"drain: rollups on {result['on']:,.0f} readings/s, off {result['off']:,.0f}; ratio {result['ratio']:.2f}; "
         f"its refresh: {refreshed.hours:,} hours and {refreshed.days:,} days in {refreshed.seconds * 1000:.0f} ms "
         f"(on counting the refresh: {result['on_with_refresh']:,.0f} readings/s, {result['hot_share']:.0%} of "
         f"{updates:,} rollup updates HOT); a day of every sensor: {day.hours:,} hours and {day.days:,} days "
-        f"in {day.seconds:.2f} s",
+        f"in {day.seconds:.2f} s; every sensor's latest hour: {live.hours:,} hours and {live.days:,} days "
+        f"in {live.seconds * 1000:.0f} ms",
         flush=True,
     )
     return result

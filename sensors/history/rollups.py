@@ -13,9 +13,10 @@ its old bucket, which is recomputed as if it had come on time.
 
 Why not fold each batch into its buckets in the transaction (what this module did first):
 that upsert cost the ingest drain 0.65-0.73x of its speed without rollups (the issue asks
-0.9x); appending to the log drained at 0.90-0.93x (docs/benchmarks.md, "History", round 3). The price is
+0.9x); appending to the log drained at 0.90-0.94x (docs/benchmarks.md, "History", round 3). The price is
 freshness: a bucket is right once the next refresh has run (within ~15 s, see README), and
-the refresh reads every raw reading of each dirty hour and local day again.
+the refresh reads every raw reading of each dirty hour again (and of each dirty local day in a
+30/45-minute zone; other days are folded from their hours).
 
 A day is the local day of the sensor's farm (``farm_farm.time_zone``): 23 or 25 hours
 when the clocks change. An hour is a UTC hour; with a 30- or 45-minute offset an hour can
@@ -57,9 +58,10 @@ ROLLUP_LOCK: Final = 0x46_52_4F_4C_4C  # pg_advisory_xact_lock key: refresher, p
 _AGGREGATES = """count(*) AS count, sum(least(greatest(value, -1e250::float8), 1e250::float8)::numeric) AS sum,
     min(value) AS min, max(value) AS max, min(ts) AS first_ts, (array_agg(value ORDER BY ts))[1] AS first_value,
     max(ts) AS last_ts, (array_agg(value ORDER BY ts DESC))[1] AS last_value"""
-# Rows that are already buckets, folded into bigger ones (bench/history_bench.py builds days from hours so).
-_REFOLD = """sum(count), sum(sum), min(min), max(max), min(first_ts), (array_agg(first_value ORDER BY first_ts))[1],
-    max(last_ts), (array_agg(last_value ORDER BY last_ts DESC))[1]"""
+# Rows that are already buckets, folded into bigger ones: days from hours (the refresh, bench/history_bench.py).
+_REFOLD = """sum(count) AS count, sum(sum) AS sum, min(min) AS min, max(max) AS max, min(first_ts) AS first_ts,
+    (array_agg(first_value ORDER BY first_ts))[1] AS first_value, max(last_ts) AS last_ts,
+    (array_agg(last_value ORDER BY last_ts DESC))[1] AS last_value"""
 
 # The same buckets computed from the raw readings: what the fold must always equal.
 _RECOMPUTE_HOURS_SQL = """
@@ -158,10 +160,14 @@ fresh AS MATERIALIZED (
 )
 {tail}"""
 # The local days of the dirty hours (an hour's first and last microsecond: a 30- or 45-minute
-# offset puts local midnight inside a UTC hour), each recomputed from raw exactly as
-# RECOMPUTE_DAYS_SQL groups, by one index range scan as the hours: the readings whose local date
-# is the day, looked for between its local midnights widened by 3 hours (a bound on PostgreSQL's
-# reading of a midnight a clock change skips). A day that starts before the horizon is left
+# offset puts local midnight inside a UTC hour). A day whose both midnights are whole UTC hours
+# is folded from its hourly rollups, just recomputed above in this transaction (24 rows, not
+# every reading of the day: measured in docs/benchmarks.md, History round 3); any other day is
+# recomputed from raw exactly as RECOMPUTE_DAYS_SQL groups, by one index range scan: the readings
+# whose local date is the day, looked for between its midnights widened by 3 hours (a bound on
+# PostgreSQL's reading of a midnight a clock change skips). An hour rollup is exact unless its
+# hour is still in the log (its batch committed after this refresh's claim): then so is the day's
+# hour, and the next refresh folds the day again. A day that starts before the horizon is left
 # alone (rollups outlive raw retention).
 _REFRESH_DAYS_SQL = """
 WITH k AS (
@@ -171,18 +177,27 @@ WITH k AS (
     JOIN farm_farm f ON f.id = dv.farm_id
     CROSS JOIN LATERAL (VALUES ((u.hour AT TIME ZONE f.time_zone)::date),
         (((u.hour + interval '1 hour' - interval '1 microsecond') AT TIME ZONE f.time_zone)::date)) AS d(day)
+), m AS (
+    SELECT sensor_id, day, time_zone, day::timestamp AT TIME ZONE time_zone AS start,
+           (day + 1)::timestamp AT TIME ZONE time_zone AS stop
+    FROM k
 ), b AS (
-    SELECT sensor_id, day, time_zone, (day::timestamp AT TIME ZONE time_zone) - interval '3 hours' AS low,
-           ((day + 1)::timestamp AT TIME ZONE time_zone) + interval '3 hours' AS high
-    FROM k WHERE (day::timestamp AT TIME ZONE time_zone) >= %(horizon)s
+    SELECT *, date_bin('1 hour', start, 'epoch') = start AND date_bin('1 hour', stop, 'epoch') = stop AS whole
+    FROM m WHERE start >= %(horizon)s
 ), fresh AS MATERIALIZED (
     SELECT b.sensor_id, b.day, a.*
     FROM b CROSS JOIN LATERAL (
+        SELECT {refold} FROM sensors_rolluphour WHERE sensor_id = b.sensor_id AND bucket >= b.start AND bucket < b.stop
+    ) AS a
+    WHERE b.whole AND a.count > 0
+    UNION ALL
+    SELECT b.sensor_id, b.day, a.*
+    FROM b CROSS JOIN LATERAL (
         SELECT {aggregates} FROM sensors_reading
-        WHERE sensor_id = b.sensor_id AND ts >= b.low AND ts < b.high
+        WHERE sensor_id = b.sensor_id AND ts >= b.start - interval '3 hours' AND ts < b.stop + interval '3 hours'
             AND (ts AT TIME ZONE b.time_zone)::date = b.day AND abs(value) < 'Infinity'
     ) AS a
-    WHERE a.count > 0
+    WHERE NOT b.whole AND a.count > 0
 )
 {tail}"""
 
@@ -205,6 +220,7 @@ REFRESH_HOURS_SQL = _REFRESH_HOURS_SQL.format(
 )
 REFRESH_DAYS_SQL = _REFRESH_DAYS_SQL.format(
     aggregates=_AGGREGATES,
+    refold=_REFOLD,
     tail=_REPLACE_BUCKETS.format(table="sensors_rollupday", key="day", keys="b", columns=_COLUMNS, replace=_REPLACE),
 )
 _BEGINNING: Final = datetime(1, 1, 2, tzinfo=UTC)  # no retention: every bucket is recomputed
