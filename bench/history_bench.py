@@ -19,7 +19,10 @@ measures a kept one without loading) and:
    rows/s, and daphne's RSS before and at its peak;
 4. drains ``--drain-batches`` pairs of ``--batch``-reading ingest batches through the real store
    (``Ingestor.store``: COPY, batch writers, commit) with the rollup writer registered and
-   unregistered, alternating, and reports readings/s of each, the ratio and the HOT share.
+   unregistered, alternating, and reports readings/s of each and the ratio; then times the refresh
+   of the dirty hours the drain logged (``rollups_refresh``, which beat runs in another process)
+   and of every hour of the last day of every sensor, and of every sensor's latest hour (the
+   steady state: what a refresh every 10 s has to do when every sensor reports).
 """
 
 from __future__ import annotations
@@ -179,7 +182,7 @@ FROM (
 ORDER BY bucket, sensor_id
 """
 # A local day of Europe/London is made of whole UTC hours, so its rollup is the fold of its
-# hours (the batch writer's algebra, rollups._REFOLD): 24 rows a day instead of every reading.
+# hours (the refresher's algebra, rollups._REFOLD): 24 rows a day instead of every reading.
 _DAYS_FROM_HOURS = """
 INSERT INTO sensors_rollupday (sensor_id, day, count, sum, min, max, first_ts, first_value, last_ts, last_value)
 SELECT sensor_id, (bucket AT TIME ZONE %(zone)s)::date, {refold}
@@ -424,7 +427,9 @@ def _get(port: int, path: str, cookie: str) -> int:
 
 def drain(*, batches: int, batch: int, now: datetime) -> dict[str, float]:
     """Ingest ``batches`` batches through the real store, rollups on and off alternately, new timestamps each time."""
-    from sensors.history.rollups import rollups_write
+    from django.db import connection
+
+    from sensors.history.rollups import rollups_refresh, rollups_write
     from sensors.hooks import register_batch_writer, unregister_batch_writer
     from sensors.ingest.pipeline import Ingestor, RawMessage, WorkerConfig
 
@@ -459,11 +464,40 @@ def drain(*, batches: int, batch: int, now: datetime) -> dict[str, float]:
     register_batch_writer(rollups_write)
     result = {m: readings[m] / seconds[m] for m in seconds}
     result["ratio"] = result["on"] / result["off"]
+    # The drained batches' dirty hours, recomputed as the beat task would (in another process,
+    # so not in the drain's time); then every hour of the last day of every sensor, as a refresh
+    # after a day-long backlog would.
+    refreshed = rollups_refresh()
+    result["refresh_s"], result["refresh_hours"], result["refresh_days"] = (
+        refreshed.seconds, refreshed.hours, refreshed.days
+    )  # fmt: skip
+    result["on_with_refresh"] = readings["on"] / (seconds["on"] + refreshed.seconds)
     updates, hot = (after - before for after, before in zip(_rollup_updates(), updated, strict=True))
     result["hot_share"] = hot / max(1, updates)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO sensors_rollupdirty SELECT s.device_id, h FROM sensors_sensor s, "
+            "generate_series(date_bin('1 hour', %s::timestamptz - interval '1 day', 'epoch'), %s, interval '1 hour') h",
+            [now, now],
+        )
+    day = rollups_refresh()
+    result["day_refresh_s"], result["day_refresh_hours"], result["day_refresh_days"] = day.seconds, day.hours, day.days
+    # The steady state: every sensor reported in the last 10 s, so its latest hour (the drain's
+    # last hour) and that hour's day are dirty.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO sensors_rollupdirty SELECT s.device_id, max(r.bucket) FROM sensors_sensor s "
+            "JOIN sensors_rolluphour r ON r.sensor_id = s.id GROUP BY 1"
+        )
+    live = rollups_refresh()
+    result["live_refresh_s"], result["live_refresh_hours"] = live.seconds, live.hours
     print(
-        f"drain: rollups on {result['on']:,.0f} readings/s, off {result['off']:,.0f}; ratio {result['ratio']:.2f} "
-        f"({result['hot_share']:.0%} of {updates:,} rollup updates HOT)",
+        f"drain: rollups on {result['on']:,.0f} readings/s, off {result['off']:,.0f}; ratio {result['ratio']:.2f}; "
+        f"its refresh: {refreshed.hours:,} hours and {refreshed.days:,} days in {refreshed.seconds * 1000:.0f} ms "
+        f"(on counting the refresh: {result['on_with_refresh']:,.0f} readings/s, {result['hot_share']:.0%} of "
+        f"{updates:,} rollup updates HOT); a day of every sensor: {day.hours:,} hours and {day.days:,} days "
+        f"in {day.seconds:.2f} s; every sensor's latest hour: {live.hours:,} hours and {live.days:,} days "
+        f"in {live.seconds * 1000:.0f} ms",
         flush=True,
     )
     return result

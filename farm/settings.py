@@ -190,6 +190,13 @@ CELERY_BEAT_SCHEDULE["sensors-reading-partitions"] = {
     "task": "sensors.tasks.maintain_reading_partitions",
     "schedule": 6 * 3600.0,
 }
+# Rollups (sensors/history/rollups.py): ingest logs dirty hours, this refresh recomputes them.
+# A bucket is right at most this long (plus the refresh's own time) after its batch commits.
+ROLLUPS_REFRESH_SECONDS = env_float("ROLLUPS_REFRESH_SECONDS", 10.0, minimum=1.0)
+CELERY_BEAT_SCHEDULE["sensors-refresh-rollups"] = {
+    "task": "sensors.tasks.refresh_rollups",
+    "schedule": ROLLUPS_REFRESH_SECONDS,
+}
 
 # --- Ingest (issue: MQTT ingest) -----------------------------------------
 

@@ -6,8 +6,8 @@ Downstream apps register for a batch in one of two lanes:
 - **batch writers** run inside the batch's transaction, after its readings are written.
   What they write commits or rolls back with the readings, and a writer that raises fails
   the batch (the worker retries it, then isolates the poison message), so no message is
-  acknowledged whose consequences were not written. Alert state, rollups and outbox rows
-  (``outbox.services.outbox_enqueue``) belong here. Writers must take the whole batch at
+  acknowledged whose consequences were not written. Alert state, the rollups' dirty-hour
+  log and outbox rows (``outbox.services.outbox_enqueue``) belong here. Writers must take the whole batch at
   once (no query per reading) and count only ``new_rows()``/``series()``: a redelivered
   reading is in the batch again but was not stored again.
 - **after-commit notifiers** run after the commit, best effort: live pushes, nudges. A

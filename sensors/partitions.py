@@ -24,6 +24,8 @@ from typing import Final
 
 from django.db import connection, transaction
 
+from sensors.history.rollups import ROLLUP_LOCK
+
 PARENT: Final = "sensors_reading"
 DEFAULT: Final = "sensors_reading_default"
 _NAME = re.compile(r"^sensors_reading_p(\d{8})_(\d{8})$")
@@ -134,6 +136,9 @@ def partitions_drop_expired(*, now: datetime, retention: timedelta) -> list[Part
     cutoff = now - retention
     dropped = [p for p in existing_partitions() if _midnight(p.end) <= cutoff]
     with transaction.atomic(), connection.cursor() as cursor:
+        # Not while the rollup refresher recomputes from raw (sensors/history/rollups.py): it checks
+        # the retention horizon and reads raw readings in one transaction under this lock.
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ROLLUP_LOCK])
         for partition in dropped:
             cursor.execute(f"DROP TABLE {connection.ops.quote_name(partition.name)}")
         cursor.execute(f"DELETE FROM {DEFAULT} WHERE ts < %s", [cutoff])  # noqa: S608 - a constant name

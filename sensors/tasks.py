@@ -33,3 +33,11 @@ def maintain_reading_partitions() -> tuple[int, int]:
 
     created, dropped = reading_partitions_maintain(now=timezone.now())
     return len(created), len(dropped)
+
+
+@shared_task(name="sensors.tasks.refresh_rollups", ignore_result=True)
+def refresh_rollups() -> int:
+    """Recompute the rollup buckets ingest logged dirty (sensors/history/rollups.py); how many hours."""
+    from sensors.history.rollups import rollups_refresh
+
+    return rollups_refresh().hours

@@ -236,6 +236,13 @@ class LiveStack:
     def seed(self, request: dict[str, Any]) -> dict[str, Any]:
         return seed(self.env, request)
 
+    def refresh_rollups(self) -> None:
+        """What the beat task does every few seconds (the live stack runs no Celery): ``manage.py refresh_rollups``."""
+        subprocess.run(
+            [sys.executable, "manage.py", "refresh_rollups"], cwd=ROOT, env=self.env, timeout=120, check=True,
+            capture_output=True,
+        )  # fmt: skip
+
     def daphne_restart(self) -> None:
         """A new daphne on the same port (after ``daphne.kill()``)."""
         self.daphne.start()

@@ -34,6 +34,8 @@ def _publish_history(stack: LiveStack, keys: list[str]) -> int:
 
 
 def _count(stack: LiveStack, sensor_id: int) -> int:
+    """The sensor's readings counted in its daily rollups, after a refresh (what beat runs every few seconds)."""
+    stack.refresh_rollups()
     with psycopg.connect(stack.database_url) as conn:
         row = conn.execute("SELECT count FROM sensors_rollupday WHERE sensor_id = %s", [sensor_id]).fetchall()
     return sum(r[0] for r in row)

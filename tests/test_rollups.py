@@ -9,7 +9,7 @@ from typing import Any, cast
 import pytest
 from django.db import connection
 
-from sensors.history.rollups import RECOMPUTE_DAYS_SQL, RECOMPUTE_HOURS_SQL, rollups_rebuild
+from sensors.history.rollups import RECOMPUTE_DAYS_SQL, RECOMPUTE_HOURS_SQL, rollups_rebuild, rollups_refresh
 from sensors.ingest.pipeline import Ingestor, RawMessage, WorkerConfig
 from sensors.models import Device, Reading, RollupDay, RollupHour, Sensor
 from tests.factories import DeviceFactory, SensorFactory
@@ -79,7 +79,9 @@ def test_rollups_equal_a_recompute_from_raw_after_a_random_stream_with_late_data
         SensorFactory(device=device, key="soil_moisture")
     for batch in _random_stream(random.Random(seed), devices):
         ingestor.ingest(batch)
+    assert not RollupHour.objects.exists()  # ingest only logs the dirty hours
 
+    assert rollups_refresh().ran
     _assert_rollups_match_raw(list(Sensor.objects.values_list("pk", flat=True)))
     assert RollupDay.objects.count() > 20
 
@@ -98,6 +100,7 @@ def test_a_local_day_holds_23_and_25_hours_when_the_clocks_change(ingestor):
             for h in range(72)
         ]
     ingestor.ingest(messages)
+    rollups_refresh()
 
     counts = dict(RollupDay.objects.filter(sensor=sensor).values_list("day", "count"))
     assert counts[spring] == 23  # spring forward: 23 hours of Sunday
@@ -123,6 +126,7 @@ def test_rebuild_recomputes_rollups_of_readings_written_behind_ingest(ingestor):
 def test_deleting_a_sensor_deletes_its_rollups(ingestor):
     sensor = cast(Sensor, SensorFactory(device__uid="probe-x", key="soil_moisture"))
     ingestor.ingest([raw("farm/probe-x/telemetry", {"ts": NOW_S - 60, "soil_moisture": 3})])
+    rollups_refresh()
     assert RollupHour.objects.filter(sensor=sensor).exists()
     assert RollupDay.objects.filter(sensor=sensor).exists()
 
@@ -130,19 +134,3 @@ def test_deleting_a_sensor_deletes_its_rollups(ingestor):
 
     assert not RollupHour.objects.exists()
     assert not RollupDay.objects.exists()
-
-
-def test_quarter_runs_split_at_quarter_hours_and_skip_non_finite_values():
-    from sensors.history.quarters import QUARTER_US, quarters_of
-    from sensors.hooks import SensorSeries
-
-    q = QUARTER_US
-    ts = [-1, 0, q - 1, q, 3 * q + 5]
-    values = [1.0, 2.0, float("nan"), 4.0, float("inf")]
-    quarters = quarters_of({7: SensorSeries(1, 1, 7, "x", ts, values)})
-
-    assert quarters.start_us == [-q, 0, q]
-    assert quarters.count == [1, 1, 1]
-    assert (quarters.first_value, quarters.last_value) == ([1.0, 2.0, 4.0], [1.0, 2.0, 4.0])
-    assert quarters.first_index == [1, 2, 3]
-    assert quarters.values == [1.0, 2.0, 4.0]

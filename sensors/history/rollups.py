@@ -1,92 +1,67 @@
-"""Hourly and local-daily rollups of readings, kept in each ingest batch's transaction (docs/architecture.md §1).
+"""Hourly and local-daily rollups of readings: dirty buckets logged in each ingest batch, recomputed by a refresher.
 
-``rollups_write`` is a batch writer (the durable lane): it folds a batch's *new* readings
-(``outcome.series()``: a redelivered reading is not in it) into the hour and day buckets
-they fall in, in one statement for both tables, from quarter-hour runs cut in Python
-(sensors/history/quarters.py; for a 5,000-reading batch of 100 sensors ~1 ms of Python and
-~5 ms of SQL on a quiet machine, 10-20 ms under load: docs/benchmarks.md, "History").
-Folding is exact and order-free: count and (numeric) sum add, min and max take the
-extremes, first and last keep the reading with the earliest and latest time, so a late or
-backfilled reading lands in its old bucket exactly as if it had come on time. A batch that
-rolls back takes its rollup changes with it.
+``rollups_write`` is a batch writer (the durable lane, docs/architecture.md §1 and §5): in
+the batch's transaction it appends the (device, hour) pairs that the batch's *new* readings
+fall in (``outcome.series()``: a redelivered reading is not in it, so it dirties nothing) to
+``sensors_rollupdirty``, a log with no key or index: one ``INSERT … SELECT FROM unnest`` of
+two arrays bound in binary. A batch that rolls back takes its log rows with it; one that
+commits cannot lose them. ``rollups_refresh`` (a beat task every ``ROLLUPS_REFRESH_SECONDS``,
+and ``manage.py refresh_rollups``) claims the log and recomputes exactly those hours of the devices' sensors, and
+the farms' local days they touch, from the raw readings in set-based statements. A
+recompute is exact whatever order readings came in: a late or backfilled reading dirties
+its old bucket, which is recomputed as if it had come on time.
+
+Why not fold each batch into its buckets in the transaction (what this module did first):
+that upsert cost the ingest drain 0.65-0.73x of its speed without rollups (the issue asks
+0.9x); appending to the log drained at 0.90-0.94x (docs/benchmarks.md, "History", round 3). The price is
+freshness: a bucket is right once the next refresh has run (within ~15 s, see README), and
+the refresh reads every raw reading of each dirty hour again (and of each dirty local day in a
+30/45-minute zone; other days are folded from their hours).
 
 A day is the local day of the sensor's farm (``farm_farm.time_zone``): 23 or 25 hours
-when the clocks change. Changing a farm's time zone leaves its old days as they were;
+when the clocks change. An hour is a UTC hour; with a 30- or 45-minute offset an hour can
+straddle local midnight, so each dirty hour dirties the local days of its first and last
+microsecond. Changing a farm's time zone leaves its old days as they were;
 ``rollups_rebuild`` recomputes them from the raw readings still kept.
 
-Measured against the alternative (record dirty buckets in the transaction, recompute them
-from raw rows in a task): the in-transaction fold reads nothing back, costs one statement
-per batch (README, "History"), and is fresh at commit; a recompute reads every raw row of
-every touched bucket again and is fresh only when the task runs. The price is on the ingest
-path: draining with rollups runs at ~0.65-0.75x of draining without (the issue asks 0.9x;
-an append-only log of dirty hours measured 0.95-1.03x), see docs/benchmarks.md.
+Rollups outlive raw retention: the refresher never recomputes an hour or day that starts
+before ``now - READINGS_RAW_RETENTION`` (its raw readings may be gone, partly or wholly),
+and it holds the same transaction-level advisory lock as the partition drop and the
+sensors' delete trigger, so neither runs between its statements. Ingest accepts readings
+up to ``INGEST_RETENTION_DAYS`` old; one older than the raw retention (set shorter than
+that) is stored until the next drop but changes no rollup.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from operator import itemgetter
+from typing import Any, Final
 
 import psycopg
-from django.db import connection
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
 
 from sensors.hooks import BatchOutcome
 
 from . import pgarrays
-from .pgarrays import float8_array, int4_array, int8_array
-from .quarters import quarters_of
+from .pgarrays import int8_array
 
-# One statement: the batch's quarter-hour runs (sensors/history/quarters.py) and, for their
-# exact sums, its values; each run's sum is taken over its own slice of the values (no per-value
-# run number to send). The runs are folded into hours and the farms' local days and upserted
-# in key order (two workers upsert the same buckets in one order: no deadlock). Every array is
-# bound prebuilt in binary (sensors/history/pgarrays.py).
-_FOLD_SQL = """
-WITH q AS MATERIALIZED (
-    SELECT k.sensor_id, 'epoch'::timestamptz + k.start_us * interval '1 microsecond' AS quarter, k.count,
-           (SELECT sum(least(greatest(v, -1e250::float8), 1e250::float8)::numeric)
-            FROM unnest((%(values)b::float8[])[k.first_index : k.first_index + k.count - 1]) AS v) AS sum,
-           k.min, k.max, 'epoch'::timestamptz + k.first_us * interval '1 microsecond' AS first_ts, k.first_value,
-           'epoch'::timestamptz + k.last_us * interval '1 microsecond' AS last_ts, k.last_value
-    FROM unnest(%(sensor_id)b::int8[], %(start_us)b::int8[], %(count)b::int8[], %(min)b::float8[],
-                %(max)b::float8[], %(first_us)b::int8[], %(first_value)b::float8[], %(last_us)b::int8[],
-                %(last_value)b::float8[], %(first_index)b::int4[])
-        AS k(sensor_id, start_us, count, min, max, first_us, first_value, last_us, last_value, first_index)
-), zones AS (
-    SELECT s.id AS sensor_id, f.time_zone FROM sensors_sensor s
-    JOIN sensors_device d ON d.id = s.device_id JOIN farm_farm f ON f.id = d.farm_id
-    WHERE s.id = ANY(%(distinct_ids)b::int8[])
-), hours AS (
-    INSERT INTO sensors_rolluphour AS o
-        (sensor_id, bucket, count, sum, min, max, first_ts, first_value, last_ts, last_value)
-    SELECT sensor_id, date_bin('1 hour', quarter, 'epoch'), {refold}
-    FROM q GROUP BY 1, 2 ORDER BY 1, 2
-    ON CONFLICT (sensor_id, bucket) DO UPDATE SET {fold}
-    RETURNING 1
-)
-INSERT INTO sensors_rollupday AS o (sensor_id, day, count, sum, min, max, first_ts, first_value, last_ts, last_value)
-SELECT q.sensor_id, (q.quarter AT TIME ZONE z.time_zone)::date, {refold}
-FROM q JOIN zones z USING (sensor_id) GROUP BY 1, 2 ORDER BY 1, 2
-ON CONFLICT (sensor_id, day) DO UPDATE SET {fold}
-"""
+HOUR_US: Final = 3_600_000_000
+_TS, _KEY = itemgetter(0), itemgetter(1)
+ROLLUP_LOCK: Final = 0x46_52_4F_4C_4C  # pg_advisory_xact_lock key: refresher, partition drop, sensor delete
+
 # The aggregates of raw readings, for the recompute (and rebuild) below.
 _AGGREGATES = """count(*) AS count, sum(least(greatest(value, -1e250::float8), 1e250::float8)::numeric) AS sum,
     min(value) AS min, max(value) AS max, min(ts) AS first_ts, (array_agg(value ORDER BY ts))[1] AS first_value,
     max(ts) AS last_ts, (array_agg(value ORDER BY ts DESC))[1] AS last_value"""
-# Rows that are already buckets, folded into bigger ones: the same algebra as _FOLD.
-_REFOLD = """sum(count), sum(sum), min(min), max(max), min(first_ts), (array_agg(first_value ORDER BY first_ts))[1],
-    max(last_ts), (array_agg(last_value ORDER BY last_ts DESC))[1]"""
-_FOLD = """count = o.count + EXCLUDED.count, sum = o.sum + EXCLUDED.sum,
-    min = least(o.min, EXCLUDED.min), max = greatest(o.max, EXCLUDED.max),
-    first_value = CASE WHEN EXCLUDED.first_ts < o.first_ts THEN EXCLUDED.first_value ELSE o.first_value END,
-    first_ts = least(o.first_ts, EXCLUDED.first_ts),
-    last_value = CASE WHEN EXCLUDED.last_ts > o.last_ts THEN EXCLUDED.last_value ELSE o.last_value END,
-    last_ts = greatest(o.last_ts, EXCLUDED.last_ts)"""
-# Bound by the server, arrays in binary (%(…)b): Django's client-side binding would spell out a
-# batch's numbers as SQL text (~25 ms a 5,000-reading batch, more than the statement itself), and
-# psycopg's list dumper costs ~0.25 µs an element (pgarrays.py).
-FOLD_SQL = _FOLD_SQL.format(refold=_REFOLD, fold=_FOLD)
+# Rows that are already buckets, folded into bigger ones: days from hours (the refresh, bench/history_bench.py).
+_REFOLD = """sum(count) AS count, sum(sum) AS sum, min(min) AS min, max(max) AS max, min(first_ts) AS first_ts,
+    (array_agg(first_value ORDER BY first_ts))[1] AS first_value, max(last_ts) AS last_ts,
+    (array_agg(last_value ORDER BY last_ts DESC))[1] AS last_value"""
 
 # The same buckets computed from the raw readings: what the fold must always equal.
 _RECOMPUTE_HOURS_SQL = """
@@ -106,31 +81,205 @@ RECOMPUTE_HOURS_SQL = _RECOMPUTE_HOURS_SQL.format(aggregates=_AGGREGATES)
 # The joined sensor, device and farm rows have no ts or value: the aggregates stay unqualified.
 RECOMPUTE_DAYS_SQL = _RECOMPUTE_DAYS_SQL.format(aggregates=_AGGREGATES)
 _COLUMNS = "count, sum, min, max, first_ts, first_value, last_ts, last_value"
+_REPLACE = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS.split(", "))
+
+
+# Appended by every batch: two arrays bound in binary, no key to check, no index to update.
+_LOG_SQL = """
+INSERT INTO sensors_rollupdirty (device_id, hour)
+SELECT device_id, 'epoch'::timestamptz + hour_us * interval '1 microsecond'
+FROM unnest(%(device_id)b::int8[], %(hour_us)b::int8[]) AS k(device_id, hour_us)
+"""
+
+
+def _dirty_hours(outcome: BatchOutcome) -> set[tuple[int, int]]:
+    """The (device id, hour µs) pairs of the batch's new readings, with no Python step per reading when it can.
+
+    By device, not sensor: a device's metrics mostly report together, so a 10-metric batch
+    logs a tenth of the rows, and the refresher recomputes each of the device's sensors for
+    the hour (one with no reading in it has no bucket to change). ``outcome.series()`` would
+    sort every reading into per-sensor lists (for 50,000 readings ~130 ms of Python,
+    bench/store_bench.py); instead each message's rows are reduced at C speed (the min and
+    max of their times) and only a message spanning hours is walked row by row. A batch with
+    redelivered rows takes ``new_rows()``, so a reading already stored dirties nothing.
+    """
+    if outcome.redelivered is not None:
+        return {(row[1], row[3] - row[3] % HOUR_US) for row in outcome.new_rows()}
+    pairs: set[tuple[int, int]] = set()
+    add = pairs.add
+    for device, rows in outcome.groups:
+        if len(rows) == 1:
+            ts = rows[0][0]
+            add((device.id, ts - ts % HOUR_US))
+        elif rows:
+            low, high = min(map(_TS, rows)), max(map(_TS, rows))
+            hour = low - low % HOUR_US
+            if high < hour + HOUR_US:
+                add((device.id, hour))
+            else:
+                pairs.update((device.id, ts - ts % HOUR_US) for ts, _, _ in rows)
+    return pairs
 
 
 def rollups_write(outcome: BatchOutcome) -> None:
-    """Fold a batch's new readings into their hour and day rollups (a batch writer: runs in the batch's transaction)."""
-    quarters = quarters_of(outcome.series())
-    if not quarters.count:
+    """Log the hours the batch's new readings fall in as dirty (a batch writer: runs in the batch's transaction)."""
+    pairs = _dirty_hours(outcome)
+    if not pairs:
         return
-    params: dict[str, Any] = {
-        "sensor_id": int8_array(quarters.sensor_id),
-        "start_us": int8_array(quarters.start_us),
-        "count": int8_array(quarters.count),
-        "min": float8_array(quarters.min),
-        "max": float8_array(quarters.max),
-        "first_us": int8_array(quarters.first_us),
-        "first_value": float8_array(quarters.first_value),
-        "last_us": int8_array(quarters.last_us),
-        "last_value": float8_array(quarters.last_value),
-        "first_index": int4_array(quarters.first_index),
-        "values": float8_array(quarters.values),
-        "distinct_ids": int8_array(sorted(set(quarters.sensor_id))),
-    }
+    device_ids, hours = zip(*pairs, strict=True)
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         pgarrays.register(cursor)
-        cursor.execute(FOLD_SQL, params, prepare=True)  # the same statement every batch: planned once
+        cursor.execute(_LOG_SQL, {"device_id": int8_array(device_ids), "hour_us": int8_array(hours)}, prepare=True)
+
+
+# Claims every committed log row (see rollups_refresh on snapshots); each of the devices' sensors
+# and hours once, in key order.
+_CLAIM_SQL = """
+WITH claimed AS (DELETE FROM sensors_rollupdirty RETURNING device_id, hour),
+pairs AS (SELECT DISTINCT s.id AS sensor_id, c.hour FROM claimed c JOIN sensors_sensor s ON s.device_id = c.device_id)
+SELECT coalesce(array_agg(sensor_id ORDER BY sensor_id, hour), '{}'),
+       coalesce(array_agg(hour ORDER BY sensor_id, hour), '{}'),
+       (SELECT count(*) FROM claimed)
+FROM pairs WHERE hour >= %(horizon)s
+"""
+# The dirty hours recomputed from raw (the aggregates of RECOMPUTE_HOURS_SQL), each by its own
+# index range scan (LATERAL: a join let the planner hash-join a whole partition): upserted in key
+# order (HOT updates on the rollups' spare page room, migration 0013; two refreshes never overlap
+# anyway), and an hour whose readings are all gone (none finite) deleted.
+_REFRESH_HOURS_SQL = """
+WITH k AS (SELECT * FROM unnest(%(sensor_id)s::int8[], %(hour)s::timestamptz[]) AS k(sensor_id, bucket)),
+fresh AS MATERIALIZED (
+    SELECT k.sensor_id, k.bucket, a.*
+    FROM k CROSS JOIN LATERAL (
+        SELECT {aggregates} FROM sensors_reading
+        WHERE sensor_id = k.sensor_id AND ts >= k.bucket AND ts < k.bucket + interval '1 hour'
+            AND abs(value) < 'Infinity'
+    ) AS a
+    WHERE a.count > 0
+)
+{tail}"""
+# The local days of the dirty hours (an hour's first and last microsecond: a 30- or 45-minute
+# offset puts local midnight inside a UTC hour). A day whose both midnights are whole UTC hours
+# is folded from its hourly rollups, just recomputed above in this transaction (24 rows, not
+# every reading of the day: measured in docs/benchmarks.md, History round 3); any other day is
+# recomputed from raw exactly as RECOMPUTE_DAYS_SQL groups, by one index range scan: the readings
+# whose local date is the day, looked for between its midnights widened by 3 hours (a bound on
+# PostgreSQL's reading of a midnight a clock change skips). An hour rollup is exact unless its
+# hour is still in the log (its batch committed after this refresh's claim): then so is the day's
+# hour, and the next refresh folds the day again. A day that starts before the horizon is left
+# alone (rollups outlive raw retention).
+_REFRESH_DAYS_SQL = """
+WITH k AS (
+    SELECT DISTINCT u.sensor_id, d.day, f.time_zone
+    FROM unnest(%(sensor_id)s::int8[], %(hour)s::timestamptz[]) AS u(sensor_id, hour)
+    JOIN sensors_sensor s ON s.id = u.sensor_id JOIN sensors_device dv ON dv.id = s.device_id
+    JOIN farm_farm f ON f.id = dv.farm_id
+    CROSS JOIN LATERAL (VALUES ((u.hour AT TIME ZONE f.time_zone)::date),
+        (((u.hour + interval '1 hour' - interval '1 microsecond') AT TIME ZONE f.time_zone)::date)) AS d(day)
+), m AS (
+    SELECT sensor_id, day, time_zone, day::timestamp AT TIME ZONE time_zone AS start,
+           (day + 1)::timestamp AT TIME ZONE time_zone AS stop
+    FROM k
+), b AS (
+    SELECT *, date_bin('1 hour', start, 'epoch') = start AND date_bin('1 hour', stop, 'epoch') = stop AS whole
+    FROM m WHERE start >= %(horizon)s
+), fresh AS MATERIALIZED (
+    SELECT b.sensor_id, b.day, a.*
+    FROM b CROSS JOIN LATERAL (
+        SELECT {refold} FROM sensors_rolluphour WHERE sensor_id = b.sensor_id AND bucket >= b.start AND bucket < b.stop
+    ) AS a
+    WHERE b.whole AND a.count > 0
+    UNION ALL
+    SELECT b.sensor_id, b.day, a.*
+    FROM b CROSS JOIN LATERAL (
+        SELECT {aggregates} FROM sensors_reading
+        WHERE sensor_id = b.sensor_id AND ts >= b.start - interval '3 hours' AND ts < b.stop + interval '3 hours'
+            AND (ts AT TIME ZONE b.time_zone)::date = b.day AND abs(value) < 'Infinity'
+    ) AS a
+    WHERE NOT b.whole AND a.count > 0
+)
+{tail}"""
+
+
+# Both end alike: the keys asked for (``{keys}``) that have no fresh aggregates are deleted,
+# the rest upserted in key order.
+_REPLACE_BUCKETS = """, gone AS (
+    DELETE FROM {table} o USING {keys} WHERE o.sensor_id = {keys}.sensor_id AND o.{key} = {keys}.{key}
+        AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.sensor_id = {keys}.sensor_id AND f.{key} = {keys}.{key})
+)
+INSERT INTO {table} AS o (sensor_id, {key}, {columns})
+SELECT * FROM fresh ORDER BY 1, 2
+ON CONFLICT (sensor_id, {key}) DO UPDATE SET {replace}
+"""
+REFRESH_HOURS_SQL = _REFRESH_HOURS_SQL.format(
+    aggregates=_AGGREGATES,
+    tail=_REPLACE_BUCKETS.format(
+        table="sensors_rolluphour", key="bucket", keys="k", columns=_COLUMNS, replace=_REPLACE
+    ),
+)
+REFRESH_DAYS_SQL = _REFRESH_DAYS_SQL.format(
+    aggregates=_AGGREGATES,
+    refold=_REFOLD,
+    tail=_REPLACE_BUCKETS.format(table="sensors_rollupday", key="day", keys="b", columns=_COLUMNS, replace=_REPLACE),
+)
+_BEGINNING: Final = datetime(1, 1, 2, tzinfo=UTC)  # no retention: every bucket is recomputed
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshResult:
+    """What one ``rollups_refresh`` did; ``ran`` is False when another refresher held the lock."""
+
+    ran: bool
+    logged: int = 0  # log rows claimed
+    hours: int = 0  # distinct dirty (sensor, hour) pairs recomputed (those past the horizon dropped)
+    days: int = 0  # day rollups written
+    seconds: float = 0.0
+
+
+def raw_horizon(*, now: datetime) -> datetime | None:
+    """The oldest instant whose raw readings are surely kept (``READINGS_RAW_RETENTION``); None: all are."""
+    if not settings.READINGS_RAW_RETENTION:
+        return None
+    return now - timedelta(days=settings.READINGS_RAW_RETENTION)
+
+
+def rollups_refresh() -> RefreshResult:
+    """Recompute every logged dirty hour, and the local days it touches, from raw readings; one transaction.
+
+    Concurrency, under READ COMMITTED (each statement sees what committed before it began):
+
+    - Two refreshers: the transaction-level advisory lock lets one run; the other returns at
+      once (``ran=False``: the running one, or the next beat, does the work). Two recomputes
+      of one bucket from different snapshots could otherwise commit in the wrong order.
+    - A batch committing during a refresh: the claim (``DELETE … RETURNING``) deletes only
+      log rows committed before its snapshot. Every later statement of the refresh takes a
+      newer snapshot, so each claimed row's readings (committed with it, before the claim)
+      are seen by the recompute. A batch that commits after the claim's snapshot keeps its
+      log rows, whatever the recompute happened to see of its readings: the next refresh
+      recomputes those buckets again. Nothing is lost; a bucket is at worst recomputed twice.
+      Log rows are only ever deleted here, under the lock, so no two claims race.
+    - The partition drop and the sensors' delete trigger take the same lock (blocking), so
+      raw readings never vanish between the horizon check and the recompute, and a deleted
+      sensor's rollups are not written back from a snapshot that still saw its readings.
+    """
+    started = timezone.now()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [ROLLUP_LOCK])
+        if not cursor.fetchone()[0]:
+            return RefreshResult(ran=False)
+        horizon = raw_horizon(now=timezone.now()) or _BEGINNING
+        cursor.execute(_CLAIM_SQL, {"horizon": horizon})
+        sensor_ids, hours, logged = cursor.fetchone()
+        days = 0
+        if hours:
+            params = {"sensor_id": sensor_ids, "hour": hours, "horizon": horizon}
+            cursor.execute(REFRESH_HOURS_SQL, params)
+            cursor.execute(REFRESH_DAYS_SQL, params)
+            days = cursor.rowcount
+    return RefreshResult(
+        ran=True, logged=logged, hours=len(hours), days=days, seconds=(timezone.now() - started).total_seconds()
+    )
 
 
 def rollups_rebuild(*, sensor_ids: Sequence[int], start: datetime, end: datetime) -> None:
