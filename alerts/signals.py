@@ -18,18 +18,13 @@ Transitions happen in three places, and each publishes after its own commit:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from typing import Final, Literal
 
-from django.db import transaction
-
+from farm.seams import Seam
 from sensors.hooks import BatchOutcome
-
-logger = logging.getLogger(__name__)
 
 LiveTransition = Literal["fired", "acknowledged", "resolved"]
 
@@ -54,35 +49,26 @@ class AlertChange:
 
 
 AlertListener = Callable[[Sequence[AlertChange]], None]
-_listeners: list[AlertListener] = []
+_seam: Seam[Sequence[AlertChange]] = Seam("alert")
 
 
 def register_alert_listener(listener: AlertListener) -> None:
     """Call ``listener`` with each committed transaction's transitions (best effort, after the commit)."""
-    if listener not in _listeners:
-        _listeners.append(listener)
+    _seam.register(listener)
 
 
 def unregister_alert_listener(listener: AlertListener) -> None:
-    if listener in _listeners:
-        _listeners.remove(listener)
+    _seam.unregister(listener)
 
 
 def alert_changes_publish(changes: Sequence[AlertChange]) -> None:
     """Hand committed transitions to every listener; one failing never stops the others."""
-    if not changes:
-        return
-    for listener in list(_listeners):
-        try:
-            listener(changes)
-        except Exception:
-            logger.exception("alert listener %s failed", getattr(listener, "__qualname__", listener))
+    _seam.publish(changes)
 
 
 def alert_changes_on_commit(changes: Sequence[AlertChange]) -> None:
     """Publish ``changes`` once the caller's transaction commits (nothing if it rolls back)."""
-    if changes:
-        transaction.on_commit(partial(alert_changes_publish, tuple(changes)))
+    _seam.on_commit(tuple(changes))
 
 
 NOTE: Final = "alerts"  # the kind of BatchOutcome note the writer leaves

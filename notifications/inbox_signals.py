@@ -9,41 +9,28 @@ costs only liveness, never a notification.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Collection
-from functools import partial
 
-from django.db import transaction
-
-logger = logging.getLogger(__name__)
+from farm.seams import Seam
 
 InboxListener = Callable[[Collection[int]], None]
-_listeners: list[InboxListener] = []
+_seam: Seam[Collection[int]] = Seam("inbox")
 
 
 def register_inbox_listener(listener: InboxListener) -> None:
     """Call ``listener`` with the user ids whose inbox changed, after each commit that changed one."""
-    if listener not in _listeners:
-        _listeners.append(listener)
+    _seam.register(listener)
 
 
 def unregister_inbox_listener(listener: InboxListener) -> None:
-    if listener in _listeners:
-        _listeners.remove(listener)
+    _seam.unregister(listener)
 
 
 def inbox_changed_publish(user_ids: Collection[int]) -> None:
     """Hand the changed inboxes to every listener; one failing never stops the others."""
-    if not user_ids:
-        return
-    for listener in list(_listeners):
-        try:
-            listener(user_ids)
-        except Exception:
-            logger.exception("inbox listener %s failed", getattr(listener, "__qualname__", listener))
+    _seam.publish(user_ids)
 
 
 def inbox_changed_on_commit(user_ids: Collection[int]) -> None:
     """Publish once the caller's transaction commits (nothing if it rolls back)."""
-    if user_ids:
-        transaction.on_commit(partial(inbox_changed_publish, frozenset(user_ids)))
+    _seam.on_commit(frozenset(user_ids))

@@ -53,7 +53,7 @@ def probe(uid: str = "probe-1") -> Device:
 def test_the_dashboard_listens_to_alert_transitions_and_alerts_to_batches():
     from sensors import hooks
 
-    assert live.farm_alerts_publish in signals._listeners
+    assert live.farm_alerts_publish in signals._seam.listeners
     assert signals.alerts_batch_notify in hooks._notifiers
 
 
@@ -151,7 +151,7 @@ async def test_the_sweep_pushes_what_it_fires(clean_channel_layer):
 
 def test_a_rolled_back_batch_publishes_nothing(monkeypatch):
     published: list[object] = []
-    monkeypatch.setattr(signals, "_listeners", [published.extend])
+    monkeypatch.setattr(signals._seam, "listeners", [published.extend])
     change = signals.AlertChange(1, 2, "fired", 3, "r", "info", 4, 5, datetime.now(UTC), datetime.now(UTC))
 
     def rolled_back() -> None:
@@ -173,7 +173,7 @@ def test_a_rolled_back_batch_publishes_nothing(monkeypatch):
 
 def test_batches_the_notifier_lane_merges_publish_every_transition_they_noted(monkeypatch):
     published: list[object] = []
-    monkeypatch.setattr(signals, "_listeners", [published.extend])
+    monkeypatch.setattr(signals._seam, "listeners", [published.extend])
     now = datetime.now(UTC)
     first, second = BatchOutcome(), BatchOutcome()
     fired = signals.AlertChange(1, 2, "fired", 3, "r", "info", 4, 5, now, now)
