@@ -53,7 +53,7 @@ class InboxConsumer(UserSocket):
         if user is None:
             await self.close(code=live.CLOSE_SIGNED_OUT)
         elif self.joined:
-            await self.join()  # channels_redis forgets group members after a day
+            await self.join()  # idempotent; mends a layer that expires memberships
 
     # Channel-layer events from dashboard.live.
 

@@ -13,9 +13,9 @@ Groups:
   message carries no count: each socket reads it when the message arrives, so the last
   message leaves every bell right whatever order concurrent commits' messages arrive in.
 
-Channel layers are at-most-once and drop silently over capacity (docs/architecture.md
-§6), so each farm message carries the farm's next sequence number from Redis
-``INCR``: a browser that sees a gap asks for a fresh snapshot.
+Channel layers are at-most-once (the pub/sub layer keeps nothing for a process that is not
+subscribed at that moment; docs/architecture.md §6), so each farm message carries the farm's
+next sequence number from Redis ``INCR``: a browser that sees a gap asks for a fresh snapshot.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import os
 import threading
 import weakref
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from functools import lru_cache, partial
 from typing import Any, TypeVar
 
@@ -196,7 +196,8 @@ async def _bounded(call: Callable[[], Awaitable[T]]) -> T:
 
 
 async def socket_join(channel_name: str, *, farm_id: int, user_id: int) -> None:
-    """Also called again on the access timer: channels_redis forgets group members after a day."""
+    """Also called again on the access timer: joining twice is harmless, and a layer that expires
+    memberships (channels_redis's list-based layer forgets them after a day) gets them back."""
     await _groups_change("group_add", channel_name, [farm_group(farm_id), user_group(user_id)])
 
 
@@ -218,6 +219,22 @@ async def _groups_change(method: str, channel_name: str, groups: list[str]) -> N
     assert layer is not None
     change = getattr(layer, method)
     await asyncio.gather(*(_bounded(partial(change, group, channel_name)) for group in groups))
+
+
+def waiting_messages(layer: Any, channel_name: str) -> Iterator[dict[str, Any]]:
+    """The messages this process already holds for ``channel_name``, oldest first, without waiting.
+
+    The pub/sub layer delivers a group's message into an in-process queue per socket; a socket
+    that falls behind (a thousand dashboards on one daphne process) finds several there, and
+    sends them as one frame instead of one frame each. Taken one at a time, so the caller can
+    stop at any message. Another layer holds nothing in process: none are waiting.
+    """
+    get_layer = getattr(layer, "_get_layer", None)  # RedisPubSubChannelLayer: one layer per event loop
+    if get_layer is None:
+        return
+    queue = get_layer().channels.get(channel_name)
+    while queue is not None and not queue.empty():
+        yield layer.deserialize(queue.get_nowait())
 
 
 class _SyncSender:

@@ -10,7 +10,7 @@ something that is not JSON.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from json.encoder import encode_basestring_ascii
 from operator import itemgetter
@@ -213,6 +213,11 @@ def alerts_text(
             "transitions": [alert_change_entry(c) for c in changes],
         }
     )
+
+
+def frames_text(texts: Sequence[str]) -> str:
+    """Several server messages in one frame: a JSON array of them, in order (no re-encoding)."""
+    return texts[0] if len(texts) == 1 else "[" + ",".join(texts) + "]"
 
 
 def pong_text(*, seq: int, now: datetime) -> str:

@@ -126,6 +126,16 @@ def env_url(
     return value
 
 
+def redis_database(url: str | None) -> int:
+    """The database number a Redis URL selects (``/3`` or ``?db=3``); 0 when it names none."""
+    if not url:
+        return 0
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    number = query.get("db") or (parts.path.strip("/") if parts.scheme in ("redis", "rediss") else "")
+    return int(number) if number.isdigit() else 0
+
+
 def env_timezone(name: str, default: str, *, environ: Mapping[str, str] | None = None) -> str:
     value = env_str(name, default, environ=environ)
     try:

@@ -45,6 +45,7 @@ Details = dict[str, Any]
 CheckFunc = Callable[[], Details] | Callable[[], Awaitable[Details]]
 
 CHANNEL_LAYER_TIMEOUT = 2.0
+CHANNEL_LAYER_RESEND = 0.25
 ERROR_MAX_CHARS = 300
 RESERVED_KEYS = frozenset({"ok", "ms", "error"})
 
@@ -74,22 +75,50 @@ def check_database() -> Details:
 
 
 async def check_channel_layer() -> Details:
-    """A real round trip through the channel layer: send to a fresh channel and read it back."""
+    """A real round trip through the channel layer: send to a fresh channel and read it back.
+
+    A pub/sub layer keeps nothing for a channel nobody listens to yet, and its SUBSCRIBE and
+    our PUBLISH travel on two connections: the ping is sent again every ``CHANNEL_LAYER_RESEND``
+    seconds until it is heard or the timeout passes.
+    """
     layer = get_channel_layer()
     if layer is None:
         raise HealthCheckError("no channel layer is configured")
-    # A plain (not process-local) name: receive() then pops it straight from Redis.
-    channel = f"healthz.{uuid.uuid4().hex}"
     nonce = uuid.uuid4().hex
+    channel = ""
+    heard: asyncio.Future[dict[str, Any]] | None = None
     try:
         async with asyncio.timeout(CHANNEL_LAYER_TIMEOUT):
-            await layer.send(channel, {"type": "healthz.ping", "nonce": nonce})
-            message = await layer.receive(channel)
+            channel = await layer.new_channel("healthz.")
+            heard = asyncio.ensure_future(layer.receive(channel))
+            while not heard.done():
+                await layer.send(channel, {"type": "healthz.ping", "nonce": nonce})
+                await asyncio.wait({heard}, timeout=CHANNEL_LAYER_RESEND)
+            message = heard.result()
     except TimeoutError:
         raise HealthCheckError(f"no answer within {CHANNEL_LAYER_TIMEOUT:g} s") from None
+    finally:
+        if heard is not None and not heard.done():
+            heard.cancel()  # a cancelled receive lets its channel go
+            await asyncio.gather(heard, return_exceptions=True)
+        elif channel:
+            await _let_go(layer, channel)
     if message.get("nonce") != nonce:
         raise HealthCheckError("received a different message than the one sent")
     return {"backend": type(layer).__name__}
+
+
+async def _let_go(layer: Any, channel: str) -> None:
+    """Forget ``channel`` the way a consumer's channel is forgotten: a receive that is cancelled.
+
+    Channels has no "delete channel" call; the pub/sub layer unsubscribes a channel when a
+    receive on it is cancelled, which is what ends every consumer. Without this each check
+    would leave a subscription behind in the web process.
+    """
+    leaving = asyncio.ensure_future(layer.receive(channel))
+    await asyncio.sleep(0)  # let it start waiting
+    leaving.cancel()
+    await asyncio.gather(leaving, return_exceptions=True)
 
 
 def check_ingest() -> Details:

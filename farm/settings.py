@@ -23,6 +23,7 @@ from farm.env import (
     env_str,
     env_timezone,
     env_url,
+    redis_database,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -117,16 +118,20 @@ DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("DAT
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_url("REDIS_URL", None, schemes=("redis", "rediss", "unix"))
+# The live lane: Redis pub/sub. A group is one Redis channel, and each daphne process fans a
+# message out to its own sockets of that group: one Redis message per group and process, not
+# one per socket (measured: publish -> browser p99 at 100 dashboards of one farm 190 -> ~120 ms,
+# docs/benchmarks.md). At most once, like every channel layer: the farm sequence numbers
+# mend what is lost (docs/architecture.md §6).
+# Pub/sub channels are global to a Redis server, unlike keys: the prefix names REDIS_URL's
+# database, so that two deployments (or a `make run` and the tests) on one server stay apart.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {
-            # channels_redis blocks up to 5 s in BZPOPMIN; redis-py 8's default 5 s read timeout
-            # would cut that read and crash every idle consumer (dashboard issue 4).
+            # redis-py's 5 s default socket timeout would cut a quiet subscriber's read.
             "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
-            "prefix": "furrow:asgi",
-            "capacity": env_int("CHANNEL_CAPACITY", 500, minimum=10),
-            "expiry": 30,
+            "prefix": f"furrow:{redis_database(REDIS_URL)}:asgi:",
         },
     },
 }
@@ -217,7 +222,7 @@ if _UNKNOWN_SOURCES:
 INGEST_BATCH_SIZE = env_int("INGEST_BATCH_SIZE", 5000, minimum=1, maximum=100_000)
 INGEST_BATCH_MS = env_int("INGEST_BATCH_MS", 200, minimum=1, maximum=60_000)
 # The live push (after-commit notifiers) runs at most this often, on the batches committed meanwhile.
-INGEST_NOTIFY_INTERVAL_MS = env_int("INGEST_NOTIFY_INTERVAL_MS", 100, minimum=0, maximum=10_000)
+INGEST_NOTIFY_INTERVAL_MS = env_int("INGEST_NOTIFY_INTERVAL_MS", 50, minimum=0, maximum=10_000)
 INGEST_MAX_PAYLOAD = env_int("INGEST_MAX_PAYLOAD", 64 * 1024, minimum=256)
 INGEST_MAX_FUTURE_SECONDS = env_int("INGEST_MAX_FUTURE_SECONDS", 300, minimum=0)
 INGEST_RETENTION_DAYS = env_int("INGEST_RETENTION_DAYS", 400, minimum=1)

@@ -16,11 +16,11 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Tests don't run collectstatic; serve from the finders instead of var/staticfiles.
 WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True
-# The suite flushes its channel layer between tests: keep that away from the keys of a
-# `make run` sharing the same Redis.
+# Keep the suite's live messages away from those of a `make run` on the same Redis database.
+_live_prefix = f"furrow-test:{redis_database(REDIS_URL)}:asgi:"  # noqa: F405
 CHANNEL_LAYERS = {
     "default": {
         **CHANNEL_LAYERS["default"],  # noqa: F405
-        "CONFIG": {**CHANNEL_LAYERS["default"]["CONFIG"], "prefix": "furrow-test:asgi"},  # type: ignore[dict-item]  # noqa: F405
+        "CONFIG": {**CHANNEL_LAYERS["default"]["CONFIG"], "prefix": _live_prefix},  # type: ignore[dict-item]  # noqa: F405
     }
 }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -111,6 +111,14 @@ async def close_code(comm: WebsocketCommunicator, timeout: float = 5) -> int | N
         output = await comm.receive_output(timeout=timeout)
         if output["type"] == "websocket.close":
             return output.get("code")
+
+
+async def server_messages(comm: WebsocketCommunicator, timeout: float = 5) -> AsyncIterator[dict]:
+    """The server's messages one by one, whether a frame held one or (a socket behind) an array of them."""
+    while True:
+        frame = json.loads(await comm.receive_from(timeout=timeout))
+        for message in frame if isinstance(frame, list) else [frame]:
+            yield message
 
 
 @pytest.fixture(name="clean_channel_layer")

@@ -23,7 +23,7 @@ from sensors.hooks import BatchOutcome
 from sensors.ingest.pipeline import Ingestor, RawMessage, WorkerConfig
 from sensors.models import Device
 from tests.alert_fixtures import ingest, make_rule
-from tests.dashboard_fixtures import _clean_channel_layer, connect_as, member_of  # noqa: F401 - fixture
+from tests.dashboard_fixtures import _clean_channel_layer, connect_as, member_of, server_messages  # noqa: F401 - fixture
 from tests.factories import DeviceFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)  # real commits: the push waits for them
@@ -198,8 +198,7 @@ async def test_a_socket_gets_the_open_alerts_in_its_snapshot_and_the_transitions
         [entry] = snapshot["alerts"]["open"]
         assert (entry["episode"], entry["rule_name"], entry["acknowledged"]) == (episode.pk, "Soil too dry", False)
         await sync_to_async(ingest)({"ts": now - 10, "soil_moisture": 8})
-        while (message := json.loads(await comm.receive_from(timeout=5)))["type"] != "alerts":
-            pass
+        message = await anext(m async for m in server_messages(comm) if m["type"] == "alerts")
         assert message["firing"] == 2
         assert [(t["transition"], t["rule_name"]) for t in message["transitions"]] == [("fired", "Very dry")]
         await comm.send_to(text_data=json.dumps({"type": "snapshot"}))

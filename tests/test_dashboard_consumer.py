@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from datetime import timedelta
 
 import pytest
@@ -30,6 +31,7 @@ from tests.dashboard_fixtures import (  # noqa: F401 - _clean_channel_layer is a
     logged_in_client,
     member_of,
     readings_insert,
+    server_messages,
     session_cookie,
 )
 from tests.factories import UserFactory
@@ -206,9 +208,50 @@ async def test_updates_carry_consecutive_sequence_numbers(farm_a):
     now = timezone.now()
     for value in (1.0, 2.0, 3.0):
         await sync_to_async(run_batch_notifiers)(batch_for(farm_a.sensors[1], value, ts=now))
-    seqs = [json.loads(await comm.receive_from(timeout=5))["seq"] for _ in range(3)]
+    messages = server_messages(comm)
+    seqs = [(await anext(messages))["seq"] for _ in range(3)]
     assert seqs == [snapshot["seq"] + 1, snapshot["seq"] + 2, snapshot["seq"] + 3]
     await comm.disconnect()
+
+
+async def test_updates_waiting_for_a_socket_go_out_together_in_order(farm_a):
+    """A daphne process that fell behind sends a socket's waiting updates as one frame: a JSON array."""
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    comm, snapshot = await connect_as(membership.user, farm_a.farm.pk)
+    now = timezone.now()
+
+    def three_updates() -> None:
+        for value in (1.0, 2.0, 3.0):
+            run_batch_notifiers(batch_for(farm_a.sensors[1], value, ts=now))
+
+    # Hold this event loop (the consumer's) while they are published: they wait for it.
+    pusher = threading.Thread(target=three_updates)
+    pusher.start()
+    pusher.join()
+    frame = json.loads(await comm.receive_from(timeout=5))
+    assert isinstance(frame, list)
+    assert [m["seq"] for m in frame] == [snapshot["seq"] + 1, snapshot["seq"] + 2, snapshot["seq"] + 3]
+    assert [m["readings"][0]["points"][-1][1] for m in frame] == [1.0, 2.0, 3.0]
+    assert await comm.receive_nothing(timeout=0.5)
+    await comm.disconnect()
+
+
+async def test_a_close_waiting_behind_updates_comes_after_them(farm_a):
+    membership = await sync_to_async(member_of)(farm_a.farm)
+    comm, snapshot = await connect_as(membership.user, farm_a.farm.pk)
+    now = timezone.now()
+
+    def updates_then_close() -> None:
+        for value in (1.0, 2.0):
+            run_batch_notifiers(batch_for(farm_a.sensors[1], value, ts=now))
+        live.user_sockets_close(user_id=membership.user.pk, code=live.CLOSE_SIGNED_OUT)
+
+    pusher = threading.Thread(target=updates_then_close)
+    pusher.start()
+    pusher.join()
+    frame = json.loads(await comm.receive_from(timeout=5))
+    assert [m["seq"] for m in frame] == [snapshot["seq"] + 1, snapshot["seq"] + 2]
+    assert await close_code(comm) == live.CLOSE_SIGNED_OUT
 
 
 async def test_a_ping_gets_a_pong_with_the_current_sequence_number(farm_a):
@@ -348,19 +391,21 @@ async def test_an_idle_socket_outlives_the_channel_layers_blocking_read(farm_a):
 # Hostile frames and our own bugs end in a clean close that leaves nothing behind (issue 13).
 
 
-def group_members(layer, group: str) -> set[str]:
-    """The channels in ``group``, read from Redis itself."""
+def subscribers(channels: list[str]) -> dict[str, int]:
+    """How many connections Redis itself has subscribed to each pub/sub channel."""
     client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
     try:
-        return set(client.zrange(f"{layer.prefix}:group:{group}", 0, -1))  # type: ignore[arg-type]
+        return dict(client.pubsub_numsub(*channels))  # type: ignore[arg-type]
     finally:
         client.close()
 
 
 async def sockets_groups(layer, farm_id: int, user_id: int) -> set[str]:
-    farm = await sync_to_async(group_members)(layer, live.farm_group(farm_id))
-    user = await sync_to_async(group_members)(layer, live.user_group(user_id))
-    return farm | user
+    """The socket's groups still held: as members in this process's layer, or as Redis subscriptions."""
+    here = layer._get_layer()  # the pub/sub layer of this event loop
+    names = {here._get_group_channel_name(g): g for g in (live.farm_group(farm_id), live.user_group(user_id))}
+    heard = await sync_to_async(subscribers)(list(names))
+    return {group for name, group in names.items() if here.groups.get(name) or heard.get(name)}
 
 
 def recheck_timers() -> list[asyncio.Task]:

@@ -9,7 +9,11 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import redis
 import time_machine
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import connections
 from django.test import Client, override_settings
 from django.urls import reverse
@@ -67,10 +71,25 @@ def test_healthz_reports_ok_with_each_check_timed():
     database, channel_layer = body["checks"]["database"], body["checks"]["channel_layer"]
     assert database["ok"] is True
     assert channel_layer["ok"] is True
-    assert channel_layer["backend"] == "RedisChannelLayer"
+    assert channel_layer["backend"] == "RedisPubSubChannelLayer"
     for check in (database, channel_layer):
         assert isinstance(check["ms"], float)
         assert check["ms"] >= 0
+
+
+async def test_the_channel_layer_check_leaves_no_subscription_behind():
+    """The ping's channel is let go: a web process answering probes for months must not pile them up."""
+    check = HealthCheck("channel_layer", health.check_channel_layer)
+    for _ in range(3):
+        healthy, results = await run_checks([check])
+        assert healthy, results
+    here = get_channel_layer()._get_layer()  # the pub/sub layer of this event loop
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        assert await sync_to_async(client.pubsub_channels)(f"{here.prefix}healthz.*") == []
+    finally:
+        client.close()
+    assert [name for name in here.channels if "healthz." in name] == []
 
 
 @pytest.mark.django_db
@@ -113,7 +132,7 @@ def test_healthz_is_503_when_the_database_is_unreachable(unreachable_database):
 def test_healthz_is_503_when_the_channel_layer_is_unreachable(closed_port):
     layers = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {"hosts": [f"redis://127.0.0.1:{closed_port}/0"]},
         }
     }

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 
 from dashboard import live
@@ -75,12 +76,23 @@ def test_the_change_reaches_the_farms_dashboards_after_commit(django_capture_on_
     farm = FarmFactory.create()
     overdue = device(seconds_ago=LIMIT + 60, farm=farm, battery=55.0)
     layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(live.farm_group(farm.pk), channel)
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        devices_mark_offline()
+
+    def sweep() -> list:
+        with django_capture_on_commit_callbacks(execute=True) as callbacks:
+            devices_mark_offline()
+        return callbacks
+
+    async def watch_the_farm_while(action):
+        # One event loop throughout: a pub/sub layer's subscriptions belong to the loop that made them.
+        channel = await layer.new_channel()
+        await layer.group_add(live.farm_group(farm.pk), channel)
+        done = await sync_to_async(action)()
+        async with asyncio.timeout(10):
+            return done, await layer.receive(channel)
+
+    callbacks, message = async_to_sync(watch_the_farm_while)(sweep)
     assert len(callbacks) == 1
-    update = json.loads(async_to_sync(layer.receive)(channel)["text"])
+    update = json.loads(message["text"])
     assert update["farm"] == farm.pk
     assert update["devices"] == [
         {

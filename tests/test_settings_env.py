@@ -18,6 +18,7 @@ from farm.env import (
     env_str,
     env_timezone,
     env_url,
+    redis_database,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -258,3 +259,28 @@ def test_bad_setting_stops_start_up_naming_the_variable(overrides, variable):
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("farm.env.ConfigError: "), result.stderr
     assert variable in last_line
+
+
+# --- redis_database (the live channel layer's prefix) ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "number"),
+    [
+        ("redis://127.0.0.1:6379/7", 7),
+        ("redis://127.0.0.1:6379", 0),
+        ("rediss://user:pw@redis.example:6380/12", 12),
+        ("redis://127.0.0.1:6379/0?db=3", 3),
+        ("unix:///run/redis.sock?db=5", 5),
+        ("unix:///run/redis.sock", 0),
+        (None, 0),
+    ],
+)
+def test_redis_database_names_the_database_a_url_selects(url, number):
+    assert redis_database(url) == number
+
+
+def test_the_live_layer_prefix_names_the_redis_database(settings):
+    # Pub/sub channels are global to a Redis server: two databases must not hear each other.
+    prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
+    assert f":{redis_database(settings.REDIS_URL)}:" in prefix

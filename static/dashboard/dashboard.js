@@ -666,7 +666,9 @@
     };
     socket.onmessage = function (event) {
       if (socket === live.socket) {
-        onMessage(JSON.parse(event.data));
+        // A frame holds one message, or an array of them when the server had several waiting.
+        var data = JSON.parse(event.data);
+        (Array.isArray(data) ? data : [data]).forEach(onMessage);
       }
     };
     socket.onclose = function (event) {
