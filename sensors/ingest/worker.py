@@ -197,7 +197,7 @@ class IngestWorker:
     def _dispatch(self, batch: Batch) -> bool:
         """Store a batch here, or hand it to the store process (a slot is held); False if that process died."""
         if self.store is None:
-            result = self.ingestor.store([m.item for m in batch.messages])
+            result = self.ingestor.store(self.ledger.hand_over(batch))
             self._complete(batch.id, result, None)
             return True
         try:
