@@ -151,3 +151,59 @@ def test_the_opened_chart_is_in_the_url_survives_a_reload_and_does_not_magnify_n
     page.keyboard.press("Escape")
     expect(page).to_have_url(f"{base}/farms/{demo['slug']}/")
     page.close()
+
+
+def test_a_frame_holding_several_updates_applies_each_in_order_without_a_gap(live_stack, demo, chromium):
+    """A server behind on a socket sends its waiting updates as one JSON array (README, live protocol).
+
+    The socket goes through Playwright's WebSocket route to the real daphne: the route holds the
+    server's next two updates and hands them to the page as one array frame, as daphne does.
+    """
+    import re
+
+    from playwright.sync_api import expect
+
+    bundle: list[str] = []
+    bundled: list[str] = []
+
+    def route(ws: Any) -> None:
+        server = ws.connect_to_server()
+
+        def from_server(message: str | bytes) -> None:
+            kind = json.loads(message).get("type") if isinstance(message, str) else None
+            # From the first update on, every numbered message joins the frame, so that the
+            # sequence stays in order (an alert the reading fires is numbered in between).
+            if not bundled and (kind == "update" or (bundle and kind == "alerts")):
+                bundle.append(str(message))
+                if sum('"type":"update"' in m for m in bundle) == 2:
+                    bundled.append("[" + ",".join(bundle) + "]")
+                    ws.send(bundled[0])
+                return
+            ws.send(message)
+
+        server.on_message(from_server)
+
+    base = live_stack.daphne.base_url
+    page = chromium.new_page(viewport={"width": 1280, "height": 900})
+    page.route_web_socket(re.compile(r"/ws/farms/\d+/$"), route)
+    with live_stack.logs_on_failure():
+        sign_in(page, base)
+        page.goto(f"{base}/farms/{demo['slug']}/")
+        card = page.locator(f"#sensor-{demo['sensors'][f'{PROBE}/soil_moisture']}.metric")
+        expect(page.locator("#live-status")).to_have_attribute("data-state", "live", timeout=10_000)
+        before = page.evaluate("({...window.furrow.stats})")
+        first = fresh_value(card.get_attribute("data-value"))
+        second = fresh_value(str(first))
+        publish_moisture(live_stack, first)
+        deadline = time.monotonic() + 10
+        while not bundle and time.monotonic() < deadline:  # its update is held by the route
+            page.wait_for_timeout(50)  # (route callbacks run while Playwright waits)
+        assert bundle, "the first update never reached the page's socket"
+        publish_moisture(live_stack, second)
+        expect(card).to_have_attribute("data-value", str(second), timeout=5000)
+        after = page.evaluate("({...window.furrow.stats})")
+    page.close()
+    assert len(bundled) == 1
+    assert [m["type"] for m in json.loads(bundled[0]) if m["type"] == "update"] == ["update", "update"]
+    assert after["updates"] - before["updates"] >= 2  # each message of the frame applied
+    assert (after["gaps"], after["snapshots"]) == (before["gaps"], before["snapshots"])  # in order: no refetch
