@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -22,6 +23,7 @@ from dashboard import consumers, live, protocol
 from farm.models import Role
 from sensors.hooks import run_batch_notifiers
 from tests.dashboard_fixtures import (  # noqa: F401 - _clean_channel_layer is a fixture
+    FarmSetup,
     _clean_channel_layer,
     batch_for,
     close_code,
@@ -214,20 +216,32 @@ async def test_updates_carry_consecutive_sequence_numbers(farm_a):
     await comm.disconnect()
 
 
+def published_while_the_socket_waits(
+    farm: FarmSetup, values: tuple[float, ...], then: Callable[[], None] | None = None
+) -> None:
+    """Publish an update per value (and then ``then``) from another thread while this event loop is held.
+
+    The consumer runs on this loop: everything published meanwhile waits for it, as it does for
+    a socket of a daphne process that fell behind.
+    """
+
+    def publish() -> None:
+        now = timezone.now()
+        for value in values:
+            run_batch_notifiers(batch_for(farm.sensors[1], value, ts=now))
+        if then is not None:
+            then()
+
+    pusher = threading.Thread(target=publish)
+    pusher.start()
+    pusher.join()
+
+
 async def test_updates_waiting_for_a_socket_go_out_together_in_order(farm_a):
     """A daphne process that fell behind sends a socket's waiting updates as one frame: a JSON array."""
     membership = await sync_to_async(member_of)(farm_a.farm)
     comm, snapshot = await connect_as(membership.user, farm_a.farm.pk)
-    now = timezone.now()
-
-    def three_updates() -> None:
-        for value in (1.0, 2.0, 3.0):
-            run_batch_notifiers(batch_for(farm_a.sensors[1], value, ts=now))
-
-    # Hold this event loop (the consumer's) while they are published: they wait for it.
-    pusher = threading.Thread(target=three_updates)
-    pusher.start()
-    pusher.join()
+    published_while_the_socket_waits(farm_a, (1.0, 2.0, 3.0))
     frame = json.loads(await comm.receive_from(timeout=5))
     assert isinstance(frame, list)
     assert [m["seq"] for m in frame] == [snapshot["seq"] + 1, snapshot["seq"] + 2, snapshot["seq"] + 3]
@@ -239,16 +253,11 @@ async def test_updates_waiting_for_a_socket_go_out_together_in_order(farm_a):
 async def test_a_close_waiting_behind_updates_comes_after_them(farm_a):
     membership = await sync_to_async(member_of)(farm_a.farm)
     comm, snapshot = await connect_as(membership.user, farm_a.farm.pk)
-    now = timezone.now()
-
-    def updates_then_close() -> None:
-        for value in (1.0, 2.0):
-            run_batch_notifiers(batch_for(farm_a.sensors[1], value, ts=now))
-        live.user_sockets_close(user_id=membership.user.pk, code=live.CLOSE_SIGNED_OUT)
-
-    pusher = threading.Thread(target=updates_then_close)
-    pusher.start()
-    pusher.join()
+    published_while_the_socket_waits(
+        farm_a,
+        (1.0, 2.0),
+        then=lambda: live.user_sockets_close(user_id=membership.user.pk, code=live.CLOSE_SIGNED_OUT),
+    )
     frame = json.loads(await comm.receive_from(timeout=5))
     assert [m["seq"] for m in frame] == [snapshot["seq"] + 1, snapshot["seq"] + 2]
     assert await close_code(comm) == live.CLOSE_SIGNED_OUT
