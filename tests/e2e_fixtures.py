@@ -198,6 +198,14 @@ def http_login(base_url: str, username: str, password: str) -> str:
     return str(sessions[0])
 
 
+def browser_sign_in(page: Any, base_url: str, username: str, password: str) -> None:
+    """Sign in through the login form in a browser page, as a person does."""
+    page.goto(f"{base_url}/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
 def ws_headers(base_url: str, session_key: str | None) -> dict[str, str]:
     """What a browser on our page sends with the WebSocket handshake: its Origin and its cookie."""
     headers = {"Origin": base_url}

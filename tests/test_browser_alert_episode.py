@@ -99,13 +99,12 @@ def test_an_owner_sets_who_is_told_on_a_phone_and_reads_an_alerts_delivery_log(
 ):
     from playwright.sync_api import expect
 
+    from tests.e2e_fixtures import browser_sign_in  # a plugin: import late
+
     base, tag = site["base"], site["tag"]
     farm = f"{base}/farms/brookside-{tag}"
     page = chromium.new_page(viewport=PHONE)
-    page.goto(f"{base}/login/")
-    page.get_by_label("Username").fill(f"olive-{tag}")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    browser_sign_in(page, base, f"olive-{tag}", PASSWORD)
 
     page.goto(f"{farm}/alerts/rules/{site['rule']}/")
     who = page.locator("#who-is-told")

@@ -41,10 +41,9 @@ def publish_moisture(stack: LiveStack, value: float) -> None:
 def sign_in(page: Any, base_url: str) -> None:
     from playwright.sync_api import expect
 
-    page.goto(f"{base_url}/login/")
-    page.get_by_label("Username").fill("demo")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    from tests.e2e_fixtures import browser_sign_in  # a plugin: import late
+
+    browser_sign_in(page, base_url, "demo", PASSWORD)
     expect(page).to_have_url(f"{base_url}/")
 
 

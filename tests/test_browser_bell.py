@@ -99,13 +99,12 @@ def test_the_bell_counts_new_notifications_live_and_the_list_opens_and_clears_th
 ):
     from playwright.sync_api import expect
 
+    from tests.e2e_fixtures import browser_sign_in  # a plugin: import late
+
     ARTIFACTS.mkdir(exist_ok=True)
     base, tag = site["base"], site["tag"]
     page = chromium.new_page(viewport={"width": 1280, "height": 800})
-    page.goto(f"{base}/login/")
-    page.get_by_label("Username").fill(f"olive-{tag}")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    browser_sign_in(page, base, f"olive-{tag}", PASSWORD)
     page.goto(f"{base}/farms/brookside-{tag}/")
     bell = page.locator("[data-bell]")
     count = bell.locator("[data-bell-count]")

@@ -28,10 +28,9 @@ def demo(live_stack: LiveStack) -> dict[str, Any]:
 def sign_in(page: Any, base_url: str) -> None:
     from playwright.sync_api import expect
 
-    page.goto(f"{base_url}/login/")
-    page.get_by_label("Username").fill("demo")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    from tests.e2e_fixtures import browser_sign_in  # a plugin: import late
+
+    browser_sign_in(page, base_url, "demo", PASSWORD)
     expect(page).to_have_url(f"{base_url}/")
 
 

@@ -76,13 +76,12 @@ def test_a_person_sets_up_channels_tests_them_and_sets_quiet_hours(
 ):
     from playwright.sync_api import expect
 
+    from tests.e2e_fixtures import browser_sign_in  # a plugin: import late
+
     ARTIFACTS.mkdir(exist_ok=True)
     base, tag = site["base"], site["tag"]
     page = chromium.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(f"{base}/login/")
-    page.get_by_label("Username").fill(f"olive-{tag}")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    browser_sign_in(page, base, f"olive-{tag}", PASSWORD)
     page.goto(f"{base}/account/")
     page.get_by_role("link", name="Notification settings").click()
     expect(page.get_by_role("heading", name="Notifications", exact=True)).to_be_visible()

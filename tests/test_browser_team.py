@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e_fixtures import daphne_serving, live_database_url, service_env
+from tests.e2e_fixtures import browser_sign_in, daphne_serving, live_database_url, service_env
 from tests.mqtt_fixtures import ROOT, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -96,10 +96,7 @@ def test_an_owner_invites_a_viewer_who_accepts_from_the_email_and_sees_no_edit_c
     base, tag = site["base"], site["tag"]
     owner = chromium.new_context(viewport={"width": 1280, "height": 900})
     page = owner.new_page()
-    page.goto(f"{base}/login/")
-    page.get_by_label("Username").fill(f"owner-{tag}")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    browser_sign_in(page, base, f"owner-{tag}", PASSWORD)
     page.goto(f"{base}/farms/team-{tag}/")
     page.get_by_role("link", name="Team").click()
     expect(page).to_have_url(f"{base}/farms/team-{tag}/team/")
